@@ -1,0 +1,27 @@
+# Creates the virtual environment and runs the project's two entry points.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN     = $(VENV)/bin
+
+.PHONY: install demo test clean
+
+install: $(VENV)/.installed
+
+# torch first and pinned: `pip install torch==2.13.0` takes the local CPU
+# build, where a resolver-chosen torch would pull several GB of CUDA wheels.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/warehouse demo
+
+test: install
+	$(BIN)/pytest -q
+
+clean:
+	-$(BIN)/warehouse pg stop
+	rm -rf $(VENV) .local

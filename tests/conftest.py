@@ -1,0 +1,93 @@
+"""Shared fixtures: a real PostgreSQL server for the whole test session.
+
+By default the tests start their own embedded server (in a temporary folder,
+on a free loopback port) and stop it at the end. Set
+``WAREHOUSE_TEST_ADMIN_URL`` to a libpq URL of a server where the tests may
+create and drop databases to use that server instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipelines import migrate, postgres
+from pipelines.embedded import EmbeddedServer
+from pipelines.settings import CHEEKO, COGNOVA
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SEEDS = SHARED / "seeds"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the ``postgres`` database on the session's server."""
+    outside = os.environ.get("WAREHOUSE_TEST_ADMIN_URL")
+    if outside:
+        yield outside
+        return
+    server = EmbeddedServer(tmp_path_factory.mktemp("pg") / "pgdata", _free_port())
+    server.start(databases=())
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class DatabasePair:
+    """A fresh, migrated Cheeko and Cognova database for one test."""
+
+    cheeko: str
+    cognova: str
+
+    def url(self, database: str) -> str:
+        return self.cheeko if database == CHEEKO else self.cognova
+
+    def environ(self) -> dict[str, str]:
+        """Environment variables that point the configuration contract here."""
+        return {"CHEEKO_DATABASE_URL": self.cheeko, "COGNOVA_DATABASE_URL": self.cognova}
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def make_databases(pg_admin_url: str) -> Iterator[Callable[..., DatabasePair]]:
+    """Factory: ``make_databases(migrated=True)`` creates a new pair of databases."""
+    created: list[str] = []
+
+    def make(migrated: bool = True) -> DatabasePair:
+        n = next(_counter)
+        urls = {}
+        for name in (CHEEKO, COGNOVA):
+            db = f"test_{name}_{os.getpid()}_{n}"
+            postgres.drop_database(pg_admin_url, db)
+            postgres.ensure_database(pg_admin_url, db)
+            created.append(db)
+            urls[name] = postgres.with_database(pg_admin_url, db)
+            if migrated:
+                migrate.upgrade(name, urls[name])
+        return DatabasePair(cheeko=urls[CHEEKO], cognova=urls[COGNOVA])
+
+    yield make
+    for db in created:
+        postgres.drop_database(pg_admin_url, db)
+
+
+@pytest.fixture(scope="session")
+def migrated(make_databases: Callable[..., DatabasePair]) -> DatabasePair:
+    """One migrated pair shared by read-only tests."""
+    return make_databases()
