@@ -1,0 +1,169 @@
+"""Fleet generator: fills the Cheeko and Cognova databases with realistic,
+internally consistent data, deterministically for a given seed.
+
+``generate`` makes a fresh dataset of ``days`` days ending on ``end``;
+``append`` continues it by K days (new events, a few new signups, and a few
+updated and deleted rows, so incremental extraction has real work). What a
+run planted (facts in memory files, injected faults) is written to
+``$WAREHOUSE_HOME/generated/``. The parameters of the dataset are kept in
+Cheeko's own ``sys_params`` table (``warehouse.generator``), so an append
+needs nothing but the database.
+
+Everything is loaded with ``COPY`` through :mod:`pipelines.writes`, one
+transaction per database: a failed run leaves no half dataset behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines import writes
+from pipelines.generator.assemble import (
+    CHEEKO_LOAD_ORDER,
+    COGNOVA_LOAD_ORDER,
+    META_PARAM,
+    Dataset,
+    build_append,
+    build_initial,
+)
+from pipelines.generator.memories import PlantedFact
+
+
+class GeneratorError(RuntimeError):
+    """The generator cannot run as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to generate. ``end`` is the last day with data (default: yesterday, UTC)."""
+
+    devices: int = 200
+    days: int = 30
+    seed: int = 7
+    messy: bool = False
+    end: dt.date | None = None
+
+    def resolved_end(self) -> dt.date:
+        return self.end or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
+
+
+@dataclass
+class Result:
+    """What a run wrote: rows per (database, table), planted facts and faults."""
+
+    start: dt.date
+    end: dt.date
+    rows: dict[tuple[str, str], int]
+    facts: list[PlantedFact]
+    faults: dict[str, int]
+    seconds: float = 0.0
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+def _count_rows(url: str, table: str) -> int:
+    with writes.transaction(url) as conn:
+        return conn.execute(f"SELECT count(*) FROM {writes.quote_identifier(table)}").fetchone()[0]
+
+
+def _read_meta(cheeko_url: str) -> dict | None:
+    with writes.transaction(cheeko_url) as conn:
+        row = conn.execute("SELECT param_value FROM sys_params WHERE param_code = %s", (META_PARAM,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def _load(url: str, order: list[str], data: Dataset, database: str, rows: dict) -> None:
+    """One transaction: deletes, updates, then COPY of new rows in FK order."""
+    def work() -> None:
+        with writes.transaction(url) as conn:
+            for statement, params in data.statements.get(database, []):
+                if isinstance(params, list):  # one statement, many rows
+                    if params:
+                        conn.cursor().executemany(statement, params)
+                else:
+                    conn.execute(statement, params)
+            for table in order:
+                frame = data.tables.get((database, table))
+                if frame is not None:
+                    rows[(database, table)] = writes.copy_frame(conn, table, frame)
+                    if "id" in frame.columns and frame.schema["id"].is_integer():
+                        writes.sync_identity(conn, table)
+    writes.with_retries(work)
+
+
+def _write_outputs(out_dir: Path, result: Result, meta: dict, append: bool) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    facts_path = out_dir / "planted_facts.jsonl"
+    with facts_path.open("a" if append else "w") as fh:
+        for fact in result.facts:
+            fh.write(json.dumps(fact.to_dict()) + "\n")
+    manifest_path = out_dir / "manifest.json"
+    manifest = {"dataset": meta, "runs": []}
+    if append and manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        manifest["dataset"] = meta
+    manifest["runs"].append({
+        "kind": "append" if append else "generate",
+        "start": result.start.isoformat(),
+        "end": result.end.isoformat(),
+        "rows": {f"{db}.{t}": n for (db, t), n in sorted(result.rows.items())},
+        "faults": result.faults,
+        "seconds": round(result.seconds, 2),
+    })
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return [facts_path, manifest_path]
+
+
+def generate(cheeko_url: str, cognova_url: str, options: Options, out_dir: Path, *, reset: bool = False,
+             progress=print) -> Result:
+    """Generate a fresh dataset into two migrated, empty databases.
+
+    With ``reset`` the existing rows of every table are removed first (in the
+    same transaction as the new rows); without it a non-empty database is an
+    error, so a typo never doubles a dataset.
+    """
+    began = time.perf_counter()
+    if options.devices < 1 or options.days < 1:
+        raise GeneratorError(f"--devices and --days must be at least 1 (got {options.devices}, {options.days})")
+    if not reset and (_count_rows(cheeko_url, "ai_device") or _count_rows(cognova_url, "user")):
+        raise GeneratorError("the databases already hold data: pass --reset to replace it, or --append-days K to continue it")
+    end = options.resolved_end()
+    progress(f"generating {options.devices} devices x {options.days} days ending {end} (seed {options.seed}"
+             f"{', messy' if options.messy else ''})")
+    data = build_initial(options.seed, options.devices, options.days, end, options.messy, progress=progress)
+    if reset:
+        data.statements["cheeko"] = [(f"TRUNCATE {', '.join(writes.quote_identifier(t) for t in CHEEKO_LOAD_ORDER)} RESTART IDENTITY CASCADE", None)]
+        data.statements["cognova"] = [(f"TRUNCATE {', '.join(writes.quote_identifier(t) for t in COGNOVA_LOAD_ORDER)} CASCADE", None)]
+    rows: dict[tuple[str, str], int] = {}
+    progress("loading cheeko")
+    _load(cheeko_url, CHEEKO_LOAD_ORDER, data, "cheeko", rows)
+    progress("loading cognova")
+    _load(cognova_url, COGNOVA_LOAD_ORDER, data, "cognova", rows)
+    result = Result(data.start, data.end, rows, data.facts, data.faults, time.perf_counter() - began)
+    result.files = _write_outputs(out_dir, result, data.meta, append=False)
+    return result
+
+
+def append(cheeko_url: str, cognova_url: str, days: int, out_dir: Path, *, progress=print) -> Result:
+    """Continue the dataset in the databases by ``days`` days."""
+    began = time.perf_counter()
+    if days < 1:
+        raise GeneratorError(f"--append-days must be at least 1 (got {days})")
+    meta = _read_meta(cheeko_url)
+    if meta is None:
+        raise GeneratorError(f"no generated dataset to continue (sys_params has no {META_PARAM!r}): run generate first")
+    progress(f"appending {days} day(s) after {meta['end']}")
+    data = build_append(meta, days, progress=progress)
+    rows: dict[tuple[str, str], int] = {}
+    _load(cheeko_url, CHEEKO_LOAD_ORDER, data, "cheeko", rows)
+    _load(cognova_url, COGNOVA_LOAD_ORDER, data, "cognova", rows)
+    result = Result(data.start, data.end, rows, data.facts, data.faults, time.perf_counter() - began)
+    result.files = _write_outputs(out_dir, result, data.meta, append=True)
+    return result

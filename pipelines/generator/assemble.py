@@ -1,0 +1,341 @@
+"""Assemble a generated dataset: every table's new rows, plus the updates and
+deletes an append applies, ready for :func:`pipelines.generator._load`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from pipelines.generator import cognova, messy
+from pipelines.generator.activity import activity_states, generate_days
+from pipelines.generator.catalogue import LLM_WEIGHTS, build_catalogue
+from pipelines.generator.fleet import ADMIN_USER_IDS, FIRST_PARENT_ID, Population, build_population, population_tables, ts
+from pipelines.generator.memories import PlantedFact, personality_files
+from pipelines.generator.randomness import day_stream, epoch_seconds, stream
+
+US = 1_000_000
+CHEEKO_LOAD_ORDER = [
+    "sys_user", "sys_user_token", "parent_profile", "user_question_quota", "openclaw_pair_tokens", "kid_profile",
+    "ai_model_provider", "ai_model_config", "ai_tts_voice", "ai_agent_template", "ai_agent", "ai_device",
+    "device_memories", "device_token_usage", "ai_agent_chat_history", "ai_ota", "ai_music", "ai_story", "ai_textbook",
+    "ai_textbook_chapter", "content_library", "device_playlist", "music_playlist", "story_playlist", "rfid_pack",
+    "rfid_content_pack", "rfid_question", "rfid_question_pack", "rfid_series", "content_item", "rfid_card_mapping",
+    "ai_rfid_tag", "ai_rfid_scan_log", "rfid_tags", "rfid_scan_log", "kid_activity_log", "analytics_game_sessions",
+    "analytics_game_attempts", "analytics_media_playback", "analytics_streaks", "analytics_user_progress",
+    "kid_learning_progress", "game_session", "sys_params", "sys_dict_type", "sys_dict_data", "email_report_config",
+    "email_report_history", "memory_chunks",
+]
+COGNOVA_LOAD_ORDER = [
+    "user", "session", "account", "verification", "projects", "tasks", "reminders", "documents", "conversations",
+    "conversation_messages", "cron_agents", "cron_agent_runs", "secrets", "hook_events", "memory_chunks",
+    "token_usage", "user_settings",
+]
+META_PARAM = "warehouse.generator"  # sys_params row that records the dataset's parameters
+SIGNUP_SHARE_IN_WINDOW = 0.45  # of the fleet, signing up during the generated window
+
+
+@dataclass
+class Dataset:
+    """New rows per (database, table), statements to run first, and what was planted."""
+
+    start: dt.date
+    end: dt.date
+    meta: dict
+    tables: dict[tuple[str, str], pl.DataFrame] = field(default_factory=dict)
+    statements: dict[str, list[tuple[str, object]]] = field(default_factory=dict)
+    facts: list[PlantedFact] = field(default_factory=list)
+    faults: dict[str, int] = field(default_factory=dict)
+
+
+def _days(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _initial_population(meta: dict, n_llms: int) -> Population:
+    start, end = dt.date.fromisoformat(meta["start"]), dt.date.fromisoformat(meta["original_end"])
+    return build_population(
+        stream(meta["seed"], "population"), meta["devices"],
+        signup_from=epoch_seconds(start), signup_to=epoch_seconds(end + dt.timedelta(days=1)) - 3600,
+        existing_share=1 - SIGNUP_SHARE_IN_WINDOW, first_parent_id=FIRST_PARENT_ID, first_kid_id=1,
+        n_llms=n_llms, llm_weights=LLM_WEIGHTS, taken_macs=set(),
+    )
+
+
+def _signups(meta: dict, pop: Population, day: dt.date, n_llms: int) -> Population:
+    """Devices (with new parents and kids) that sign up on an appended ``day``."""
+    rng = day_stream(meta["seed"], "signups", day)
+    count = int(rng.poisson(meta["devices"] * SIGNUP_SHARE_IN_WINDOW / meta["days"]))
+    return build_population(
+        rng, count, signup_from=epoch_seconds(day), signup_to=epoch_seconds(day) + 86400 - 3600, existing_share=0.0,
+        first_parent_id=int(pop.parent_id.max()) + 1, first_kid_id=int(pop.kid_id.max()) + 1,
+        n_llms=n_llms, llm_weights=LLM_WEIGHTS, taken_macs=set(pop.device_mac),
+    )
+
+
+def _months(first: int, last: int) -> list[str]:
+    """``YYYY-MM`` keys of every calendar month from epoch second ``first`` to ``last``."""
+    a = dt.datetime.fromtimestamp(first, dt.UTC).date().replace(day=1)
+    b = dt.datetime.fromtimestamp(last - 1, dt.UTC).date()
+    out = []
+    while a <= b:
+        out.append(a.strftime("%Y-%m"))
+        a = (a + dt.timedelta(days=32)).replace(day=1)
+    return out
+
+
+def _people_tables(seed: int, pop: Population, cat, now: int, key: int) -> dict[str, pl.DataFrame]:
+    tables = population_tables(pop, stream(seed, "people", key), llm_ids=cat.llm_ids, voice_ids=cat.voice_ids, now=now)
+    rng = stream(seed, "people-extra", key)
+    quota = [(int(uid), month, int(rng.poisson(18)), int(rng.choice([0, 0, 0, 50])))
+             for uid, created in zip(pop.parent_id, pop.parent_created) for month in _months(int(created), now)]
+    tables["user_question_quota"] = pl.DataFrame(quota, schema=["user_id", "month_key", "questions_used", "extra_purchased"], orient="row")
+    return tables
+
+
+def _playlists(rng: np.random.Generator, pop: Population, cat, library: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Playlists for about a third of the devices."""
+    devs = np.flatnonzero(rng.random(pop.n_devices) < 0.3)
+    music, story, device = [], [], []
+    for d in devs:
+        mac = str(pop.device_mac[d])
+        for pos, m in enumerate(rng.choice(len(cat.music_ids), size=4, replace=False)):
+            music.append((mac, str(cat.music_ids[m]), pos + 1))
+        for pos, s in enumerate(rng.choice(len(cat.story_ids), size=3, replace=False)):
+            story.append((mac, str(cat.story_ids[s]), pos + 1))
+        for pos, c in enumerate(rng.choice(library.height, size=3, replace=False)):
+            device.append((None, mac, int(library["id"][int(c)]), str(library["content_type"][int(c)]), pos + 1))
+    return {
+        "music_playlist": pl.DataFrame(music, schema=["mac_address", "music_id", "position"], orient="row"),
+        "story_playlist": pl.DataFrame(story, schema=["mac_address", "story_id", "position"], orient="row"),
+        "device_playlist": pl.DataFrame(device, schema={"device_id": pl.Int64, "mac_address": pl.String, "content_id": pl.Int64,
+                                                        "playlist_type": pl.String, "position": pl.Int64}, orient="row"),
+    }
+
+
+def _legacy(rng: np.random.Generator, pop: Population, cat, before: int) -> dict[str, pl.DataFrame]:
+    """History from the systems the analytics tables replaced: dated before the window."""
+    n = min(500, pop.n_devices * 2)
+    dev = rng.integers(0, pop.n_devices, size=n)
+    started = before - rng.integers(86400, 200 * 86400, size=n)
+    total = rng.integers(5, 11, size=n)
+    game = pl.DataFrame({
+        "mac_address": pop.device_mac[dev], "game_type": rng.choice(["quiz", "riddles"], size=n),
+        "score": rng.integers(0, 100, size=n), "total_questions": total, "correct_answers": rng.integers(0, total + 1),
+        "started_at": ts(started), "ended_at": ts(started + 300), "created_at": ts(started),
+    })
+    scan = pl.DataFrame({
+        "tag_uid": cat.card_uids[rng.integers(0, 50, size=n)], "mac_address": pop.device_mac[dev],
+        "scan_result": rng.choice(["ok", "ok", "ok", "unknown_tag"], size=n), "scanned_at": ts(started + 60),
+    })
+    return {"game_session": game, "ai_rfid_scan_log": scan}
+
+
+def _admins(created: int) -> pl.DataFrame:
+    return pl.DataFrame({
+        "id": list(ADMIN_USER_IDS), "username": ["admin", "ops", "support"],
+        "password": ["$2b$10$adminhashadminhashadminhash", "$2b$10$opshashopshashopshash12", "$2b$10$supporthashsupporthash1"],
+        "email": ["admin@cheeko.example", "ops@cheeko.example", "support@cheeko.example"],
+        "nickname": ["Admin", "Ops", "Support"], "status": [1, 1, 1], "role": ["admin", "admin", "support"],
+        "created_at": ts(np.full(3, created)), "updated_at": ts(np.full(3, created)),
+    })
+
+
+def _sys_params(meta: dict, created: int) -> pl.DataFrame:
+    params = [
+        ("server.websocket", "wss://ws.cheeko.example/ws", "string", 1, "Device websocket endpoint"),
+        ("server.ota", "https://ota.cheeko.example/", "string", 1, "OTA endpoint"),
+        ("quota.monthly_questions", "100", "int", 1, "Free RFID questions per month"),
+        ("device.max_per_user", "5", "int", 2, "Devices a parent may register"),
+        (META_PARAM, json.dumps(meta), "json", 2, "Parameters of the generated dataset (warehouse generator)"),
+    ]
+    return pl.DataFrame({
+        "param_code": [p[0] for p in params], "param_value": [p[1] for p in params], "value_type": [p[2] for p in params],
+        "param_type": [p[3] for p in params], "remark": [p[4] for p in params],
+        "created_at": ts(np.full(len(params), created)), "updated_at": ts(np.full(len(params), created)),
+    })
+
+
+def _cheeko_events(data: Dataset, seed: int, pop: Population, cat, days: list[dt.date], states: np.ndarray) -> np.ndarray:
+    events, last_seen = generate_days(seed, pop, cat, days, states)
+    for name, frame in events.items():
+        data.tables[("cheeko", name)] = frame
+    return last_seen
+
+
+def _cognova_days(data: Dataset, seed: int, days: list[dt.date], project_ids: list[str], agent_ids: list[str], now_us: int) -> None:
+    parts: dict[str, list[pl.DataFrame]] = {}
+    for day in days:
+        for name, frame in cognova.day_tables(seed, day, project_ids, agent_ids, now_us).items():
+            parts.setdefault(name, []).append(frame)
+    for name, frames in parts.items():
+        data.tables[("cognova", name)] = pl.concat(frames, how="diagonal_relaxed")
+
+
+def build_initial(seed: int, devices: int, days: int, end: dt.date, is_messy: bool, progress=print) -> Dataset:
+    """A whole dataset: catalogue, fleet, ``days`` days of activity, Cognova."""
+    start = end - dt.timedelta(days=days - 1)
+    meta = {"seed": seed, "devices": devices, "days": days, "start": start.isoformat(), "end": end.isoformat(),
+            "original_end": end.isoformat(), "messy": is_messy}
+    data = Dataset(start=start, end=end, meta=meta)
+    now = epoch_seconds(end + dt.timedelta(days=1))
+    created = epoch_seconds(start) - 300 * 86400
+    cat = build_catalogue(stream(seed, "catalogue"), created)
+    pop = _initial_population(meta, len(cat.llm_ids))
+    for name, frame in cat.tables.items():
+        data.tables[("cheeko", name)] = frame
+    people = _people_tables(seed, pop, cat, now, 0)
+    people["sys_user"] = pl.concat([_admins(created), people["sys_user"]], how="diagonal_relaxed")
+    for name, frame in people.items():
+        data.tables[("cheeko", name)] = frame
+    data.tables |= {("cheeko", k): v for k, v in _playlists(stream(seed, "playlists"), pop, cat, cat.tables["content_library"]).items()}
+    data.tables |= {("cheeko", k): v for k, v in _legacy(stream(seed, "legacy"), pop, cat, epoch_seconds(start)).items()}
+    data.tables[("cheeko", "sys_params")] = _sys_params(meta, created)
+
+    progress(f"  activity for {pop.n_devices} devices over {days} days")
+    day_list = _days(start, end)
+    states = activity_states(seed, pop, day_list)
+    last_seen = _cheeko_events(data, seed, pop, cat, day_list, states)
+    _set_last_connected(data, pop, last_seen)
+    personality, data.facts = personality_files(stream(seed, "personality"), pop, np.arange(pop.n_devices))
+    data.tables[("cheeko", "device_memories")] = pl.concat([personality, data.tables[("cheeko", "device_memories")]])
+
+    progress("  cognova")
+    static, project_ids, agent_ids = cognova.static_tables(seed, start)
+    for name, frame in static.items():
+        data.tables[("cognova", name)] = frame
+    _cognova_days(data, seed, day_list, project_ids, agent_ids, now * US)
+    _set_agent_last_runs(data)
+    if is_messy:
+        _inject_faults(data, seed, pop, end)
+    return data
+
+
+def _set_last_connected(data: Dataset, pop: Population, last_seen: np.ndarray) -> None:
+    key = ("cheeko", "ai_device")
+    last = np.where(last_seen >= 0, last_seen, pop.device_signup * US)
+    data.tables[key] = data.tables[key].with_columns(
+        pl.Series("last_connected_at", last).cast(pl.Datetime("us", "UTC")))
+
+
+def _set_agent_last_runs(data: Dataset) -> None:
+    last = cognova.agent_last_runs(data.tables[("cognova", "cron_agent_runs")])
+    agents = data.tables[("cognova", "cron_agents")].drop("last_run_at", "last_status")
+    data.tables[("cognova", "cron_agents")] = agents.join(last, left_on="id", right_on="agent_id", how="left")
+
+
+def _inject_faults(data: Dataset, seed: int, pop: Population, end: dt.date) -> None:
+    rng = stream(seed, "messy", end.toordinal())
+    cheeko = {t: f for (db, t), f in data.tables.items() if db == "cheeko"}
+    messy.inject(rng, cheeko, end, data.faults)
+    with_kid = [str(m) for m, k in zip(pop.device_mac, pop.device_kid) if k >= 0]
+    bad, counts = messy.bad_memory_files(rng, with_kid[:5], end)
+    cheeko["device_memories"] = pl.concat([cheeko["device_memories"], bad])
+    data.faults.update({k: data.faults.get(k, 0) + v for k, v in counts.items()})
+    data.tables |= {("cheeko", t): f for t, f in cheeko.items()}
+
+
+def build_append(meta: dict, k: int, progress=print) -> Dataset:
+    """``k`` more days after ``meta['end']``: events, signups, updates, deletes."""
+    seed = meta["seed"]
+    start, prev_end = dt.date.fromisoformat(meta["start"]), dt.date.fromisoformat(meta["end"])
+    original_end = dt.date.fromisoformat(meta["original_end"])
+    new_end = prev_end + dt.timedelta(days=k)
+    new_days = _days(prev_end + dt.timedelta(days=1), new_end)
+    data = Dataset(start=new_days[0], end=new_end, meta={**meta, "end": new_end.isoformat()})
+    now = epoch_seconds(new_end + dt.timedelta(days=1))
+    cat = build_catalogue(stream(seed, "catalogue"), epoch_seconds(start) - 300 * 86400)
+    pop = _initial_population(meta, len(cat.llm_ids))
+    for day in _days(original_end + dt.timedelta(days=1), prev_end):
+        pop = pop.extend(_signups(meta, pop, day, len(cat.llm_ids)))
+    first_new = pop.n_devices
+    for day in new_days:
+        joined = _signups(meta, pop, day, len(cat.llm_ids))
+        if joined.n_devices:
+            for name, frame in _people_tables(seed, joined, cat, now, day.toordinal()).items():
+                key = ("cheeko", name)
+                data.tables[key] = pl.concat([data.tables[key], frame], how="diagonal_relaxed") if key in data.tables else frame
+        pop = pop.extend(joined)
+    progress(f"  {pop.n_devices - first_new} new device(s); activity for {len(new_days)} day(s)")
+
+    all_days = _days(start, new_end)
+    states = activity_states(seed, pop, all_days)[:, -len(new_days):]
+    last_seen = _cheeko_events(data, seed, pop, cat, new_days, states)
+    personality, data.facts = personality_files(stream(seed, "personality", new_end.toordinal()), pop, np.arange(first_new, pop.n_devices))
+    data.tables[("cheeko", "device_memories")] = pl.concat([personality, data.tables[("cheeko", "device_memories")]])
+    if ("cheeko", "ai_device") in data.tables:  # new devices: last seen on their first days
+        new_last = last_seen[first_new:]
+        _set_last_connected_partial(data, pop, first_new, new_last)
+
+    _, project_ids, agent_ids = cognova.static_tables(seed, start)
+    _cognova_days(data, seed, new_days, project_ids, agent_ids, now * US)
+    data.statements = _append_statements(seed, pop, first_new, last_seen, new_end, data)
+    if meta.get("messy"):
+        _inject_faults_append(data, seed, new_end)
+    return data
+
+
+def _set_last_connected_partial(data: Dataset, pop: Population, first_new: int, new_last: np.ndarray) -> None:
+    key = ("cheeko", "ai_device")
+    last = np.where(new_last >= 0, new_last, pop.device_signup[first_new:] * US)
+    data.tables[key] = data.tables[key].with_columns(pl.Series("last_connected_at", last).cast(pl.Datetime("us", "UTC")))
+
+
+def _inject_faults_append(data: Dataset, seed: int, end: dt.date) -> None:
+    cheeko = {t: f for (db, t), f in data.tables.items() if db == "cheeko"}
+    messy.inject(stream(seed, "messy", end.toordinal()), cheeko, end, data.faults)
+    data.tables |= {("cheeko", t): f for t, f in cheeko.items()}
+
+
+def _append_statements(seed: int, pop: Population, first_new: int, last_seen: np.ndarray, end: dt.date,
+                       data: Dataset) -> dict[str, list[tuple[str, object]]]:
+    """Updates and deletes an append applies to existing rows, before its new rows.
+
+    Rows are picked by a keyed hash of their id (``md5(id || key)``), so the
+    choice is deterministic for a given seed and day without reading them first.
+    """
+    key = f"{seed}:{end.isoformat()}"
+    at = dt.datetime.combine(end, dt.time(12, 0), dt.UTC)
+    seen = np.flatnonzero(last_seen[:first_new] >= 0)
+    device_updates = [(dt.datetime.fromtimestamp(last_seen[i] / US, dt.UTC), at, str(pop.device_mac[i])) for i in seen]
+    cheeko = [
+        ("UPDATE ai_device SET last_connected_at = %s, update_date = %s WHERE mac_address = %s", device_updates),
+        ("UPDATE parent_profile SET language = CASE language WHEN 'en' THEN 'hi' ELSE 'en' END, updated_at = %s "
+         "WHERE id IN (SELECT id FROM parent_profile ORDER BY md5(id::text || %s) LIMIT 3)", (at, key)),
+        ("UPDATE kid_profile SET interests = array_append(interests, 'volcanoes'), updated_at = %s "
+         "WHERE id IN (SELECT id FROM kid_profile ORDER BY md5(id::text || %s) LIMIT 3)", (at, key)),
+        ("UPDATE device_memories SET content = replace(content, '## Dreams', %s), updated_at = %s "
+         "WHERE id IN (SELECT id FROM device_memories WHERE file_type = 'personality' ORDER BY md5(id::text || %s) LIMIT 3)",
+         ("## Dreams\n- Has started saying they also want to build robots.", at, key)),
+        ("DELETE FROM device_memories WHERE id IN "
+         "(SELECT id FROM device_memories WHERE file_type = 'daily' ORDER BY md5(id::text || %s) LIMIT 2)", (key,)),
+        ("UPDATE ai_story SET title = title || ' (new recording)', updated_at = %s "
+         "WHERE id IN (SELECT id FROM ai_story ORDER BY md5(id::text || %s) LIMIT 1)", (at, key)),
+        ("DELETE FROM device_playlist WHERE id IN (SELECT id FROM device_playlist ORDER BY md5(id::text || %s) LIMIT 3)", (key,)),
+        ("DELETE FROM content_library WHERE id IN (SELECT id FROM content_library ORDER BY md5(id::text || %s) LIMIT 1)", (key,)),
+        ("DELETE FROM sys_dict_data WHERE id IN (SELECT id FROM sys_dict_data ORDER BY md5(id::text || %s) LIMIT 1)", (key,)),
+        ("UPDATE sys_params SET param_value = %s, updated_at = %s WHERE param_code = %s",
+         (json.dumps(data.meta), at, META_PARAM)),
+    ]
+    runs = data.tables.get(("cognova", "cron_agent_runs"))
+    last_runs = [] if runs is None else [
+        (r["last_run_at"], r["last_status"], at, r["agent_id"]) for r in cognova.agent_last_runs(runs).iter_rows(named=True)
+    ]
+    cognova_statements = [
+        ("UPDATE tasks SET status = 'done', completed_at = %s, modified_at = %s, modified_by = %s "
+         "WHERE id IN (SELECT id FROM tasks WHERE status <> 'done' AND deleted_at IS NULL ORDER BY md5(id::text || %s) LIMIT 5)",
+         (at, at, cognova.USER_ID, key)),
+        ("UPDATE tasks SET deleted_at = %s, deleted_by = %s, modified_at = %s "
+         "WHERE id IN (SELECT id FROM tasks WHERE deleted_at IS NULL ORDER BY md5(id::text || %s) LIMIT 1)",
+         (at, cognova.USER_ID, at, key)),
+        ("UPDATE documents SET content = content || %s, modified_at = %s, modified_by = %s "
+         "WHERE id IN (SELECT id FROM documents WHERE deleted_at IS NULL ORDER BY md5(id::text || %s) LIMIT 2)",
+         ("\n\nUpdated.", at, cognova.USER_ID, key)),
+        ("DELETE FROM reminders WHERE id IN (SELECT id FROM reminders ORDER BY md5(id::text || %s) LIMIT 1)", (key,)),
+        ("UPDATE reminders SET notified = true WHERE NOT notified AND remind_at <= %s", (at,)),
+        ("UPDATE cron_agents SET last_run_at = %s, last_status = %s, updated_at = %s WHERE id = %s", last_runs),
+    ]
+    return {"cheeko": cheeko, "cognova": cognova_statements}

@@ -1,0 +1,77 @@
+"""The one thin transactional module that writes to the operational databases.
+
+Every write to Cheeko or Cognova goes through here: bulk rows travel by
+``COPY`` (never row-by-row inserts), values are never spliced into SQL, and
+each unit of work is one transaction, retried only on transient errors.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import polars as pl
+
+from pipelines import postgres
+
+T = TypeVar("T")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+COPY_BATCH_ROWS = 200_000  # bounds the CSV buffer held in memory at once
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` quoted for SQL; only plain snake_case names from our own lists pass."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain table or column name: {name!r}")
+    return f'"{name}"'
+
+
+@contextmanager
+def transaction(url: str) -> Iterator:
+    """One unit of work: a connection whose transaction commits on success, rolls back on error."""
+    with postgres.connect(url) as conn:
+        with conn.transaction():
+            yield conn
+
+
+def with_retries(work: Callable[[], T], *, attempts: int = 4, base_delay: float = 0.5) -> T:
+    """Run ``work`` (which opens its own transaction), retrying transient failures with backoff."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except Exception as error:  # noqa: BLE001 - re-raised unless transient
+            if attempt == attempts or not postgres.is_transient(error):
+                raise
+            time.sleep(base_delay * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def copy_frame(conn, table: str, frame: pl.DataFrame) -> int:
+    """Append ``frame``'s rows to ``table`` by COPY, inside the caller's transaction.
+
+    Columns are matched by name, so the frame may omit columns with defaults
+    (identity ids, ``now()`` timestamps). Returns the number of rows copied.
+    """
+    if frame.height == 0:
+        return 0
+    columns = ", ".join(quote_identifier(c) for c in frame.columns)
+    statement = f"COPY {quote_identifier(table)} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for offset in range(0, frame.height, COPY_BATCH_ROWS):
+            buffer = io.BytesIO()
+            frame.slice(offset, COPY_BATCH_ROWS).write_csv(buffer, include_header=False, null_value="\\N")
+            copy.write(buffer.getvalue())
+    return frame.height
+
+
+def sync_identity(conn, table: str, column: str = "id") -> None:
+    """Move ``table``'s identity sequence past the ids a bulk load supplied."""
+    t, c = quote_identifier(table), quote_identifier(column)
+    conn.execute(
+        f"SELECT setval(pg_get_serial_sequence(%s, %s), GREATEST((SELECT max({c}) FROM {t}), 1))",
+        (t, column),
+    )
