@@ -13,17 +13,12 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from pipelines import migrate, postgres
 from pipelines.embedded import EmbeddedServer
 from pipelines.settings import CHEEKO, COGNOVA
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-SEEDS = SHARED / "seeds"
-
 
 def _free_port() -> int:
     with socket.socket() as sock:

@@ -28,6 +28,34 @@ EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 TTFT_BY_LLM = {0: 0.9, 1: 1.1, 2: 0.7, 3: 0.45, -1: 1.0}
 
 
+I64, STR, BOOL, F64 = pl.Int64, pl.String, pl.Boolean, pl.Float64
+# Explicit schemas: a quiet day yields empty arrays, whose types numpy cannot infer.
+SCHEMAS = {
+    "ai_agent_chat_history": {"id": STR, "mac_address": STR, "agent_id": STR, "session_id": STR, "chat_type": I64,
+                              "content": STR, "audio_id": STR, "created_at": I64},
+    "device_token_usage": {"mac_address": STR, "session_id": STR, "input_tokens": I64, "output_tokens": I64,
+                           "total_tokens": I64, "input_audio_tokens": I64, "input_text_tokens": I64,
+                           "input_cached_tokens": I64, "output_audio_tokens": I64, "output_text_tokens": I64,
+                           "avg_ttft_seconds": F64, "message_count": I64, "session_duration_seconds": F64,
+                           "total_response_duration_seconds": F64, "session_count": I64, "usage_date": pl.Date,
+                           "created_at": I64, "update_date": I64},
+    "analytics_game_sessions": {"session_id": STR, "mac_address": STR, "kid_id": I64, "game_type": STR, "started_at": I64,
+                                "ended_at": I64, "total_questions": I64, "correct_answers": I64, "created_at": I64},
+    "analytics_game_attempts": {"session_id": STR, "mac_address": STR, "question_id": I64, "question_key": STR,
+                                "subject": STR, "topic": STR, "difficulty": I64, "is_correct": BOOL,
+                                "response_time_ms": I64, "attempted_at": I64},
+    "analytics_media_playback": {"mac_address": STR, "content_type": STR, "content_id": STR, "event_type": STR,
+                                 "position_seconds": I64, "occurred_at": I64},
+    "rfid_scan_log": {"uid": STR, "mac_address": STR, "resolved_type": STR, "resolved_id": I64, "scanned_at": I64},
+}
+
+
+def _frame(table: str, columns: dict) -> pl.DataFrame:
+    """``columns`` (numpy arrays or lists) as a frame with ``table``'s schema."""
+    plain = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in columns.items()}
+    return pl.DataFrame(plain, schema=SCHEMAS[table])
+
+
 def signup_days(pop: Population) -> np.ndarray:
     return EPOCH_ORDINAL + pop.device_signup // 86400
 
@@ -85,15 +113,25 @@ def chat(ctx: DayContext) -> tuple[dict[str, pl.DataFrame], dict]:
     s_start = ctx.times(s_dev)
     pairs = 1 + rng.poisson(3 + 6 * pop.device_engagement[s_dev])
     s_id = hex_ids(rng, len(s_dev), "lk_", 20)
+    gaps = rng.integers(15 * US, 75 * US, size=int(pairs.sum()))
+    # A session ends before local midnight, because the device reports its
+    # token usage per local day; one that cannot (set up minutes before
+    # midnight) is dropped.
+    span = np.add.reduceat(gaps, np.cumsum(pairs) - pairs) + 8 * US
+    s_start = np.minimum(s_start, ctx.midnight_us[s_dev] + 86399 * US - span)
+    keep = s_start >= ctx.earliest_us[s_dev]
+    gaps = gaps[np.repeat(keep, pairs)]
+    s_dev, s_start, pairs, s_id = s_dev[keep], s_start[keep], pairs[keep], s_id[keep]
+    devs, n_sess = np.unique(s_dev, return_counts=True)
     t_sess = np.repeat(np.arange(len(s_dev)), pairs)
-    user_t = _within(s_start, pairs, rng.integers(15 * US, 75 * US, size=len(t_sess)))
-    asst_t = user_t + rng.integers(2 * US, 8 * US, size=len(t_sess))
+    user_t = _within(s_start, pairs, gaps)
+    asst_t = user_t + rng.integers(2 * US, 7 * US, size=len(t_sess))
     n = len(t_sess)
     mac = pop.device_mac[s_dev][t_sess]
     agent = pop.device_agent_id[s_dev][t_sess]
     ids = uuids(rng, 2 * n)
     utter = rng.integers(0, len(vocab.CHAT_USER), size=n)
-    history = pl.DataFrame({
+    history = _frame("ai_agent_chat_history", {
         "id": ids,
         "mac_address": np.concatenate([mac, mac]),
         "agent_id": np.concatenate([agent, agent]),
@@ -115,7 +153,7 @@ def chat(ctx: DayContext) -> tuple[dict[str, pl.DataFrame], dict]:
     ttft_mean = np.array([TTFT_BY_LLM.get(int(i), 1.0) for i in pop.device_llm[devs]])
     ttft = np.round(ttft_mean * rng.lognormal(0, 0.25, size=len(devs)), 3)
     day_end = ctx.midnight_us[devs] + 86399 * US
-    usage = pl.DataFrame({
+    usage = _frame("device_token_usage", {
         "mac_address": pop.device_mac[devs],
         "session_id": last_sess,
         "input_tokens": inp,
@@ -150,13 +188,13 @@ def games(ctx: DayContext) -> dict[str, pl.DataFrame]:
     g_subject = np.array([
         SUBJECT_NAMES.index(vocab.GAME_SUBJECT[t]) if t != "quiz" else int(rng.integers(len(SUBJECT_NAMES)))
         for t in g_type
-    ])
+    ], dtype=np.int64)
     g_start = ctx.times(g_dev)
     n_att = rng.integers(5, 11, size=g)
     a_game = np.repeat(np.arange(g), n_att)
     a_subject = g_subject[a_game]
     topics = [vocab.SUBJECTS[s] for s in SUBJECT_NAMES]
-    a_topic = np.array([topics[s][i % len(topics[s])] for s, i in zip(a_subject, rng.integers(0, 60, size=len(a_game)))], dtype=object)
+    a_topic = np.array([topics[s][i % len(topics[s])] for s, i in zip(a_subject, rng.integers(0, 60, size=len(a_game)))] or [], dtype=object)
     difficulty = rng.integers(1, 4, size=len(a_game))
     kid = pop.device_kid[g_dev][a_game]
     skill = np.where(kid >= 0, pop.kid_skill[np.maximum(kid, 0), a_subject], 0.6)
@@ -179,7 +217,7 @@ def games(ctx: DayContext) -> dict[str, pl.DataFrame]:
     ended = np.where(completed, last_attempt + rng.integers(5 * US, 40 * US, size=g), -1)
     kid_g = pop.device_kid[g_dev]
     kid_on_session = (kid_g >= 0) & (rng.random(g) < 0.9)
-    sessions = pl.DataFrame({
+    sessions = _frame("analytics_game_sessions", {
         "session_id": session_id,
         "mac_address": pop.device_mac[g_dev],
         "kid_id": [int(pop.kid_id[k]) if on else None for k, on in zip(kid_g, kid_on_session)],
@@ -189,12 +227,12 @@ def games(ctx: DayContext) -> dict[str, pl.DataFrame]:
         "total_questions": n_att.astype(np.int64),
         "correct_answers": np.add.reduceat(correct.astype(np.int64), np.cumsum(n_att) - n_att),
         "created_at": g_start,
-    }).with_columns(pl.col("kid_id").cast(pl.Int64), pl.col("ended_at").cast(pl.Int64))
+    })
     response = rng.integers(800, 15000, size=len(a_game))
-    attempts = pl.DataFrame({
+    attempts = _frame("analytics_game_attempts", {
         "session_id": session_id[a_game],
         "mac_address": pop.device_mac[g_dev][a_game],
-        "question_id": pl.Series(q_id.tolist(), dtype=pl.Int64),
+        "question_id": q_id,
         "question_key": q_key,
         "subject": np.asarray(SUBJECT_NAMES, dtype=object)[a_subject],
         "topic": a_topic,
@@ -202,7 +240,7 @@ def games(ctx: DayContext) -> dict[str, pl.DataFrame]:
         "is_correct": correct,
         "response_time_ms": [int(r) if keep else None for r, keep in zip(response, rng.random(len(a_game)) < 0.92)],
         "attempted_at": attempted,
-    }).with_columns(pl.col("question_id").cast(pl.Int64), pl.col("response_time_ms").cast(pl.Int64))
+    })
     return {"analytics_game_sessions": sessions, "analytics_game_attempts": attempts}
 
 
@@ -224,7 +262,7 @@ def media(ctx: DayContext) -> dict[str, pl.DataFrame]:
     listened = np.where(outcome == 0, length, np.where(outcome == 1, rng.integers(20, np.maximum(length, 21)), rng.integers(2, 25, size=n)))
     mac = pop.device_mac[p_dev]
     ctype = np.asarray(["story", "music", "textbook"], dtype=object)[kind]
-    frame = pl.DataFrame({
+    frame = _frame("analytics_media_playback", {
         "mac_address": np.concatenate([mac, mac]),
         "content_type": np.concatenate([ctype, ctype]),
         "content_id": np.concatenate([content_id, content_id]),
@@ -246,13 +284,13 @@ def scans(ctx: DayContext) -> dict[str, pl.DataFrame]:
     card = rng.integers(0, len(cat.card_uids), size=n)
     unknown = rng.random(n) < 0.06
     uid = np.where(unknown, np.array([f"04{v:012X}" for v in rng.integers(0, 2**40, size=n)], dtype=object), cat.card_uids[card])
-    frame = pl.DataFrame({
+    frame = _frame("rfid_scan_log", {
         "uid": uid,
         "mac_address": pop.device_mac[s_dev],
-        "resolved_type": pl.Series(np.where(unknown, None, cat.card_resolved_type[card]).tolist(), dtype=pl.String),
+        "resolved_type": np.where(unknown, None, cat.card_resolved_type[card]),
         "resolved_id": [None if u else int(r) for u, r in zip(unknown, cat.card_resolved_id[card])],
         "scanned_at": ctx.times(s_dev),
-    }).with_columns(pl.col("resolved_id").cast(pl.Int64))
+    })
     return {"rfid_scan_log": frame}
 
 

@@ -76,23 +76,28 @@ def _signups(meta: dict, pop: Population, day: dt.date, n_llms: int) -> Populati
     )
 
 
-def _months(first: int, last: int) -> list[str]:
-    """``YYYY-MM`` keys of every calendar month from epoch second ``first`` to ``last``."""
+def _months(first: int, last: int) -> list[tuple[str, int, int]]:
+    """``(YYYY-MM, month start, month end)`` for every calendar month from
+    epoch second ``first`` to ``last`` (bounds in epoch seconds)."""
     a = dt.datetime.fromtimestamp(first, dt.UTC).date().replace(day=1)
     b = dt.datetime.fromtimestamp(last - 1, dt.UTC).date()
     out = []
     while a <= b:
-        out.append(a.strftime("%Y-%m"))
-        a = (a + dt.timedelta(days=32)).replace(day=1)
+        following = (a + dt.timedelta(days=32)).replace(day=1)
+        out.append((a.strftime("%Y-%m"), epoch_seconds(a), epoch_seconds(following) - 1))
+        a = following
     return out
 
 
 def _people_tables(seed: int, pop: Population, cat, now: int, key: int) -> dict[str, pl.DataFrame]:
     tables = population_tables(pop, stream(seed, "people", key), llm_ids=cat.llm_ids, voice_ids=cat.voice_ids, now=now)
     rng = stream(seed, "people-extra", key)
-    quota = [(int(uid), month, int(rng.poisson(18)), int(rng.choice([0, 0, 0, 50])))
-             for uid, created in zip(pop.parent_id, pop.parent_created) for month in _months(int(created), now)]
-    tables["user_question_quota"] = pl.DataFrame(quota, schema=["user_id", "month_key", "questions_used", "extra_purchased"], orient="row")
+    quota = [(int(uid), month, int(rng.poisson(18)), int(rng.choice([0, 0, 0, 50])), max(int(created), first), min(last, now - 1))
+             for uid, created in zip(pop.parent_id, pop.parent_created) for month, first, last in _months(int(created), now)]
+    tables["user_question_quota"] = pl.DataFrame(
+        quota, schema=["user_id", "month_key", "questions_used", "extra_purchased", "created_at", "updated_at"], orient="row",
+    ).with_columns(pl.col("created_at", "updated_at").cast(pl.Int64) * US).with_columns(
+        pl.col("created_at", "updated_at").cast(pl.Datetime("us", "UTC")))
     return tables
 
 
@@ -101,18 +106,24 @@ def _playlists(rng: np.random.Generator, pop: Population, cat, library: pl.DataF
     devs = np.flatnonzero(rng.random(pop.n_devices) < 0.3)
     music, story, device = [], [], []
     for d in devs:
-        mac = str(pop.device_mac[d])
+        mac, at = str(pop.device_mac[d]), int(pop.device_signup[d] + 86400) * US
         for pos, m in enumerate(rng.choice(len(cat.music_ids), size=4, replace=False)):
-            music.append((mac, str(cat.music_ids[m]), pos + 1))
+            music.append((mac, str(cat.music_ids[m]), pos + 1, at, at))
         for pos, s in enumerate(rng.choice(len(cat.story_ids), size=3, replace=False)):
-            story.append((mac, str(cat.story_ids[s]), pos + 1))
+            story.append((mac, str(cat.story_ids[s]), pos + 1, at, at))
         for pos, c in enumerate(rng.choice(library.height, size=3, replace=False)):
-            device.append((None, mac, int(library["id"][int(c)]), str(library["content_type"][int(c)]), pos + 1))
+            device.append((None, mac, int(library["id"][int(c)]), str(library["content_type"][int(c)]), pos + 1, at))
+    stamp = pl.Datetime("us", "UTC")
     return {
-        "music_playlist": pl.DataFrame(music, schema=["mac_address", "music_id", "position"], orient="row"),
-        "story_playlist": pl.DataFrame(story, schema=["mac_address", "story_id", "position"], orient="row"),
+        "music_playlist": pl.DataFrame(music, schema={"mac_address": pl.String, "music_id": pl.String, "position": pl.Int64,
+                                                      "created_at": pl.Int64, "updated_at": pl.Int64}, orient="row")
+        .with_columns(pl.col("created_at", "updated_at").cast(stamp)),
+        "story_playlist": pl.DataFrame(story, schema={"mac_address": pl.String, "story_id": pl.String, "position": pl.Int64,
+                                                      "created_at": pl.Int64, "updated_at": pl.Int64}, orient="row")
+        .with_columns(pl.col("created_at", "updated_at").cast(stamp)),
         "device_playlist": pl.DataFrame(device, schema={"device_id": pl.Int64, "mac_address": pl.String, "content_id": pl.Int64,
-                                                        "playlist_type": pl.String, "position": pl.Int64}, orient="row"),
+                                                        "playlist_type": pl.String, "position": pl.Int64, "created_at": pl.Int64},
+                                        orient="row").with_columns(pl.col("created_at").cast(stamp)),
     }
 
 

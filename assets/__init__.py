@@ -1,0 +1,1 @@
+"""The asset graph: thin Dagster assets, checks, schedules and resources over ``pipelines``."""

@@ -1,0 +1,201 @@
+"""``warehouse``: the command line of companion-warehouse.
+
+    warehouse demo                      start, migrate, generate a small fleet, materialize, summarise
+    warehouse config                    print the resolved configuration
+    warehouse pg start|stop|status|url  manage the embedded PostgreSQL server
+    warehouse db upgrade|downgrade|current [--database NAME] [--revision REV]
+    warehouse generate --devices N --days D --seed S [--messy] [--end DATE] [--reset]
+    warehouse generate --append-days K
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from pipelines import generator, migrate, postgres, writes
+from pipelines.databases import database_url, database_urls
+from pipelines.embedded import EmbeddedServer, EmbeddedServerError
+from pipelines.settings import DATABASES, Settings, SettingsError, load
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_DEVICES, DEMO_DAYS, DEMO_SEED = 60, 30, 7
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="warehouse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole pipeline on the embedded defaults")
+    demo.add_argument("--devices", type=int, default=DEMO_DEVICES)
+    demo.add_argument("--days", type=int, default=DEMO_DAYS)
+    demo.add_argument("--seed", type=int, default=DEMO_SEED)
+
+    sub.add_parser("config", help="print the resolved configuration")
+
+    pg = sub.add_parser("pg", help="manage the embedded PostgreSQL server")
+    pg.add_argument("action", choices=["start", "stop", "status", "url"])
+    pg.add_argument("--database", choices=DATABASES, help="with `url`: print only this database's URL")
+
+    db = sub.add_parser("db", help="schema migrations (Alembic)")
+    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    db.add_argument("--database", choices=[*DATABASES, "all"], default="all")
+    db.add_argument("--revision", help="target revision (default: head for upgrade, base for downgrade)")
+
+    gen = sub.add_parser("generate", help="fill the operational databases with a realistic fleet")
+    gen.add_argument("--devices", type=int, default=200)
+    gen.add_argument("--days", type=int, default=30)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--messy", action="store_true", help="inject every fault metrics.md names")
+    gen.add_argument("--end", type=dt.date.fromisoformat, help="last day with data (default: yesterday, UTC)")
+    gen.add_argument("--reset", action="store_true", help="replace existing rows instead of refusing")
+    gen.add_argument("--append-days", type=int, metavar="K", help="continue the existing dataset by K days")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``warehouse`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load()
+        return COMMANDS[args.command](settings, args)
+    except (SettingsError, EmbeddedServerError, generator.GeneratorError, TimeoutError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def cmd_config(settings: Settings, _args) -> int:
+    print(f"WAREHOUSE_HOME         {settings.home}")
+    print(f"WAREHOUSE_DUCKDB_PATH  {settings.duckdb_path}")
+    print(f"WAREHOUSE_PG_PORT      {settings.pg_port}")
+    for name in DATABASES:
+        url = database_url(settings, name, start_embedded=False)
+        origin = "configured" if settings.database_url(name) else "embedded"
+        print(f"{name.upper()}_DATABASE_URL  {postgres.redact(url)}  ({origin})")
+    return 0
+
+
+def cmd_pg(settings: Settings, args) -> int:
+    server = EmbeddedServer.from_settings(settings)
+    if args.action == "start":
+        server.start()
+        print(f"embedded PostgreSQL running on 127.0.0.1:{server.port} (data in {server.pgdata})")
+    elif args.action == "stop":
+        print("stopped" if server.stop() else "not running")
+    elif args.action == "status":
+        running = server.is_running()
+        print(f"{'running' if running else 'stopped'}: {server.pgdata} on port {server.port}")
+        return 0 if running else 3
+    else:
+        names = [args.database] if args.database else list(DATABASES)
+        for name in names:
+            print(server.url(name) if args.database else f"{name}\t{server.url(name)}")
+    return 0
+
+
+def cmd_db(settings: Settings, args) -> int:
+    names = list(DATABASES) if args.database == "all" else [args.database]
+    for name in names:
+        url = database_url(settings, name)
+        if args.action == "upgrade":
+            migrate.upgrade(name, url, args.revision or "head")
+        elif args.action == "downgrade":
+            migrate.downgrade(name, url, args.revision or "base")
+        print(f"{name}: {migrate.current(name, url) or '(empty)'} (head {migrate.head(name)})")
+    return 0
+
+
+def cmd_generate(settings: Settings, args) -> int:
+    urls = database_urls(settings)
+    out_dir = settings.generated
+    if args.append_days:
+        result = generator.append(urls["cheeko"], urls["cognova"], args.append_days, out_dir)
+    else:
+        options = generator.Options(devices=args.devices, days=args.days, seed=args.seed, messy=args.messy, end=args.end)
+        result = generator.generate(urls["cheeko"], urls["cognova"], options, out_dir, reset=args.reset)
+    _print_generation(result)
+    return 0
+
+
+def _print_generation(result: generator.Result) -> None:
+    print(f"wrote {result.total_rows:,} rows for {result.start} .. {result.end} in {result.seconds:.1f}s")
+    for (database, table), n in sorted(result.rows.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"  {database}.{table:<28} {n:>10,}")
+    if result.faults:
+        print("  faults: " + ", ".join(f"{k}={v}" for k, v in sorted(result.faults.items())))
+    for path in result.files:
+        print(f"  {path}")
+
+
+def _dagster_home(settings: Settings) -> Path:
+    """Point DAGSTER_HOME at ``$WAREHOUSE_HOME/dagster`` holding the repo's dagster.yaml."""
+    home = settings.home / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _materialize_all(settings: Settings) -> int:
+    """Materialize every asset the code location defines; returns how many."""
+    import dagster as dg
+
+    from assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = list(graph.get_all_asset_keys())
+    if not keys:
+        print("  the code location defines no assets yet")
+        return 0
+    _dagster_home(settings)
+    with dg.DagsterInstance.get() as instance:
+        job = defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(instance=instance)
+        if not result.success:
+            raise RuntimeError("materialization failed; see the Dagster UI for the run's logs")
+    return len(keys)
+
+
+def cmd_demo(settings: Settings, args) -> int:
+    began = time.perf_counter()
+    print("1/4 databases")
+    urls = database_urls(settings)
+    for name in DATABASES:
+        print(f"  {name}: {postgres.redact(urls[name])}")
+    print("2/4 migrations")
+    for name in DATABASES:
+        migrate.upgrade(name, urls[name])
+        print(f"  {name}: at {migrate.current(name, urls[name])}")
+    print("3/4 fleet")
+    options = generator.Options(devices=args.devices, days=args.days, seed=args.seed)
+    result = generator.generate(urls["cheeko"], urls["cognova"], options, settings.generated, reset=True,
+                                progress=lambda line: print(f"  {line}"))
+    _print_generation(result)
+    print("4/4 assets")
+    count = _materialize_all(settings)
+    print(f"  materialized {count} asset(s)")
+    print(f"\ndone in {time.perf_counter() - began:.0f}s. Where things are:")
+    print(f"  operational databases  {', '.join(postgres.redact(u) for u in urls.values())}")
+    print(f"  DuckDB warehouse       {settings.duckdb_path}")
+    print(f"  planted facts          {settings.generated / 'planted_facts.jsonl'}")
+    print("  Dagster UI             "
+          f"DAGSTER_HOME={settings.home / 'dagster'} .venv/bin/dagster dev -m assets.definitions")
+    return 0
+
+
+COMMANDS = {
+    "config": cmd_config,
+    "pg": cmd_pg,
+    "db": cmd_db,
+    "generate": cmd_generate,
+    "demo": cmd_demo,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
