@@ -181,7 +181,8 @@ def cmd_demo(settings: Settings, args) -> int:
     print(f"  materialized {count} asset(s)")
     print(f"\ndone in {time.perf_counter() - began:.0f}s. Where things are:")
     print(f"  operational databases  {', '.join(postgres.redact(u) for u in urls.values())}")
-    print(f"  DuckDB warehouse       {settings.duckdb_path}")
+    if settings.duckdb_path.exists():
+        print(f"  DuckDB warehouse       {settings.duckdb_path}")
     print(f"  planted facts          {settings.generated / 'planted_facts.jsonl'}")
     print("  Dagster UI             "
           f"DAGSTER_HOME={settings.home / 'dagster'} .venv/bin/dagster dev -m assets.definitions")

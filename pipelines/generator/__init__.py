@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines import writes
+from pipelines import postgres, writes
 from pipelines.generator.assemble import (
     CHEEKO_LOAD_ORDER,
     COGNOVA_LOAD_ORDER,
@@ -68,13 +68,13 @@ class Result:
         return sum(self.rows.values())
 
 
-def _count_rows(url: str, table: str) -> int:
-    with writes.transaction(url) as conn:
-        return conn.execute(f"SELECT count(*) FROM {writes.quote_identifier(table)}").fetchone()[0]
+def _has_rows(url: str, table: str) -> bool:
+    with postgres.read_only(url) as conn:
+        return conn.execute(f"SELECT EXISTS (SELECT 1 FROM {writes.quote_identifier(table)})").fetchone()[0]
 
 
 def _read_meta(cheeko_url: str) -> dict | None:
-    with writes.transaction(cheeko_url) as conn:
+    with postgres.read_only(cheeko_url) as conn:
         row = conn.execute("SELECT param_value FROM sys_params WHERE param_code = %s", (META_PARAM,)).fetchone()
     return json.loads(row[0]) if row else None
 
@@ -132,7 +132,7 @@ def generate(cheeko_url: str, cognova_url: str, options: Options, out_dir: Path,
     began = time.perf_counter()
     if options.devices < 1 or options.days < 1:
         raise GeneratorError(f"--devices and --days must be at least 1 (got {options.devices}, {options.days})")
-    if not reset and (_count_rows(cheeko_url, "ai_device") or _count_rows(cognova_url, "user")):
+    if not reset and (_has_rows(cheeko_url, "ai_device") or _has_rows(cognova_url, "user")):
         raise GeneratorError("the databases already hold data: pass --reset to replace it, or --append-days K to continue it")
     end = options.resolved_end()
     progress(f"generating {options.devices} devices x {options.days} days ending {end} (seed {options.seed}"
