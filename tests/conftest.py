@@ -1,9 +1,11 @@
 """Shared fixtures: a real PostgreSQL server for the whole test session.
 
 By default the tests start their own embedded server (in a temporary folder,
-on a free loopback port) and stop it at the end. Set
-``WAREHOUSE_TEST_ADMIN_URL`` to a libpq URL of a server where the tests may
-create and drop databases to use that server instead.
+on a free loopback port) and stop it at the end. When ``CHEEKO_DATABASE_URL``
+is set, they use that URL's server instead (its ``postgres`` database), or
+``WAREHOUSE_TEST_ADMIN_URL`` when that is set. Either way each test works in
+throwaway databases named ``test_*`` that it creates and drops; the
+configured databases themselves are never touched.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def _free_port() -> int:
 def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of the ``postgres`` database on the session's server."""
     outside = os.environ.get("WAREHOUSE_TEST_ADMIN_URL")
+    if not outside and os.environ.get("CHEEKO_DATABASE_URL"):
+        outside = postgres.with_database(os.environ["CHEEKO_DATABASE_URL"], "postgres")
     if outside:
         yield outside
         return

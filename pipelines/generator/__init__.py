@@ -79,7 +79,7 @@ def _read_meta(cheeko_url: str) -> dict | None:
     return json.loads(row[0]) if row else None
 
 
-def _load(url: str, order: list[str], data: Dataset, database: str, rows: dict) -> None:
+def _load(url: str, order: list[str], data: Dataset, database: str, rows: dict, progress=print) -> None:
     """One transaction: deletes, updates, then COPY of new rows in FK order."""
     def work() -> None:
         with writes.transaction(url) as conn:
@@ -92,6 +92,8 @@ def _load(url: str, order: list[str], data: Dataset, database: str, rows: dict) 
             for table in order:
                 frame = data.tables.get((database, table))
                 if frame is not None:
+                    if frame.height >= 50_000:
+                        progress(f"  {database}.{table}: {frame.height:,} rows")
                     rows[(database, table)] = writes.copy_frame(conn, table, frame)
                     if "id" in frame.columns and frame.schema["id"].is_integer():
                         writes.sync_identity(conn, table)
@@ -143,9 +145,9 @@ def generate(cheeko_url: str, cognova_url: str, options: Options, out_dir: Path,
         data.statements["cognova"] = [(f"TRUNCATE {', '.join(writes.quote_identifier(t) for t in COGNOVA_LOAD_ORDER)} CASCADE", None)]
     rows: dict[tuple[str, str], int] = {}
     progress("loading cheeko")
-    _load(cheeko_url, CHEEKO_LOAD_ORDER, data, "cheeko", rows)
+    _load(cheeko_url, CHEEKO_LOAD_ORDER, data, "cheeko", rows, progress)
     progress("loading cognova")
-    _load(cognova_url, COGNOVA_LOAD_ORDER, data, "cognova", rows)
+    _load(cognova_url, COGNOVA_LOAD_ORDER, data, "cognova", rows, progress)
     result = Result(data.start, data.end, rows, data.facts, data.faults, time.perf_counter() - began)
     result.files = _write_outputs(out_dir, result, data.meta, append=False)
     return result
@@ -162,8 +164,8 @@ def append(cheeko_url: str, cognova_url: str, days: int, out_dir: Path, *, progr
     progress(f"appending {days} day(s) after {meta['end']}")
     data = build_append(meta, days, progress=progress)
     rows: dict[tuple[str, str], int] = {}
-    _load(cheeko_url, CHEEKO_LOAD_ORDER, data, "cheeko", rows)
-    _load(cognova_url, COGNOVA_LOAD_ORDER, data, "cognova", rows)
+    _load(cheeko_url, CHEEKO_LOAD_ORDER, data, "cheeko", rows, progress)
+    _load(cognova_url, COGNOVA_LOAD_ORDER, data, "cognova", rows, progress)
     result = Result(data.start, data.end, rows, data.facts, data.faults, time.perf_counter() - began)
     result.files = _write_outputs(out_dir, result, data.meta, append=True)
     return result
