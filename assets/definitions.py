@@ -2,17 +2,17 @@
 
 Nothing imports this module but Dagster (``dagster dev -m assets.definitions``)
 and the ``warehouse`` CLI. Loading it touches no database, network or model.
+Runs execute in process: the DuckDB warehouse has one writer at a time, and
+one process per run lets all its assets share one source snapshot.
 """
 
 import dagster as dg
 
-from assets.resources import OperationalDatabase
-from pipelines.settings import CHEEKO, COGNOVA
+from assets.raw import RAW_ASSETS
+from assets.resources import SourceDatabases, Warehouse
 
 defs = dg.Definitions(
-    assets=[],
-    resources={
-        "cheeko": OperationalDatabase(database=CHEEKO),
-        "cognova": OperationalDatabase(database=COGNOVA),
-    },
+    assets=RAW_ASSETS,
+    resources={"warehouse": Warehouse(), "sources": SourceDatabases()},
+    executor=dg.in_process_executor,
 )

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
+import duckdb
+from pydantic import PrivateAttr
 
 from pipelines import settings as settings_module
+from pipelines import warehouse
 from pipelines.databases import database_url
+from pipelines.postgres import Snapshot
 
 
 class OperationalDatabase(dg.ConfigurableResource):
@@ -21,3 +28,51 @@ class OperationalDatabase(dg.ConfigurableResource):
     def url(self) -> str:
         """libpq URL of this database."""
         return database_url(settings_module.load(), self.database)
+
+
+class SourceDatabases(dg.ConfigurableResource):
+    """Both operational databases, read through one snapshot per database per run.
+
+    The first asset that reads a database exports a REPEATABLE READ, READ ONLY
+    snapshot of it; every later asset of the run imports the same snapshot, so
+    the tables of one run are mutually consistent. (That holds for the
+    in-process executor the code location uses: one resource per run.)
+    """
+
+    _snapshots: dict[str, Snapshot] = PrivateAttr(default_factory=dict)
+
+    def url(self, database: str) -> str:
+        """libpq URL of ``cheeko`` or ``cognova``."""
+        return database_url(settings_module.load(), database)
+
+    def snapshot(self, database: str) -> Snapshot:
+        """The run's snapshot of ``database``, exported on first use."""
+        if database not in self._snapshots:
+            self._snapshots[database] = Snapshot(self.url(database))
+        return self._snapshots[database]
+
+    def attach(self, con: duckdb.DuckDBPyConnection, database: str) -> str:
+        """Attach ``database`` to a warehouse connection; returns the alias to read it by."""
+        alias = f"src_{database}"
+        warehouse.attach_source(con, alias, self.url(database))
+        return alias
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for snapshot in self._snapshots.values():
+            snapshot.close()
+        self._snapshots.clear()
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The DuckDB warehouse file (``WAREHOUSE_DUCKDB_PATH``); one writer at a time."""
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection to the warehouse."""
+        with warehouse.connect(settings_module.load().duckdb_path) as con:
+            yield con
+
+    @property
+    def pseudonym_key(self) -> str:
+        """The key of the privacy policy's keyed hash (``WAREHOUSE_PSEUDONYM_KEY``)."""
+        return settings_module.load().pseudonym_key

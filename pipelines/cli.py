@@ -6,6 +6,7 @@
     warehouse db upgrade|downgrade|current [--database NAME] [--revision REV]
     warehouse generate --devices N --days D --seed S [--messy] [--end DATE] [--reset]
     warehouse generate --append-days K
+    warehouse run [--start DATE] [--end DATE] [--select SELECTION]
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--end", type=dt.date.fromisoformat, help="last day with data (default: yesterday, UTC)")
     gen.add_argument("--reset", action="store_true", help="replace existing rows instead of refusing")
     gen.add_argument("--append-days", type=int, metavar="K", help="continue the existing dataset by K days")
+
+    run = sub.add_parser("run", help="materialize assets for a date range, in dependency order")
+    run.add_argument("--start", type=dt.date.fromisoformat, help="first day (default: the first day with data)")
+    run.add_argument("--end", type=dt.date.fromisoformat, help="last day (default: yesterday, the last complete day)")
+    run.add_argument("--select", help="Dagster asset selection, e.g. 'group:cheeko_raw' or 'key:raw_cheeko/ai_device' "
+                                      "(default: every asset)")
     return parser
 
 
@@ -64,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load()
         return COMMANDS[args.command](settings, args)
-    except (SettingsError, EmbeddedServerError, generator.GeneratorError, TimeoutError) as error:
+    except (SettingsError, EmbeddedServerError, generator.GeneratorError, TimeoutError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -141,24 +148,25 @@ def _dagster_home(settings: Settings) -> Path:
     return home
 
 
-def _materialize_all(settings: Settings) -> int:
-    """Materialize every asset the code location defines; returns how many."""
+def _materialize(settings: Settings, *, selection: str | None = None, start: dt.date | None = None,
+                 end: dt.date | None = None, progress=print):
+    """Run ``selection`` for ``start..end`` on the instance under ``$WAREHOUSE_HOME/dagster``."""
     import dagster as dg
 
-    from assets.definitions import defs
+    from assets import runs
 
-    graph = defs.resolve_asset_graph()
-    keys = list(graph.get_all_asset_keys())
-    if not keys:
-        print("  the code location defines no assets yet")
-        return 0
     _dagster_home(settings)
     with dg.DagsterInstance.get() as instance:
-        job = defs.resolve_implicit_global_asset_job_def()
-        result = job.execute_in_process(instance=instance)
-        if not result.success:
-            raise RuntimeError("materialization failed; see the Dagster UI for the run's logs")
-    return len(keys)
+        return runs.materialize(settings, instance, selection=selection, start=start, end=end, progress=progress)
+
+
+def cmd_run(settings: Settings, args) -> int:
+    began = time.perf_counter()
+    summary = _materialize(settings, selection=args.select, start=args.start, end=args.end)
+    days = f" for {summary.start} .. {summary.end}" if summary.start else ""
+    print(f"materialized {len(summary.rows)} asset(s){days} in {time.perf_counter() - began:.1f}s"
+          + (f"; {len(summary.failed_checks)} check(s) failed" if summary.failed_checks else ""))
+    return 1 if summary.failed_checks else 0
 
 
 def cmd_demo(settings: Settings, args) -> int:
@@ -177,8 +185,8 @@ def cmd_demo(settings: Settings, args) -> int:
                                 progress=lambda line: print(f"  {line}"))
     _print_generation(result)
     print("4/4 assets")
-    count = _materialize_all(settings)
-    print(f"  materialized {count} asset(s)")
+    summary = _materialize(settings, progress=lambda line: print(f"  {line}"))
+    print(f"  materialized {len(summary.rows)} asset(s) for {summary.start} .. {summary.end}")
     print(f"\ndone in {time.perf_counter() - began:.0f}s. Where things are:")
     print(f"  operational databases  {', '.join(postgres.redact(u) for u in urls.values())}")
     if settings.duckdb_path.exists():
@@ -195,6 +203,7 @@ COMMANDS = {
     "db": cmd_db,
     "generate": cmd_generate,
     "demo": cmd_demo,
+    "run": cmd_run,
 }
 
 

@@ -8,12 +8,18 @@ databases go through :mod:`pipelines.writes`.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+
+# Re-exported so callers can type and catch without importing psycopg.
+Connection = psycopg.Connection
+Error = psycopg.Error
+UndefinedTable = psycopg.errors.UndefinedTable
 
 # Errors that say "try again": the server is starting, the connection
 # dropped, or a serializable transaction lost a race.
@@ -98,3 +104,83 @@ def drop_database(admin_url: str, name: str) -> None:
 def is_transient(error: BaseException) -> bool:
     """True for errors worth retrying (see ``TRANSIENT_ERRORS``)."""
     return isinstance(error, TRANSIENT_ERRORS)
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """A column of an operational table, as PostgreSQL describes it."""
+
+    name: str
+    type: str  # format_type(), e.g. "character varying(20)", "numeric(10,3)", "text[]"
+    not_null: bool
+    ordinal: int
+
+
+class Snapshot:
+    """One consistent, read-only view of an operational database.
+
+    Holds a REPEATABLE READ, READ ONLY transaction open and exports its
+    snapshot, so other sessions (DuckDB's postgres extension) can read the
+    same data with ``SET TRANSACTION SNAPSHOT``. Catalogue look-ups and the
+    row counts that checks compare against run in that same transaction.
+    Close it (or use it as a context manager) when the run is done.
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        self._conn = connect(url)
+        self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        self.id: str = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._conn.closed:
+            self._conn.rollback()
+            self._conn.close()
+
+    def columns(self, table: str) -> list[SourceColumn]:
+        """The live columns of ``public.table`` in order; empty if the table is missing."""
+        rows = self._conn.execute(
+            """
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attnum
+            FROM pg_attribute a
+            JOIN pg_class c ON c.oid = a.attrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
+            """,
+            (table,),
+        ).fetchall()
+        return [SourceColumn(*row) for row in rows]
+
+    def primary_key(self, table: str) -> list[str]:
+        """The primary key columns of ``public.table``."""
+        rows = self._conn.execute(
+            """
+            SELECT a.attname FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+            WHERE i.indrelid = format('public.%%I', %s::text)::regclass AND i.indisprimary
+            ORDER BY array_position(i.indkey, a.attnum)
+            """,
+            (table,),
+        ).fetchall()
+        return [name for (name,) in rows]
+
+    def count(self, table: str, column: str | None = None, start=None, end=None) -> int:
+        """Rows of ``table``, or those with ``start <= column < end``."""
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+        params: tuple = ()
+        if column is not None:
+            query += sql.SQL(" WHERE {c} >= %s AND {c} < %s").format(c=sql.Identifier(column))
+            params = (start, end)
+        return self._conn.execute(query, params).fetchone()[0]
+
+    def earliest(self, table: str, column: str):
+        """The smallest value of ``column`` in ``table`` (None when empty)."""
+        query = sql.SQL("SELECT min({c}) FROM {t}").format(c=sql.Identifier(column), t=sql.Identifier(table))
+        return self._conn.execute(query).fetchone()[0]

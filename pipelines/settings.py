@@ -13,17 +13,23 @@ variable                   default                                 meaning
 ``COGNOVA_DATABASE_URL``   embedded server, database ``cognova``   libpq URL of the Cognova operational database
 ``WAREHOUSE_DUCKDB_PATH``  ``$WAREHOUSE_HOME/warehouse.duckdb``    the DuckDB warehouse file
 ``WAREHOUSE_PG_PORT``      ``54329``                               TCP port of the embedded server (loopback only)
+``WAREHOUSE_PSEUDONYM_KEY`` a fixed development key                key of the keyed hash that pseudonymises personal data
+``WAREHOUSE_PARTITIONS_START`` ``2024-01-01``                      first day of the daily partitions
 =========================  ======================================  ==========================================
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = "./.local"
 DEFAULT_PG_PORT = 54329
+# Pseudonyms made with this key are stable but not secret: production sets its own.
+DEVELOPMENT_PSEUDONYM_KEY = "companion-warehouse-development-key"
+DEFAULT_PARTITIONS_START = "2024-01-01"
 CHEEKO = "cheeko"
 COGNOVA = "cognova"
 DATABASES = (CHEEKO, COGNOVA)
@@ -42,6 +48,8 @@ class Settings:
     pg_port: int
     cheeko_url: str | None
     cognova_url: str | None
+    pseudonym_key: str = DEVELOPMENT_PSEUDONYM_KEY
+    partitions_start: dt.date = dt.date.fromisoformat(DEFAULT_PARTITIONS_START)
 
     @property
     def pgdata(self) -> Path:
@@ -96,6 +104,13 @@ def _url(name: str, environ: dict[str, str]) -> str | None:
     return raw
 
 
+def _date(name: str, raw: str | None, default: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(raw or default)
+    except ValueError:
+        raise SettingsError(f"{name} must be a date like 2024-01-01, got {raw!r}") from None
+
+
 def load(environ: dict[str, str] | None = None) -> Settings:
     """Read the configuration contract from ``environ`` (default: ``os.environ``)."""
     env = dict(os.environ if environ is None else environ)
@@ -108,4 +123,6 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         pg_port=_port(env.get("WAREHOUSE_PG_PORT")),
         cheeko_url=_url("CHEEKO_DATABASE_URL", env),
         cognova_url=_url("COGNOVA_DATABASE_URL", env),
+        pseudonym_key=env.get("WAREHOUSE_PSEUDONYM_KEY") or DEVELOPMENT_PSEUDONYM_KEY,
+        partitions_start=_date("WAREHOUSE_PARTITIONS_START", env.get("WAREHOUSE_PARTITIONS_START"), DEFAULT_PARTITIONS_START),
     )

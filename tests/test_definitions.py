@@ -17,7 +17,7 @@ def test_definitions_are_loadable():
     from assets.definitions import defs
 
     dg.Definitions.validate_loadable(defs)
-    assert set(defs.resources) == {"cheeko", "cognova"}
+    assert set(defs.resources) == {"warehouse", "sources"}
 
 
 def test_code_location_loads_in_a_fresh_process_without_databases(tmp_path):

@@ -16,7 +16,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import psycopg
 import pytest
 
 from pipelines import postgres
@@ -208,7 +207,7 @@ WHERE n.nspname = 'public'
 """
 
 
-def read_catalog(conn: psycopg.Connection) -> Catalog:
+def read_catalog(conn: postgres.Connection) -> Catalog:
     """Read columns, foreign keys and indexes of the public schema."""
     columns: dict[str, dict[str, DbColumn]] = {}
     for table, name, type_, not_null, default, identity in conn.execute(_COLUMNS_SQL):
@@ -227,7 +226,7 @@ def read_catalog(conn: psycopg.Connection) -> Catalog:
 
 
 @pytest.fixture(scope="module")
-def connections(migrated) -> Iterator[dict[str, psycopg.Connection]]:
+def connections(migrated) -> Iterator[dict[str, postgres.Connection]]:
     """One autocommit connection per migrated database (a failed probe cannot poison it)."""
     conns = {name: postgres.connect(migrated.url(name), autocommit=True) for name in DOCUMENTS}
     try:
@@ -238,7 +237,7 @@ def connections(migrated) -> Iterator[dict[str, psycopg.Connection]]:
 
 
 @pytest.fixture(scope="module")
-def catalogs(connections: dict[str, psycopg.Connection]) -> dict[str, Catalog]:
+def catalogs(connections: dict[str, postgres.Connection]) -> dict[str, Catalog]:
     """The catalog of each migrated database, read once for all cases."""
     return {name: read_catalog(conn) for name, conn in connections.items()}
 
@@ -246,7 +245,7 @@ def catalogs(connections: dict[str, psycopg.Connection]) -> dict[str, Catalog]:
 # ---- Comparisons ----------------------------------------------------------------------
 
 
-def default_problem(conn: psycopg.Connection, column: Column, db: DbColumn) -> str | None:
+def default_problem(conn: postgres.Connection, column: Column, db: DbColumn) -> str | None:
     """Why the database default does not match the documented one, or None."""
     doc = column.default
     if column.doc_type == "BigInt (autoincrement)":
@@ -263,12 +262,12 @@ def default_problem(conn: psycopg.Connection, column: Column, db: DbColumn) -> s
         same = conn.execute(
             f"SELECT ({db.default}) IS NOT DISTINCT FROM CAST({default_literal(doc)} AS {db.type})"
         ).fetchone()[0]
-    except psycopg.Error as err:
+    except postgres.Error as err:
         return f"expected default {doc}, actual {db.default} (comparison failed: {err})"
     return None if same else f"expected default {doc}, actual {db.default}"
 
 
-def column_problems(database: str, table: Table, catalog: Catalog, conn: psycopg.Connection) -> list[str]:
+def column_problems(database: str, table: Table, catalog: Catalog, conn: postgres.Connection) -> list[str]:
     """Every disagreement between the documented columns of ``table`` and the database."""
     actual = catalog.columns.get(table.name)
     if actual is None:

@@ -1,0 +1,109 @@
+"""The raw layer: one asset per operational table, made by one factory from
+``pipelines/source_tables.toml``. Groups ``cheeko_raw`` and ``cognova_raw``."""
+
+
+import warnings
+
+import dagster as dg
+
+from assets.partitions import DAILY
+from assets.resources import SourceDatabases, Warehouse
+from pipelines import extract
+from pipelines.source_tables import SourceTable, source_tables
+
+PRIMARY_KEY_UNIQUE = "primary_key_unique"
+ROW_COUNT_MATCHES_SOURCE = "row_count_matches_source"
+RAW_OWNERS = ["team:data"]
+# Single-run backfills are how a date range becomes one query; the parameter is
+# marked beta, and its warning would repeat for each of the daily tables.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+
+
+def raw_key(database: str, table: str) -> dg.AssetKey:
+    """Asset key of a raw table, e.g. ``raw_cheeko/ai_device``."""
+    return dg.AssetKey([f"raw_{database}", table])
+
+
+def _description(table: SourceTable) -> str:
+    how = {
+        "full": "Full refresh each run: rows deleted at the source disappear here.",
+        "incremental": (f"Incremental on {' / '.join(table.cursor)} with a {table.lookback_minutes}-minute lookback, "
+                        f"merged on the primary key" + ("; rows hard-deleted at the source are removed." if table.reconcile_deletes else ".")),
+        "daily": f"Partitioned by UTC day of `{table.event_time}`; each partition is replaced whole.",
+    }[table.load]
+    return f"{table.description}\n\n{how} Source: `{table.database}.public.{table.name}`."
+
+
+def _metadata(result: extract.LoadResult, preview: str) -> dict:
+    table = result.table
+    columns = [dg.TableColumn(p.name, p.warehouse_type or "dropped",
+                              description=(table.columns.get(p.name, "") + (f" [privacy: {p.rule}]" if p.rule else "")).strip())
+               for p in result.columns if p.expression is not None]
+    metadata = {
+        "dagster/row_count": result.rows_total,
+        "dagster/column_schema": dg.TableSchema(columns=columns),
+        "rows_written": result.rows_written,
+        "rows_deleted": result.rows_deleted,
+        "source_rows_in_scope": result.source_rows,
+        "load": table.load,
+        "seconds": round(result.seconds, 3),
+        "dropped_by_privacy_policy": [p.name for p in result.columns if p.rule == "drop"],
+        "preview": dg.MetadataValue.md(preview),
+    }
+    if result.window:
+        metadata["window"] = f"{result.window[0].isoformat()} .. {result.window[1].isoformat()}"
+    if result.watermark:
+        metadata["watermark"] = result.watermark.isoformat()
+    if result.added_columns:
+        metadata["columns_added_at_source"] = result.added_columns
+    return metadata
+
+
+def _checks(result: extract.LoadResult, key: dg.AssetKey) -> list[dg.AssetCheckResult]:
+    scope = "in the partition window" if result.window else "in the table"
+    return [
+        dg.AssetCheckResult(asset_key=key, check_name=PRIMARY_KEY_UNIQUE, passed=result.duplicate_keys == 0,
+                            metadata={"duplicate_keys": result.duplicate_keys}),
+        dg.AssetCheckResult(asset_key=key, check_name=ROW_COUNT_MATCHES_SOURCE, passed=result.source_rows == result.warehouse_rows,
+                            metadata={"source_rows": result.source_rows, "warehouse_rows": result.warehouse_rows, "scope": scope}),
+    ]
+
+
+def raw_asset(table: SourceTable) -> dg.AssetsDefinition:
+    """The asset that extracts ``table`` per its declared load strategy."""
+    key = raw_key(table.database, table.name)
+    checks = [
+        dg.AssetCheckSpec(PRIMARY_KEY_UNIQUE, asset=key, description="No two warehouse rows share a primary key."),
+        dg.AssetCheckSpec(ROW_COUNT_MATCHES_SOURCE, asset=key,
+                          description="Warehouse rows equal source rows (whole table, or the partition window) in the run's snapshot."),
+    ]
+
+    @dg.asset(
+        key=key,
+        group_name=f"{table.database}_raw",
+        description=_description(table),
+        kinds={"postgres", "duckdb"},
+        owners=RAW_OWNERS,
+        tags={"load": table.load},
+        partitions_def=DAILY if table.partitioned else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if table.partitioned else None,
+        check_specs=checks,
+        pool="warehouse_writer",
+    )
+    def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
+        window = context.partition_time_window if table.partitioned else None
+        with warehouse.connect() as con:
+            alias = sources.attach(con, table.database)
+            result = extract.extract_table(
+                con, table, sources.snapshot(table.database), alias=alias, pseudonym_key=warehouse.pseudonym_key,
+                window=(window.start, window.end) if window else None,
+            )
+            preview = extract.preview(con, table)
+        context.log.info(f"{table.key}: {result.rows_written:,} rows written, {result.rows_deleted:,} deleted "
+                         f"({result.rows_total:,} in the warehouse) in {result.seconds:.2f}s")
+        return dg.MaterializeResult(metadata=_metadata(result, preview), check_results=_checks(result, key))
+
+    return _raw
+
+
+RAW_ASSETS = [raw_asset(table) for table in source_tables()]

@@ -1,0 +1,270 @@
+"""Extraction: copy one operational table into the DuckDB raw layer.
+
+Each call is one DuckDB transaction that reads PostgreSQL through the
+postgres extension, as of the run's exported snapshot, and writes the rows,
+the schema bookkeeping and the cursor together: a run killed at any point
+leaves the previous state intact. Three strategies (see ``source_tables.toml``):
+
+- ``full``: replace the table (rows deleted at the source disappear);
+- ``incremental``: re-read rows whose cursor is at or after the watermark
+  minus a lookback (late commits), replace them by primary key, and with
+  ``reconcile_deletes`` drop rows whose key is gone at the source;
+- ``daily``: replace one window of event time (a day, or a backfill range).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+import duckdb
+
+from pipelines import privacy
+from pipelines.postgres import Snapshot, SourceColumn
+from pipelines.source_tables import SourceTable
+from pipelines.warehouse import META_SCHEMA, RAW_SCHEMAS, use_snapshot
+
+SCALAR_TYPES = {
+    "smallint": "SMALLINT",
+    "integer": "INTEGER",
+    "bigint": "BIGINT",
+    "real": "FLOAT",
+    "double precision": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "text": "VARCHAR",
+    "uuid": "UUID",
+    "json": "JSON",
+    "jsonb": "JSON",
+    "date": "DATE",
+    "timestamp with time zone": "TIMESTAMPTZ",
+    "timestamp without time zone": "TIMESTAMP",
+}
+
+
+class ExtractionError(RuntimeError):
+    """A table cannot be extracted as declared; the message names table and column."""
+
+
+class SchemaDriftError(ExtractionError):
+    """A source column changed type since the warehouse last loaded it."""
+
+
+def warehouse_type(source_type: str) -> str | None:
+    """The exact DuckDB type for a PostgreSQL type, or None if there is none.
+
+    ``numeric(p,s)`` becomes ``DECIMAL(p,s)`` (never a float); unconstrained
+    ``numeric`` and precisions over 38 become VARCHAR, which is exact too.
+    """
+    if source_type.endswith("[]"):
+        inner = warehouse_type(source_type[:-2])
+        return f"{inner}[]" if inner else None
+    if source_type.startswith(("character varying", "character(")) or source_type == "character":
+        return "VARCHAR"
+    if source_type.startswith("numeric"):
+        if "(" not in source_type:
+            return "VARCHAR"
+        precision, scale = (int(x) for x in source_type[source_type.index("(") + 1 : -1].split(","))
+        return f"DECIMAL({precision},{scale})" if precision <= 38 else "VARCHAR"
+    return SCALAR_TYPES.get(source_type)
+
+
+@dataclass(frozen=True)
+class PlannedColumn:
+    """How one source column lands in the warehouse."""
+
+    name: str
+    source_type: str
+    rule: str | None
+    expression: str | None  # None: dropped by the privacy policy
+    warehouse_type: str | None
+    ordinal: int
+
+
+def plan_columns(table: SourceTable, columns: list[SourceColumn]) -> list[PlannedColumn]:
+    """Apply the type map and the privacy policy to the source's columns."""
+    if not columns:
+        raise ExtractionError(f"{table.key}: table not found in the source database")
+    planned = []
+    for col in columns:
+        rule = privacy.rule(table.database, table.name, col.name)
+        wtype = warehouse_type(col.type)
+        if wtype is None and rule != "drop":
+            raise ExtractionError(f"{table.key}.{col.name}: no exact warehouse type for {col.type!r}; "
+                                  f"add a rule for it in privacy.toml or a mapping in extract.py")
+        selected = privacy.select_expression(rule, col.name, wtype or "VARCHAR")
+        planned.append(PlannedColumn(col.name, col.type, rule, selected[0] if selected else None,
+                                     selected[1] if selected else None, col.ordinal))
+    return planned
+
+
+@dataclass
+class LoadResult:
+    """What one extraction did, for metadata and checks."""
+
+    table: SourceTable
+    rows_written: int = 0
+    rows_deleted: int = 0
+    rows_total: int = 0  # warehouse rows after the load
+    source_rows: int = 0  # source rows in scope (table or window), in the run's snapshot
+    warehouse_rows: int = 0  # warehouse rows in the same scope after the load
+    duplicate_keys: int = 0  # rows in scope sharing a primary key
+    window: tuple[dt.datetime, dt.datetime] | None = None
+    watermark: dt.datetime | None = None
+    added_columns: list[str] = field(default_factory=list)
+    columns: list[PlannedColumn] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def target_name(table: SourceTable) -> str:
+    return f"{RAW_SCHEMAS[table.database]}.{privacy.quote(table.name)}"
+
+
+def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: list[PlannedColumn]) -> list[str]:
+    """Create the warehouse table, add new source columns, refuse changed types."""
+    recorded = dict(con.execute(
+        f"SELECT column_name, source_type FROM {META_SCHEMA}.source_columns WHERE database = $db AND table_name = $t",
+        {"db": table.database, "t": table.name}).fetchall())
+    target = target_name(table)
+    kept = [p for p in planned if p.expression is not None]
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMAS[table.database]}")
+    added: list[str] = []
+    if not recorded:
+        body = ", ".join(f"{privacy.quote(p.name)} {p.warehouse_type}" for p in kept)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {target} ({body})")
+    else:
+        for p in planned:
+            old = recorded.get(p.name)
+            if old is not None and old != p.source_type:
+                raise SchemaDriftError(f"{table.key}.{p.name}: source type changed from {old} to {p.source_type}; "
+                                       f"migrate the warehouse table before extracting it again")
+            if old is None and p.expression is not None:
+                con.execute(f"ALTER TABLE {target} ADD COLUMN {privacy.quote(p.name)} {p.warehouse_type}")
+                added.append(p.name)
+    con.execute(f"DELETE FROM {META_SCHEMA}.source_columns WHERE database = $db AND table_name = $t",
+                {"db": table.database, "t": table.name})
+    # A column dropped at the source keeps its warehouse column (history) and its record.
+    rows = [(table.database, table.name, p.name, p.source_type, p.warehouse_type, p.ordinal) for p in planned]
+    rows += [(table.database, table.name, name, old, None, 10_000 + i)
+             for i, (name, old) in enumerate(recorded.items()) if name not in {p.name for p in planned}]
+    con.executemany(f"INSERT INTO {META_SCHEMA}.source_columns VALUES (?, ?, ?, ?, ?, ?)", rows)
+    return added
+
+
+def _params(sql: str, values: dict) -> dict:
+    """Only the named parameters ``sql`` uses (DuckDB rejects unused ones)."""
+    return {k: v for k, v in values.items() if f"${k}" in sql}
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, values: dict) -> int:
+    row = con.execute(sql, _params(sql, values)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def extract_table(
+    con: duckdb.DuckDBPyConnection,
+    table: SourceTable,
+    snapshot: Snapshot,
+    *,
+    alias: str,
+    pseudonym_key: str,
+    window: tuple[dt.datetime, dt.datetime] | None = None,
+) -> LoadResult:
+    """Load ``table`` from the source attached as ``alias`` into the raw layer.
+
+    ``window`` (UTC, end exclusive) is required for daily tables and is the
+    partition (or backfill range) to replace.
+    """
+    if table.partitioned and window is None:
+        raise ExtractionError(f"{table.key}: a daily table is loaded one window at a time; pass window=(start, end)")
+    began = time.perf_counter()
+    result = LoadResult(table=table, window=window if table.partitioned else None)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        use_snapshot(con, alias, snapshot.id)
+        planned = plan_columns(table, snapshot.columns(table.name))
+        result.columns = planned
+        keys = snapshot.primary_key(table.name)
+        if len(keys) != 1 or any(p.name == keys[0] and p.rule for p in planned):
+            raise ExtractionError(f"{table.key}: needs a single-column primary key the privacy policy leaves alone, has {keys}")
+        key = privacy.quote(keys[0])
+        result.added_columns = _sync_schema(con, table, planned)
+        kept = [p for p in planned if p.expression is not None]
+        names = ", ".join(privacy.quote(p.name) for p in kept)
+        exprs = ", ".join(f"{p.expression} AS {privacy.quote(p.name)}" for p in kept)
+        source = f"{alias}.public.{privacy.quote(table.name)}"
+        target = target_name(table)
+        values: dict = {"key": pseudonym_key}
+        scope = ""
+
+        if table.load == "full":
+            result.rows_deleted = _run(con, f"DELETE FROM {target}", values)
+            result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {source}", values)
+            result.source_rows = snapshot.count(table.name)
+
+        elif table.load == "incremental":
+            cursor = ", ".join(privacy.quote(c) for c in table.cursor)
+            cursor_expr = f"coalesce({cursor})" if len(table.cursor) > 1 else cursor
+            watermark = con.execute(f"SELECT watermark FROM {META_SCHEMA}.cursors WHERE database = $db AND table_name = $t",
+                                    {"db": table.database, "t": table.name}).fetchone()
+            where = ""
+            if watermark and watermark[0] is not None:
+                values["since"] = watermark[0] - dt.timedelta(minutes=table.lookback_minutes)
+                where = f" WHERE {cursor_expr} >= $since"
+            batch = f"CREATE OR REPLACE TEMP TABLE __batch AS SELECT {exprs}, {cursor_expr} AS __cursor FROM {source}{where}"
+            con.execute(batch, _params(batch, values))
+            _run(con, f"DELETE FROM {target} WHERE {key} IN (SELECT {key} FROM __batch)", values)
+            result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {names} FROM __batch", values)
+            if table.reconcile_deletes:
+                result.rows_deleted = _run(con, f"DELETE FROM {target} WHERE {key} NOT IN (SELECT {key} FROM {source})", values)
+            # Rows are ordered by (cursor, primary key): the last one is the new watermark.
+            latest = con.execute(f"SELECT __cursor, CAST({key} AS VARCHAR) FROM __batch WHERE __cursor IS NOT NULL "
+                                 f"ORDER BY __cursor DESC, {key} DESC LIMIT 1").fetchone()
+            if latest and (not watermark or watermark[0] is None or latest[0] >= watermark[0]):
+                con.execute(f"INSERT OR REPLACE INTO {META_SCHEMA}.cursors VALUES ($db, $t, $w, $k, now())",
+                            {"db": table.database, "t": table.name, "w": latest[0], "k": latest[1]})
+            result.watermark = latest[0] if latest else (watermark[0] if watermark else None)
+            con.execute("DROP TABLE __batch")
+            result.source_rows = snapshot.count(table.name)
+
+        else:
+            start, end = window
+            if any(p.name == table.event_time and p.source_type == "date" for p in planned):
+                start, end = start.date(), end.date()
+            values |= {"start": start, "end": end}
+            event = privacy.quote(table.event_time)
+            scope = f" WHERE {event} >= $start AND {event} < $end"
+            result.rows_deleted = _run(con, f"DELETE FROM {target}{scope}", values)
+            result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {source}{scope}", values)
+            result.source_rows = snapshot.count(table.name, table.event_time, start, end)
+
+        result.warehouse_rows = _run(con, f"SELECT count(*) FROM {target}{scope}", values)
+        result.duplicate_keys = _run(con, f"SELECT count(*) - count(DISTINCT {key}) FROM {target}{scope}", values)
+        result.rows_total = _run(con, f"SELECT count(*) FROM {target}", values)
+        con.execute(f"INSERT INTO {META_SCHEMA}.loads VALUES ($db, $t, $load, $ws, $we, $w, $d, now())",
+                    {"db": table.database, "t": table.name, "load": table.load,
+                     "ws": window[0] if window else None, "we": window[1] if window else None,
+                     "w": result.rows_written, "d": result.rows_deleted})
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def preview(con: duckdb.DuckDBPyConnection, table: SourceTable, limit: int = 5) -> str:
+    """The first rows of the warehouse table as a markdown table."""
+    frame = con.execute(f"SELECT * FROM {target_name(table)} LIMIT {int(limit)}").pl()
+    if frame.is_empty():
+        return "(no rows)"
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join([header, rule, *rows])
+
+
+def _cell(value) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= 40 else text[:37] + "..."

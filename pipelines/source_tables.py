@@ -1,0 +1,83 @@
+"""The declarative list of source tables (``source_tables.toml``), as typed objects.
+
+Each table declares one load strategy; see the file's header for what each means.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+CATALOGUE_FILE = Path(__file__).with_name("source_tables.toml")
+LOADS = ("full", "incremental", "daily")
+
+
+class CatalogueError(ValueError):
+    """``source_tables.toml`` says something the extractor cannot do; the message names the table."""
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """One operational table and how it is loaded into the warehouse."""
+
+    database: str
+    name: str
+    load: str
+    description: str
+    columns: dict[str, str] = field(default_factory=dict)  # column -> description
+    event_time: str | None = None  # daily: the column partitions are cut on
+    cursor: tuple[str, ...] = ()  # incremental: first non-null of these is the row's update time
+    reconcile_deletes: bool = False  # incremental: drop rows whose key is gone at the source
+    lookback_minutes: int = 60
+
+    @property
+    def key(self) -> str:
+        """``database.table``, the name used in messages and bookkeeping."""
+        return f"{self.database}.{self.name}"
+
+    @property
+    def partitioned(self) -> bool:
+        return self.load == "daily"
+
+
+def _table(database: str, name: str, body: dict, lookback: int) -> SourceTable:
+    load = body.get("load")
+    if load not in LOADS:
+        raise CatalogueError(f"{database}.{name}: load must be one of {LOADS}, got {load!r}")
+    if load == "daily" and not body.get("event_time"):
+        raise CatalogueError(f"{database}.{name}: a daily table needs event_time")
+    if load == "incremental" and not body.get("cursor"):
+        raise CatalogueError(f"{database}.{name}: an incremental table needs cursor")
+    return SourceTable(
+        database=database,
+        name=name,
+        load=load,
+        description=body.get("description", ""),
+        columns=dict(body.get("columns", {})),
+        event_time=body.get("event_time"),
+        cursor=tuple(body.get("cursor", ())),
+        reconcile_deletes=bool(body.get("reconcile_deletes", False)),
+        lookback_minutes=int(body.get("lookback_minutes", lookback)),
+    )
+
+
+@cache
+def source_tables(path: Path = CATALOGUE_FILE) -> tuple[SourceTable, ...]:
+    """Every source table, Cheeko's first, in the file's order."""
+    raw = tomllib.loads(path.read_text())
+    lookback = int(raw.get("lookback_minutes", 60))
+    return tuple(
+        _table(database, name, body, lookback)
+        for database in ("cheeko", "cognova")
+        for name, body in raw.get(database, {}).items()
+    )
+
+
+def source_table(database: str, name: str) -> SourceTable:
+    """The table ``database.name``; KeyError naming it if the catalogue lacks it."""
+    for table in source_tables():
+        if (table.database, table.name) == (database, name):
+            return table
+    raise KeyError(f"{database}.{name} is not in {CATALOGUE_FILE.name}")

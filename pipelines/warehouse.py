@@ -1,0 +1,102 @@
+"""The one way this project opens the DuckDB warehouse.
+
+Only this module calls ``duckdb.connect``. A connection here always runs in
+UTC (so ``TIMESTAMPTZ`` values read back as UTC), has the PostgreSQL
+extension loaded from its pip wheel (nothing is downloaded at run time), and
+has the warehouse's bookkeeping schema ``_warehouse`` in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+META_SCHEMA = "_warehouse"
+RAW_SCHEMAS = {"cheeko": "raw_cheeko", "cognova": "raw_cognova"}
+
+# Bookkeeping written in the same transaction as the rows it describes.
+META_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {META_SCHEMA};
+CREATE TABLE IF NOT EXISTS {META_SCHEMA}.cursors (
+    database      VARCHAR NOT NULL,
+    table_name    VARCHAR NOT NULL,
+    watermark     TIMESTAMPTZ,          -- latest cursor value loaded
+    watermark_key VARCHAR,              -- primary key of the latest row at that value (ties)
+    updated_at    TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (database, table_name)
+);
+CREATE TABLE IF NOT EXISTS {META_SCHEMA}.source_columns (
+    database       VARCHAR NOT NULL,
+    table_name     VARCHAR NOT NULL,
+    column_name    VARCHAR NOT NULL,
+    source_type    VARCHAR NOT NULL,    -- PostgreSQL's format_type()
+    warehouse_type VARCHAR,             -- NULL when the privacy policy drops the column
+    ordinal        INTEGER NOT NULL,
+    PRIMARY KEY (database, table_name, column_name)
+);
+CREATE TABLE IF NOT EXISTS {META_SCHEMA}.loads (
+    database      VARCHAR NOT NULL,
+    table_name    VARCHAR NOT NULL,
+    load          VARCHAR NOT NULL,
+    window_start  TIMESTAMPTZ,
+    window_end    TIMESTAMPTZ,
+    rows_written  BIGINT NOT NULL,
+    rows_deleted  BIGINT NOT NULL,
+    finished_at   TIMESTAMPTZ NOT NULL
+);
+"""
+
+
+def _load_postgres_extension(con: duckdb.DuckDBPyConnection) -> None:
+    """Install the postgres extension from the ``duckdb-extension-postgres`` wheel."""
+    try:
+        con.execute("LOAD postgres")
+    except duckdb.Error:
+        from duckdb_extensions import import_extension
+
+        import_extension("postgres", con=con)
+        con.execute("LOAD postgres")
+
+
+@contextmanager
+def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse file at ``path`` (created if missing, unless read-only)."""
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        _load_postgres_extension(con)
+        # The extension's default ctid scan ignores indexes; event windows need them.
+        con.execute("SET pg_use_ctid_scan = false")
+        if not read_only:
+            con.execute(META_DDL)
+        yield con
+    finally:
+        con.close()
+
+
+def attach_source(con: duckdb.DuckDBPyConnection, alias: str, url: str) -> None:
+    """Attach an operational database read-only under ``alias`` (idempotent)."""
+    attached = {row[0] for row in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+    if alias not in attached:
+        con.execute(f"ATTACH {_literal(url)} AS {alias} (TYPE postgres, READ_ONLY)")
+
+
+def use_snapshot(con: duckdb.DuckDBPyConnection, alias: str, snapshot_id: str) -> None:
+    """Make the open DuckDB transaction read ``alias`` as of an exported snapshot.
+
+    Must be the first use of ``alias`` in the transaction: PostgreSQL only
+    accepts ``SET TRANSACTION SNAPSHOT`` before the transaction's first query.
+    """
+    if not snapshot_id.replace("-", "").isalnum():
+        raise ValueError(f"not a snapshot id: {snapshot_id!r}")
+    con.execute(f"CALL postgres_execute('{alias}', 'SET TRANSACTION SNAPSHOT ''{snapshot_id}''')")
+
+
+def _literal(text: str) -> str:
+    """A DuckDB string literal. ATTACH takes no bound parameters; the URL comes from settings."""
+    return "'" + text.replace("'", "''") + "'"
