@@ -46,6 +46,7 @@ def _metadata(result: extract.LoadResult, preview: str) -> dict:
         "rows_deleted": result.rows_deleted,
         "source_rows_in_scope": result.source_rows,
         "load": table.load,
+        "source_snapshot": result.snapshot_id,
         "seconds": round(result.seconds, 3),
         "dropped_by_privacy_policy": [p.name for p in result.columns if p.rule == "drop"],
         "preview": dg.MetadataValue.md(preview),

@@ -57,28 +57,30 @@ def _waves(keys: set[dg.AssetKey]) -> list[tuple[bool, list[dg.AssetKey]]]:
     return waves
 
 
-def default_range(settings: Settings, keys: list[dg.AssetKey]) -> tuple[dt.date, dt.date] | None:
-    """Every day with data up to the last complete day, over the selected daily tables."""
+def default_range(settings: Settings, keys: set[dg.AssetKey]) -> tuple[dt.date, dt.date] | None:
+    """The days with data, up to the last complete day, over the selected daily raw tables."""
     last = DAILY.get_last_partition_key()
     if last is None:
         return None
-    earliest: list[dt.date] = []
+    cutoff = dt.date.fromisoformat(last) + dt.timedelta(days=1)
     by_database: dict[str, list[str]] = {}
     for key in keys:
         prefix, name = key.path[0], key.path[-1]
-        if prefix.startswith("raw_"):
-            table = source_table(prefix.removeprefix("raw_"), name)
-            if table.partitioned:
-                by_database.setdefault(table.database, []).append(table.name)
+        if prefix.startswith("raw_") and source_table(prefix.removeprefix("raw_"), name).partitioned:
+            by_database.setdefault(prefix.removeprefix("raw_"), []).append(name)
+    days: list[dt.date] = []
     for database, tables in by_database.items():
         with Snapshot(database_url(settings, database)) as snapshot:
             for name in tables:
-                value = snapshot.earliest(name, source_table(database, name).event_time)
-                if value is not None:
-                    earliest.append(value if isinstance(value, dt.date) and not isinstance(value, dt.datetime) else value.date())
-    start = max(min(earliest, default=settings.partitions_start), settings.partitions_start)
-    end = dt.date.fromisoformat(last)
-    return (start, end) if start <= end else None
+                column = source_table(database, name).event_time
+                # Bound by a timestamp for time columns, by a date for date columns (usage_date).
+                is_date = any(c.name == column and c.type == "date" for c in snapshot.columns(name))
+                before = cutoff if is_date else dt.datetime.combine(cutoff, dt.time(0), dt.UTC)
+                days += [v if is_date else v.astimezone(dt.UTC).date() for v in snapshot.bounds(name, column, before) if v is not None]
+    if not days:
+        return None
+    start = max(min(days), settings.partitions_start)
+    return (start, max(days)) if start <= max(days) else None
 
 
 def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: str | None = None,

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines import generator, migrate, postgres, writes
+from pipelines import generator, migrate, postgres
 from pipelines.databases import database_url, database_urls
 from pipelines.embedded import EmbeddedServer, EmbeddedServerError
 from pipelines.settings import DATABASES, Settings, SettingsError, load
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--devices", type=int, default=DEMO_DEVICES)
     demo.add_argument("--days", type=int, default=DEMO_DAYS)
     demo.add_argument("--seed", type=int, default=DEMO_SEED)
+    demo.add_argument("--end", type=dt.date.fromisoformat, help="last day with data (default: the last day ended everywhere)")
 
     sub.add_parser("config", help="print the resolved configuration")
 
@@ -118,9 +119,13 @@ def cmd_db(settings: Settings, args) -> int:
 
 
 def cmd_generate(settings: Settings, args) -> int:
+    if args.append_days is not None:
+        given = [flag for flag, value in (("--messy", args.messy), ("--end", args.end), ("--reset", args.reset)) if value]
+        if given:
+            raise generator.GeneratorError(f"--append-days continues the dataset as it was made; it takes no {', '.join(given)}")
     urls = database_urls(settings)
     out_dir = settings.generated
-    if args.append_days:
+    if args.append_days is not None:
         result = generator.append(urls["cheeko"], urls["cognova"], args.append_days, out_dir)
     else:
         options = generator.Options(devices=args.devices, days=args.days, seed=args.seed, messy=args.messy, end=args.end)
@@ -170,6 +175,11 @@ def cmd_run(settings: Settings, args) -> int:
 
 
 def cmd_demo(settings: Settings, args) -> int:
+    configured = [name for name in DATABASES if settings.database_url(name)]
+    if configured:
+        raise SettingsError(f"warehouse demo replaces every row of the databases it uses, so it runs only on the "
+                            f"embedded server; unset {', '.join(n.upper() + '_DATABASE_URL' for n in configured)} "
+                            f"(or use `warehouse generate` and `warehouse run` against those databases)")
     began = time.perf_counter()
     print("1/4 databases")
     urls = database_urls(settings)
@@ -180,7 +190,7 @@ def cmd_demo(settings: Settings, args) -> int:
         migrate.upgrade(name, urls[name])
         print(f"  {name}: at {migrate.current(name, urls[name])}")
     print("3/4 fleet")
-    options = generator.Options(devices=args.devices, days=args.days, seed=args.seed)
+    options = generator.Options(devices=args.devices, days=args.days, seed=args.seed, end=args.end)
     result = generator.generate(urls["cheeko"], urls["cognova"], options, settings.generated, reset=True,
                                 progress=lambda line: print(f"  {line}"))
     _print_generation(result)

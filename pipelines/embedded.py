@@ -12,10 +12,13 @@ the Python process that started it exits and listens on a socket only.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import pwd
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,38 +73,77 @@ class EmbeddedServer:
     def is_initialised(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()
 
+    def running_port(self) -> int | None:
+        """Port of the live postmaster serving this data directory, or None.
+
+        ``postmaster.pid`` is trusted only if its pid is a postgres process
+        whose working directory is this data directory: after a crash the pid
+        may have been reused by anything, which we must neither report as our
+        server nor signal. A stale file is removed.
+        """
+        pidfile = self.pgdata / "postmaster.pid"
+        try:
+            lines = pidfile.read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (FileNotFoundError, IndexError, ValueError):
+            return None
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+            ours = command.endswith(b"postgres") and cwd.resolve() == self.pgdata.resolve()
+        except OSError:
+            ours = False
+        if not ours:
+            pidfile.unlink(missing_ok=True)
+            return None
+        return port
+
     def is_running(self) -> bool:
         """True when a postmaster is running on this data directory."""
-        if not self.is_initialised():
-            return False
-        result = self._pg_ctl(["status"], check=False)
-        return result.returncode == 0
+        return self.running_port() is not None
 
     def start(self, databases: tuple[str, ...] = DATABASES) -> None:
         """Initialise (first time), start (if stopped) and create ``databases``. Idempotent."""
-        if not self.is_initialised():
-            self._initdb()
-        if not self.is_running():
-            result = self._pg_ctl(
-                ["-w", "-t", "60", "-l", str(self.logfile), "-o", " ".join((f"-c port={self.port}", *SERVER_OPTIONS)), "start"],
-                check=False,
-            )
-            if result.returncode != 0:
-                raise EmbeddedServerError(
-                    f"could not start PostgreSQL in {self.pgdata} on port {self.port} "
-                    f"(is another server using it? set WAREHOUSE_PG_PORT):\n"
-                    f"{result.stderr.strip()}\n{self._log_tail()}"
+        with self._lock():
+            if not self.is_initialised():
+                self._initdb()
+            port = self.running_port()
+            if port is not None and port != self.port:
+                raise EmbeddedServerError(f"the embedded server in {self.pgdata} already runs on port {port}, not {self.port}: "
+                                          f"set WAREHOUSE_PG_PORT={port}, or `warehouse pg stop` it first")
+            if port is None:
+                result = self._pg_ctl(
+                    ["-w", "-t", "60", "-l", str(self.logfile), "-o", " ".join((f"-c port={self.port}", *SERVER_OPTIONS)), "start"],
+                    check=False,
                 )
+                if result.returncode != 0:
+                    raise EmbeddedServerError(
+                        f"could not start PostgreSQL in {self.pgdata} on port {self.port} "
+                        f"(is another server using it? set WAREHOUSE_PG_PORT):\n"
+                        f"{result.stderr.strip()}\n{self._log_tail()}"
+                    )
         postgres.wait_until_ready(self.url())
         for name in databases:
             postgres.ensure_database(self.url(), name)
 
     def stop(self) -> bool:
         """Stop the server if running; True if it was running."""
-        if not self.is_running():
-            return False
-        self._pg_ctl(["-w", "-m", "fast", "stop"], check=True)
-        return True
+        with self._lock():
+            if not self.is_running():
+                return False
+            self._pg_ctl(["-w", "-m", "fast", "stop"], check=True)
+            return True
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise start/stop of this server across processes (two commands starting it at once)."""
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.pgdata.parent / ".pg.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- internals ---------------------------------------------------------
 
@@ -115,7 +157,7 @@ class EmbeddedServer:
         except KeyError:
             subprocess.run(["useradd", "--system", "--no-create-home", SYSTEM_USER], check=True)
             entry = pwd.getpwnam(SYSTEM_USER)
-        # Every folder above pgdata must be traversable by that user.
+        # Every folder above pgdata must be traversable (x, not r) by that user.
         for folder in self.pgdata.parents:
             mode = folder.stat().st_mode
             if mode & 0o011 != 0o011:

@@ -53,8 +53,9 @@ class SchemaDriftError(ExtractionError):
 def warehouse_type(source_type: str) -> str | None:
     """The exact DuckDB type for a PostgreSQL type, or None if there is none.
 
-    ``numeric(p,s)`` becomes ``DECIMAL(p,s)`` (never a float); unconstrained
-    ``numeric`` and precisions over 38 become VARCHAR, which is exact too.
+    ``numeric(p,s)`` becomes ``DECIMAL(p,s)`` (never a float). Unconstrained
+    ``numeric`` and precisions over 38 have none: the postgres extension reads
+    them as DOUBLE, which would silently round, so they are refused by name.
     """
     if source_type.endswith("[]"):
         inner = warehouse_type(source_type[:-2])
@@ -63,9 +64,9 @@ def warehouse_type(source_type: str) -> str | None:
         return "VARCHAR"
     if source_type.startswith("numeric"):
         if "(" not in source_type:
-            return "VARCHAR"
+            return None
         precision, scale = (int(x) for x in source_type[source_type.index("(") + 1 : -1].split(","))
-        return f"DECIMAL({precision},{scale})" if precision <= 38 else "VARCHAR"
+        return f"DECIMAL({precision},{scale})" if precision <= 38 else None
     return SCALAR_TYPES.get(source_type)
 
 
@@ -113,6 +114,7 @@ class LoadResult:
     watermark: dt.datetime | None = None
     added_columns: list[str] = field(default_factory=list)
     columns: list[PlannedColumn] = field(default_factory=list)
+    snapshot_id: str = ""
     seconds: float = 0.0
 
 
@@ -178,7 +180,7 @@ def extract_table(
     if table.partitioned and window is None:
         raise ExtractionError(f"{table.key}: a daily table is loaded one window at a time; pass window=(start, end)")
     began = time.perf_counter()
-    result = LoadResult(table=table, window=window if table.partitioned else None)
+    result = LoadResult(table=table, window=window if table.partitioned else None, snapshot_id=snapshot.id)
     con.execute("BEGIN TRANSACTION")
     try:
         use_snapshot(con, alias, snapshot.id)

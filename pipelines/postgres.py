@@ -180,7 +180,7 @@ class Snapshot:
             params = (start, end)
         return self._conn.execute(query, params).fetchone()[0]
 
-    def earliest(self, table: str, column: str):
-        """The smallest value of ``column`` in ``table`` (None when empty)."""
-        query = sql.SQL("SELECT min({c}) FROM {t}").format(c=sql.Identifier(column), t=sql.Identifier(table))
-        return self._conn.execute(query).fetchone()[0]
+    def bounds(self, table: str, column: str, before) -> tuple:
+        """(smallest, largest) value of ``column`` in ``table`` below ``before``; (None, None) when none."""
+        query = sql.SQL("SELECT min({c}), max({c}) FROM {t} WHERE {c} < %s").format(c=sql.Identifier(column), t=sql.Identifier(table))
+        return tuple(self._conn.execute(query, (before,)).fetchone())

@@ -50,22 +50,33 @@ def with_retries(work: Callable[[], T], *, attempts: int = 4, base_delay: float 
     raise AssertionError("unreachable")
 
 
-def copy_frame(conn, table: str, frame: pl.DataFrame) -> int:
+def copy_frame(conn, table: str, frame: pl.DataFrame, *, skip_existing: bool = False) -> int:
     """Append ``frame``'s rows to ``table`` by COPY, inside the caller's transaction.
 
     Columns are matched by name, so the frame may omit columns with defaults
-    (identity ids, ``now()`` timestamps). Returns the number of rows copied.
+    (identity ids, ``now()`` timestamps). With ``skip_existing`` the rows go
+    through a temporary table and ``INSERT ... ON CONFLICT DO NOTHING``, so
+    loading the same rows twice is harmless. Returns the rows added.
     """
     if frame.height == 0:
         return 0
+    target = quote_identifier(table)
     columns = ", ".join(quote_identifier(c) for c in frame.columns)
-    statement = f"COPY {quote_identifier(table)} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+    into = target
+    if skip_existing:
+        into = quote_identifier(f"_load_{table}")
+        conn.execute(f"CREATE TEMP TABLE {into} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP")
+    statement = f"COPY {into} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
     with conn.cursor() as cur, cur.copy(statement) as copy:
         for offset in range(0, frame.height, COPY_BATCH_ROWS):
             buffer = io.BytesIO()
             frame.slice(offset, COPY_BATCH_ROWS).write_csv(buffer, include_header=False, null_value="\\N")
             copy.write(buffer.getvalue())
-    return frame.height
+    if not skip_existing:
+        return frame.height
+    added = conn.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {into} ON CONFLICT DO NOTHING").rowcount
+    conn.execute(f"DROP TABLE {into}")
+    return added
 
 
 def sync_identity(conn, table: str, column: str = "id") -> None:

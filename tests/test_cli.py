@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,14 +47,56 @@ def test_pg_server_outlives_the_command_that_started_it(home_env):
     assert warehouse(home_env, "pg", "status", check=False).returncode == 3
 
 
-def test_demo_runs_from_nothing(home_env):
-    result = warehouse(home_env, "demo", "--devices", "8", "--days", "4")
+def _fingerprint(url: str) -> str:
+    with postgres.connect(url) as conn:
+        return conn.execute("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM ai_agent_chat_history t").fetchone()[0]
+
+
+def test_demo_runs_from_nothing_and_again(home_env):
+    result = warehouse(home_env, "demo", "--devices", "8", "--days", "4", "--end", "2026-03-31")
     assert "2/4 migrations" in result.stdout and "cheeko: at cheeko_0001" in result.stdout
     assert "wrote" in result.stdout and "planted facts" in result.stdout
     assert (Path(home_env["WAREHOUSE_HOME"]) / "generated" / "planted_facts.jsonl").exists()
+    assert (Path(home_env["WAREHOUSE_HOME"]) / "warehouse.duckdb").exists()
+    url = warehouse(home_env, "pg", "url", "--database", "cheeko").stdout.strip()
+    first = _fingerprint(url)
     # A second demo replaces the data rather than doubling it.
-    again = warehouse(home_env, "demo", "--devices", "8", "--days", "4")
-    assert again.stdout.split("wrote ")[1].split(" rows")[0] == result.stdout.split("wrote ")[1].split(" rows")[0]
+    warehouse(home_env, "demo", "--devices", "8", "--days", "4", "--end", "2026-03-31")
+    assert _fingerprint(url) == first
+
+
+def test_demo_refuses_configured_databases(home_env):
+    result = warehouse(home_env | {"CHEEKO_DATABASE_URL": "postgresql://prod@db.example/cheeko"}, "demo", check=False)
+    assert result.returncode == 2
+    assert "runs only on the embedded server" in result.stderr and "CHEEKO_DATABASE_URL" in result.stderr
+
+
+def test_append_days_takes_no_other_dataset_options(home_env):
+    result = warehouse(home_env, "generate", "--append-days", "1", "--messy", check=False)
+    assert result.returncode == 2 and "--append-days" in result.stderr
+
+
+def test_stale_pid_file_is_not_trusted(home_env):
+    """After a crash, postmaster.pid may name a reused pid: never report or signal it as our server."""
+    warehouse(home_env, "pg", "start")
+    pgdata = Path(home_env["WAREHOUSE_HOME"]) / "pgdata"
+    pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(50):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.1)
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        lines[0] = str(stranger.pid)
+        (pgdata / "postmaster.pid").write_text("\n".join(lines) + "\n")
+        assert warehouse(home_env, "pg", "status", check=False).returncode == 3
+        assert "not running" in warehouse(home_env, "pg", "stop").stdout
+        assert stranger.poll() is None  # the unrelated process is alive
+        assert warehouse(home_env, "pg", "start").returncode == 0
+    finally:
+        stranger.kill()
 
 
 def test_errors_are_reported_without_a_traceback(home_env):

@@ -10,7 +10,9 @@ Cheeko's own ``sys_params`` table (``warehouse.generator``), so an append
 needs nothing but the database.
 
 Everything is loaded with ``COPY`` through :mod:`pipelines.writes`, one
-transaction per database: a failed run leaves no half dataset behind.
+transaction per database. Cognova is loaded first and skips rows it already
+has (its ids are deterministic); Cheeko, which holds the dataset's parameters,
+commits last. So a run that fails between the two can simply be run again.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pipelines import postgres, writes
 from pipelines.generator.assemble import (
     CHEEKO_LOAD_ORDER,
     COGNOVA_LOAD_ORDER,
+    HORIZON_HOURS_AFTER_END,
     META_PARAM,
     Dataset,
     build_append,
@@ -48,7 +51,8 @@ class Options:
     end: dt.date | None = None
 
     def resolved_end(self) -> dt.date:
-        return self.end or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
+        """``end``, or the latest day whose local evenings have ended in every zone (UTC-12 included)."""
+        return self.end or (dt.datetime.now(dt.UTC) - dt.timedelta(hours=HORIZON_HOURS_AFTER_END)).date()
 
 
 @dataclass
@@ -69,11 +73,15 @@ class Result:
 
 
 def _has_rows(url: str, table: str) -> bool:
-    with postgres.read_only(url) as conn:
-        return conn.execute(f"SELECT EXISTS (SELECT 1 FROM {writes.quote_identifier(table)})").fetchone()[0]
+    try:
+        with postgres.read_only(url) as conn:
+            return conn.execute(f"SELECT EXISTS (SELECT 1 FROM {writes.quote_identifier(table)})").fetchone()[0]
+    except postgres.UndefinedTable:
+        raise GeneratorError(f"{postgres.redact(url)} has no table {table!r}: run `warehouse db upgrade` first") from None
 
 
 def _read_meta(cheeko_url: str) -> dict | None:
+    _has_rows(cheeko_url, "sys_params")  # a clear error on an unmigrated database
     with postgres.read_only(cheeko_url) as conn:
         row = conn.execute("SELECT param_value FROM sys_params WHERE param_code = %s", (META_PARAM,)).fetchone()
     return json.loads(row[0]) if row else None
@@ -94,7 +102,7 @@ def _load(url: str, order: list[str], data: Dataset, database: str, rows: dict, 
                 if frame is not None:
                     if frame.height >= 50_000:
                         progress(f"  {database}.{table}: {frame.height:,} rows")
-                    rows[(database, table)] = writes.copy_frame(conn, table, frame)
+                    rows[(database, table)] = writes.copy_frame(conn, table, frame, skip_existing=database == "cognova")
                     if "id" in frame.columns and frame.schema["id"].is_integer():
                         writes.sync_identity(conn, table)
     writes.with_retries(work)
@@ -144,10 +152,10 @@ def generate(cheeko_url: str, cognova_url: str, options: Options, out_dir: Path,
         data.statements["cheeko"] = [(f"TRUNCATE {', '.join(writes.quote_identifier(t) for t in CHEEKO_LOAD_ORDER)} RESTART IDENTITY CASCADE", None)]
         data.statements["cognova"] = [(f"TRUNCATE {', '.join(writes.quote_identifier(t) for t in COGNOVA_LOAD_ORDER)} CASCADE", None)]
     rows: dict[tuple[str, str], int] = {}
-    progress("loading cheeko")
-    _load(cheeko_url, CHEEKO_LOAD_ORDER, data, "cheeko", rows, progress)
     progress("loading cognova")
     _load(cognova_url, COGNOVA_LOAD_ORDER, data, "cognova", rows, progress)
+    progress("loading cheeko")
+    _load(cheeko_url, CHEEKO_LOAD_ORDER, data, "cheeko", rows, progress)
     result = Result(data.start, data.end, rows, data.facts, data.faults, time.perf_counter() - began)
     result.files = _write_outputs(out_dir, result, data.meta, append=False)
     return result
@@ -164,8 +172,8 @@ def append(cheeko_url: str, cognova_url: str, days: int, out_dir: Path, *, progr
     progress(f"appending {days} day(s) after {meta['end']}")
     data = build_append(meta, days, progress=progress)
     rows: dict[tuple[str, str], int] = {}
-    _load(cheeko_url, CHEEKO_LOAD_ORDER, data, "cheeko", rows, progress)
     _load(cognova_url, COGNOVA_LOAD_ORDER, data, "cognova", rows, progress)
+    _load(cheeko_url, CHEEKO_LOAD_ORDER, data, "cheeko", rows, progress)
     result = Result(data.start, data.end, rows, data.facts, data.faults, time.perf_counter() - began)
     result.files = _write_outputs(out_dir, result, data.meta, append=True)
     return result

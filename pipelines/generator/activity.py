@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -57,12 +58,18 @@ def _frame(table: str, columns: dict) -> pl.DataFrame:
 
 
 def signup_days(pop: Population) -> np.ndarray:
-    return EPOCH_ORDINAL + pop.device_signup // 86400
+    """Each device's setup day, as a date ordinal in its child's local time."""
+    zones = pop.device_tz()
+    out = np.empty(pop.n_devices, dtype=np.int64)
+    for i, (seconds, zone) in enumerate(zip(pop.device_signup, zones)):
+        tz = zoneinfo.ZoneInfo(TZ_NAMES[zone]) if zone >= 0 else dt.UTC
+        out[i] = dt.datetime.fromtimestamp(int(seconds), tz).date().toordinal()
+    return out
 
 
-def activity_states(seed: int, pop: Population, days: list[dt.date]) -> np.ndarray:
+def activity_states(seed: int, pop: Population, days: list[dt.date], first: np.ndarray | None = None) -> np.ndarray:
     """Boolean matrix (devices, days): was the device used that local day."""
-    first = signup_days(pop)
+    first = signup_days(pop) if first is None else first
     e = pop.device_engagement
     states = np.zeros((pop.n_devices, len(days)), dtype=bool)
     prev = np.zeros(pop.n_devices, dtype=bool)
@@ -87,12 +94,16 @@ class DayContext:
     active: np.ndarray  # device indices used today
     midnight_us: np.ndarray  # per device: UTC microseconds of local midnight
     earliest_us: np.ndarray  # per device: nothing happens before setup
+    first_day: np.ndarray  # per device: local setup day (ordinal)
 
     def times(self, devices: np.ndarray) -> np.ndarray:
         """Plausible local times of day for ``devices``, as UTC microseconds."""
         t = self.midnight_us[devices] + local_seconds_of_day(self.rng, len(devices)) * US
-        t += self.rng.integers(0, US, size=len(devices))
-        return np.maximum(t, self.earliest_us[devices])
+        return t + self.rng.integers(0, US, size=len(devices))
+
+    def after_setup(self, devices: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Mask of events that happen after their device was set up (others are dropped)."""
+        return times >= self.earliest_us[devices]
 
 
 def _within(starts: np.ndarray, counts: np.ndarray, gaps: np.ndarray) -> np.ndarray:
@@ -148,10 +159,13 @@ def chat(ctx: DayContext) -> tuple[dict[str, pl.DataFrame], dict]:
     sess_len = (user_t[np.cumsum(pairs) - 1] - s_start) / US + 30
     duration = np.bincount(np.searchsorted(devs, s_dev), weights=sess_len, minlength=len(devs))
     last_sess = s_id[np.cumsum(n_sess) - 1]
+    session_last_turn = asst_t[np.cumsum(pairs) - 1]
+    last_turn = np.maximum.reduceat(session_last_turn, np.cumsum(n_sess) - n_sess) if len(devs) else session_last_turn
     inp = (messages * rng.normal(420, 70, size=len(devs))).clip(50).astype(np.int64)
     out = (messages * rng.normal(140, 25, size=len(devs))).clip(20).astype(np.int64)
     ttft_mean = np.array([TTFT_BY_LLM.get(int(i), 1.0) for i in pop.device_llm[devs]])
     ttft = np.round(ttft_mean * rng.lognormal(0, 0.25, size=len(devs)), 3)
+    ttft = np.where(rng.random(len(devs)) < 0.03, np.nan, ttft)  # older firmware reports no TTFT
     day_end = ctx.midnight_us[devs] + 86399 * US
     usage = _frame("device_token_usage", {
         "mac_address": pop.device_mac[devs],
@@ -164,7 +178,7 @@ def chat(ctx: DayContext) -> tuple[dict[str, pl.DataFrame], dict]:
         "input_cached_tokens": (inp * rng.uniform(0.1, 0.4, size=len(devs))).astype(np.int64),
         "output_audio_tokens": (out * 0.8).astype(np.int64),
         "output_text_tokens": out - (out * 0.8).astype(np.int64),
-        "avg_ttft_seconds": ttft,
+        "avg_ttft_seconds": [None if np.isnan(x) else float(x) for x in ttft],
         "message_count": messages,
         "session_duration_seconds": np.round(duration, 3),
         "total_response_duration_seconds": np.round(messages / 2 * rng.uniform(1.5, 3.5, size=len(devs)), 3),
@@ -173,7 +187,7 @@ def chat(ctx: DayContext) -> tuple[dict[str, pl.DataFrame], dict]:
         "created_at": day_end,
         "update_date": day_end,
     })
-    per_device = {"chat_devices": devs, "sessions": n_sess, "last_turn_us": asst_t}
+    per_device = {"chat_devices": devs, "sessions": n_sess, "last_turn_us": last_turn}
     return {"ai_agent_chat_history": history, "device_token_usage": usage}, per_device
 
 
@@ -191,6 +205,9 @@ def games(ctx: DayContext) -> dict[str, pl.DataFrame]:
     ], dtype=np.int64)
     g_start = ctx.times(g_dev)
     n_att = rng.integers(5, 11, size=g)
+    keep = ctx.after_setup(g_dev, g_start)
+    g_dev, g_type, g_subject, g_start, n_att = g_dev[keep], g_type[keep], g_subject[keep], g_start[keep], n_att[keep]
+    g = len(g_dev)
     a_game = np.repeat(np.arange(g), n_att)
     a_subject = g_subject[a_game]
     topics = [vocab.SUBJECTS[s] for s in SUBJECT_NAMES]
@@ -198,7 +215,7 @@ def games(ctx: DayContext) -> dict[str, pl.DataFrame]:
     difficulty = rng.integers(1, 4, size=len(a_game))
     kid = pop.device_kid[g_dev][a_game]
     skill = np.where(kid >= 0, pop.kid_skill[np.maximum(kid, 0), a_subject], 0.6)
-    practice = np.clip((ctx.day.toordinal() - signup_days(pop)[g_dev][a_game]) / 120, 0, 1)
+    practice = np.clip((ctx.day.toordinal() - ctx.first_day[g_dev][a_game]) / 120, 0, 1)
     p = np.clip(skill + 0.15 * practice - 0.08 * (difficulty - 2), 0.05, 0.97)
     correct = rng.random(len(a_game)) < p
     attempted = _within(g_start, n_att, rng.integers(4 * US, 25 * US, size=len(a_game)))
@@ -260,6 +277,9 @@ def media(ctx: DayContext) -> dict[str, pl.DataFrame]:
     start = ctx.times(p_dev)
     outcome = rng.choice(3, size=n, p=[0.6, 0.25, 0.15])  # complete, pause, skip
     listened = np.where(outcome == 0, length, np.where(outcome == 1, rng.integers(20, np.maximum(length, 21)), rng.integers(2, 25, size=n)))
+    keep = ctx.after_setup(p_dev, start)
+    p_dev, kind, content_id, start, outcome, listened = p_dev[keep], kind[keep], content_id[keep], start[keep], outcome[keep], listened[keep]
+    n = len(p_dev)
     mac = pop.device_mac[p_dev]
     ctype = np.asarray(["story", "music", "textbook"], dtype=object)[kind]
     frame = _frame("analytics_media_playback", {
@@ -282,29 +302,41 @@ def scans(ctx: DayContext) -> dict[str, pl.DataFrame]:
     s_dev = np.repeat(devs, taps)
     n = len(s_dev)
     card = rng.integers(0, len(cat.card_uids), size=n)
-    unknown = rng.random(n) < 0.06
-    uid = np.where(unknown, np.array([f"04{v:012X}" for v in rng.integers(0, 2**40, size=n)], dtype=object), cat.card_uids[card])
+    # Most taps are mapped cards; some are printed pack cards that resolve
+    # through an rfid_series UID range; a few are unknown and resolve to nothing.
+    source = rng.choice(3, size=n, p=[0.84, 0.10, 0.06])  # mapped, series, unknown
+    series = rng.integers(0, cat.series_count, size=n)
+    in_range = rng.integers(0, 256, size=n)
+    unknown_uid = rng.integers(0, 2**40, size=n)
+    uid = [cat.card_uids[c] if k == 0 else f"05{s:02X}00000000{r:02X}" if k == 1 else f"04{u:012X}"
+           for k, c, s, r, u in zip(source, card, series, in_range, unknown_uid)]
+    resolved_type = [cat.card_resolved_type[c] if k == 0 else "series" if k == 1 else None for k, c in zip(source, card)]
+    resolved_id = [int(cat.card_resolved_id[c]) if k == 0 else int(s) + 1 if k == 1 else None
+                   for k, c, s in zip(source, card, series)]
+    scanned = ctx.times(s_dev)
+    keep = ctx.after_setup(s_dev, scanned)
     frame = _frame("rfid_scan_log", {
         "uid": uid,
         "mac_address": pop.device_mac[s_dev],
-        "resolved_type": np.where(unknown, None, cat.card_resolved_type[card]),
-        "resolved_id": [None if u else int(r) for u, r in zip(unknown, cat.card_resolved_id[card])],
-        "scanned_at": ctx.times(s_dev),
-    })
+        "resolved_type": resolved_type,
+        "resolved_id": resolved_id,
+        "scanned_at": scanned,
+    }).filter(pl.Series(keep, dtype=pl.Boolean))
     return {"rfid_scan_log": frame}
 
 
-def kid_activity(ctx: DayContext, tables: dict[str, pl.DataFrame], chat_devices: np.ndarray, sessions: np.ndarray) -> pl.DataFrame:
+def kid_activity(ctx: DayContext, tables: dict[str, pl.DataFrame], chat_devices: np.ndarray, sessions: np.ndarray,
+                 last_turn: np.ndarray) -> pl.DataFrame:
     """Per-child activity events derived from the day's chats, games and stories."""
     pop = ctx.pop
     rows: dict[str, list] = defaultdict(list)
     kid_of_mac = {m: pop.kid_id[k] for m, k in zip(pop.device_mac, pop.device_kid) if k >= 0}
-    for dev, n in zip(chat_devices, sessions):
+    for dev, n, at in zip(chat_devices, sessions, last_turn):
         if pop.device_kid[dev] >= 0:
             rows["kid_id"].append(int(pop.kid_id[pop.device_kid[dev]]))
             rows["activity_type"].append("chat")
             rows["details"].append(json.dumps({"sessions": int(n)}))
-            rows["occurred_at"].append(int(ctx.midnight_us[dev] + 20 * 3600 * US))
+            rows["occurred_at"].append(int(at))
     done = tables["analytics_game_sessions"].filter(pl.col("ended_at").is_not_null())
     for mac, sid, correct, total, ended in done.select("mac_address", "session_id", "correct_answers", "total_questions", "ended_at").iter_rows():
         if mac in kid_of_mac:
@@ -335,13 +367,22 @@ TIME_COLUMNS = {
 }
 
 
-def generate_days(seed: int, pop: Population, cat: Catalogue, days: list[dt.date], states: np.ndarray) -> tuple[dict[str, pl.DataFrame], np.ndarray]:
-    """Event rows for ``days`` (columns of ``states``), and each device's last event (UTC µs, -1 if none)."""
+EVENT_TIMES = {
+    "ai_agent_chat_history": "created_at",
+    "analytics_game_attempts": "attempted_at",
+    "analytics_media_playback": "occurred_at",
+    "rfid_scan_log": "scanned_at",
+}
+
+
+def generate_days(seed: int, pop: Population, cat: Catalogue, days: list[dt.date], states: np.ndarray,
+                  first_day: np.ndarray | None = None) -> tuple[dict[str, pl.DataFrame], dict[str, int]]:
+    """Event rows for ``days`` (columns of ``states``), and each active device's last event (MAC -> UTC µs)."""
     offsets = utc_offsets(TZ_NAMES, days)
     tz = pop.device_tz()
     earliest = (pop.device_signup + 300) * US
+    first_day = signup_days(pop) if first_day is None else first_day
     parts: dict[str, list[pl.DataFrame]] = defaultdict(list)
-    last_seen = np.full(pop.n_devices, -1, dtype=np.int64)
     for j, day in enumerate(days):
         offset = np.where(tz >= 0, offsets[np.maximum(tz, 0), j], 0)
         ctx = DayContext(
@@ -352,19 +393,23 @@ def generate_days(seed: int, pop: Population, cat: Catalogue, days: list[dt.date
             active=np.flatnonzero(states[:, j]),
             midnight_us=(epoch_seconds(day) - offset) * US,
             earliest_us=earliest,
+            first_day=first_day,
         )
         tables, per_device = chat(ctx)
         tables |= games(ctx)
         tables |= media(ctx)
         tables |= scans(ctx)
-        tables["kid_activity_log"] = kid_activity(ctx, tables, per_device["chat_devices"], per_device["sessions"])
+        tables["kid_activity_log"] = kid_activity(ctx, tables, per_device["chat_devices"], per_device["sessions"],
+                                                  per_device["last_turn_us"])
         tables["device_memories"] = daily_files(day_stream(seed, "memories", day), pop, day, per_device["chat_devices"],
                                                 per_device["sessions"], ctx.midnight_us)
         for name, frame in tables.items():
             parts[name].append(frame)
-        last_seen[ctx.active] = np.maximum(last_seen[ctx.active], ctx.midnight_us[ctx.active] + 22 * 3600 * US)
     out = {}
     for name, frames in parts.items():
         frame = pl.concat(frames, how="vertical_relaxed")
         out[name] = frame.with_columns([pl.col(c).cast(pl.Datetime("us", "UTC")) for c in TIME_COLUMNS[name]])
+    seen = pl.concat([out[t].select(pl.col("mac_address"), pl.col(c).cast(pl.Int64).alias("at"))
+                      for t, c in EVENT_TIMES.items() if t in out])
+    last_seen = dict(seen.group_by("mac_address").agg(pl.col("at").max()).iter_rows()) if seen.height else {}
     return out, last_seen

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from pipelines.generator import cognova, messy
-from pipelines.generator.activity import activity_states, generate_days
+from pipelines.generator.activity import activity_states, generate_days, signup_days
 from pipelines.generator.catalogue import LLM_WEIGHTS, build_catalogue
 from pipelines.generator.fleet import ADMIN_USER_IDS, FIRST_PARENT_ID, Population, build_population, population_tables, ts
 from pipelines.generator.memories import PlantedFact, personality_files
@@ -36,6 +36,14 @@ COGNOVA_LOAD_ORDER = [
 ]
 META_PARAM = "warehouse.generator"  # sys_params row that records the dataset's parameters
 SIGNUP_SHARE_IN_WINDOW = 0.45  # of the fleet, signing up during the generated window
+# Local days end up to 12 hours after UTC midnight (UTC-12), so a dataset
+# ending on day E has events up to E+1 12:00 UTC: its as-of time.
+HORIZON_HOURS_AFTER_END = 36
+
+
+def horizon(end: dt.date) -> int:
+    """Epoch seconds after which a dataset ending on ``end`` has no (clean) rows."""
+    return epoch_seconds(end) + HORIZON_HOURS_AFTER_END * 3600
 
 
 @dataclass
@@ -101,12 +109,12 @@ def _people_tables(seed: int, pop: Population, cat, now: int, key: int) -> dict[
     return tables
 
 
-def _playlists(rng: np.random.Generator, pop: Population, cat, library: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Playlists for about a third of the devices."""
+def _playlists(rng: np.random.Generator, pop: Population, cat, library: pl.DataFrame, horizon_s: int) -> dict[str, pl.DataFrame]:
+    """Playlists for about a third of the devices, made the day after setup."""
     devs = np.flatnonzero(rng.random(pop.n_devices) < 0.3)
     music, story, device = [], [], []
     for d in devs:
-        mac, at = str(pop.device_mac[d]), int(pop.device_signup[d] + 86400) * US
+        mac, at = str(pop.device_mac[d]), min(int(pop.device_signup[d] + 86400), horizon_s) * US
         for pos, m in enumerate(rng.choice(len(cat.music_ids), size=4, replace=False)):
             music.append((mac, str(cat.music_ids[m]), pos + 1, at, at))
         for pos, s in enumerate(rng.choice(len(cat.story_ids), size=3, replace=False)):
@@ -170,8 +178,9 @@ def _sys_params(meta: dict, created: int) -> pl.DataFrame:
     })
 
 
-def _cheeko_events(data: Dataset, seed: int, pop: Population, cat, days: list[dt.date], states: np.ndarray) -> np.ndarray:
-    events, last_seen = generate_days(seed, pop, cat, days, states)
+def _cheeko_events(data: Dataset, seed: int, pop: Population, cat, days: list[dt.date], states: np.ndarray,
+                   first_day: np.ndarray) -> dict[str, int]:
+    events, last_seen = generate_days(seed, pop, cat, days, states, first_day)
     for name, frame in events.items():
         data.tables[("cheeko", name)] = frame
     return last_seen
@@ -202,16 +211,17 @@ def build_initial(seed: int, devices: int, days: int, end: dt.date, is_messy: bo
     people["sys_user"] = pl.concat([_admins(created), people["sys_user"]], how="diagonal_relaxed")
     for name, frame in people.items():
         data.tables[("cheeko", name)] = frame
-    data.tables |= {("cheeko", k): v for k, v in _playlists(stream(seed, "playlists"), pop, cat, cat.tables["content_library"]).items()}
+    data.tables |= {("cheeko", k): v for k, v in _playlists(stream(seed, "playlists"), pop, cat, cat.tables["content_library"], horizon(end)).items()}
     data.tables |= {("cheeko", k): v for k, v in _legacy(stream(seed, "legacy"), pop, cat, epoch_seconds(start)).items()}
     data.tables[("cheeko", "sys_params")] = _sys_params(meta, created)
 
     progress(f"  activity for {pop.n_devices} devices over {days} days")
     day_list = _days(start, end)
-    states = activity_states(seed, pop, day_list)
-    last_seen = _cheeko_events(data, seed, pop, cat, day_list, states)
-    _set_last_connected(data, pop, last_seen)
-    personality, data.facts = personality_files(stream(seed, "personality"), pop, np.arange(pop.n_devices))
+    first_day = signup_days(pop)
+    states = activity_states(seed, pop, day_list, first_day)
+    last_seen = _cheeko_events(data, seed, pop, cat, day_list, states, first_day)
+    _set_last_connected(data, last_seen)
+    personality, data.facts = personality_files(seed, stream(seed, "personality"), pop, np.arange(pop.n_devices), horizon(end))
     data.tables[("cheeko", "device_memories")] = pl.concat([personality, data.tables[("cheeko", "device_memories")]])
 
     progress("  cognova")
@@ -225,11 +235,12 @@ def build_initial(seed: int, devices: int, days: int, end: dt.date, is_messy: bo
     return data
 
 
-def _set_last_connected(data: Dataset, pop: Population, last_seen: np.ndarray) -> None:
+def _set_last_connected(data: Dataset, last_seen: dict[str, int]) -> None:
+    """``ai_device.last_connected_at``: the device's last event, else its setup time."""
     key = ("cheeko", "ai_device")
-    last = np.where(last_seen >= 0, last_seen, pop.device_signup * US)
-    data.tables[key] = data.tables[key].with_columns(
-        pl.Series("last_connected_at", last).cast(pl.Datetime("us", "UTC")))
+    devices = data.tables[key]
+    last = [last_seen.get(mac, int(created.timestamp() * US)) for mac, created in devices.select("mac_address", "create_date").iter_rows()]
+    data.tables[key] = devices.with_columns(pl.Series("last_connected_at", last, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")))
 
 
 def _set_agent_last_runs(data: Dataset) -> None:
@@ -238,14 +249,16 @@ def _set_agent_last_runs(data: Dataset) -> None:
     data.tables[("cognova", "cron_agents")] = agents.join(last, left_on="id", right_on="agent_id", how="left")
 
 
-def _inject_faults(data: Dataset, seed: int, pop: Population, end: dt.date) -> None:
+def _inject_faults(data: Dataset, seed: int, pop: Population | None, end: dt.date) -> None:
+    """--messy: damage the new rows (and, for a fresh dataset, add hostile memory files)."""
     rng = stream(seed, "messy", end.toordinal())
     cheeko = {t: f for (db, t), f in data.tables.items() if db == "cheeko"}
-    messy.inject(rng, cheeko, end, data.faults)
-    with_kid = [str(m) for m, k in zip(pop.device_mac, pop.device_kid) if k >= 0]
-    bad, counts = messy.bad_memory_files(rng, with_kid[:5], end)
-    cheeko["device_memories"] = pl.concat([cheeko["device_memories"], bad])
-    data.faults.update({k: data.faults.get(k, 0) + v for k, v in counts.items()})
+    messy.inject(rng, cheeko, data.faults)
+    if pop is not None:
+        with_kid = [str(m) for m, k in zip(pop.device_mac, pop.device_kid) if k >= 0]
+        bad, counts = messy.bad_memory_files(rng, with_kid[:5], end)
+        cheeko["device_memories"] = pl.concat([cheeko["device_memories"], bad])
+        data.faults.update({k: data.faults.get(k, 0) + v for k, v in counts.items()})
     data.tables |= {("cheeko", t): f for t, f in cheeko.items()}
 
 
@@ -273,54 +286,50 @@ def build_append(meta: dict, k: int, progress=print) -> Dataset:
     progress(f"  {pop.n_devices - first_new} new device(s); activity for {len(new_days)} day(s)")
 
     all_days = _days(start, new_end)
-    states = activity_states(seed, pop, all_days)[:, -len(new_days):]
-    last_seen = _cheeko_events(data, seed, pop, cat, new_days, states)
-    personality, data.facts = personality_files(stream(seed, "personality", new_end.toordinal()), pop, np.arange(first_new, pop.n_devices))
+    first_day = signup_days(pop)
+    states = activity_states(seed, pop, all_days, first_day)[:, -len(new_days):]
+    last_seen = _cheeko_events(data, seed, pop, cat, new_days, states, first_day)
+    personality, data.facts = personality_files(seed, stream(seed, "personality", new_end.toordinal()), pop,
+                                                np.arange(first_new, pop.n_devices), horizon(new_end))
     data.tables[("cheeko", "device_memories")] = pl.concat([personality, data.tables[("cheeko", "device_memories")]])
-    if ("cheeko", "ai_device") in data.tables:  # new devices: last seen on their first days
-        new_last = last_seen[first_new:]
-        _set_last_connected_partial(data, pop, first_new, new_last)
+    if ("cheeko", "ai_device") in data.tables:
+        _set_last_connected(data, last_seen)
 
     _, project_ids, agent_ids = cognova.static_tables(seed, start)
     _cognova_days(data, seed, new_days, project_ids, agent_ids, now * US)
-    data.statements = _append_statements(seed, pop, first_new, last_seen, new_end, data)
+    data.statements = _append_statements(seed, pop, first_new, last_seen, new_days, data)
     if meta.get("messy"):
-        _inject_faults_append(data, seed, new_end)
+        _inject_faults(data, seed, None, new_end)
     return data
 
 
-def _set_last_connected_partial(data: Dataset, pop: Population, first_new: int, new_last: np.ndarray) -> None:
-    key = ("cheeko", "ai_device")
-    last = np.where(new_last >= 0, new_last, pop.device_signup[first_new:] * US)
-    data.tables[key] = data.tables[key].with_columns(pl.Series("last_connected_at", last).cast(pl.Datetime("us", "UTC")))
-
-
-def _inject_faults_append(data: Dataset, seed: int, end: dt.date) -> None:
-    cheeko = {t: f for (db, t), f in data.tables.items() if db == "cheeko"}
-    messy.inject(stream(seed, "messy", end.toordinal()), cheeko, end, data.faults)
-    data.tables |= {("cheeko", t): f for t, f in cheeko.items()}
-
-
-def _append_statements(seed: int, pop: Population, first_new: int, last_seen: np.ndarray, end: dt.date,
+def _append_statements(seed: int, pop: Population, first_new: int, last_seen: dict[str, int], new_days: list[dt.date],
                        data: Dataset) -> dict[str, list[tuple[str, object]]]:
     """Updates and deletes an append applies to existing rows, before its new rows.
 
     Rows are picked by a keyed hash of their id (``md5(id || key)``), so the
     choice is deterministic for a given seed and day without reading them first.
     """
+    end = new_days[-1]
     key = f"{seed}:{end.isoformat()}"
     at = dt.datetime.combine(end, dt.time(12, 0), dt.UTC)
-    seen = np.flatnonzero(last_seen[:first_new] >= 0)
-    device_updates = [(dt.datetime.fromtimestamp(last_seen[i] / US, dt.UTC), at, str(pop.device_mac[i])) for i in seen]
+    existing = {str(mac) for mac in pop.device_mac[:first_new]}
+    device_updates = [(dt.datetime.fromtimestamp(t / US, dt.UTC), at, mac) for mac, t in sorted(last_seen.items()) if mac in existing]
+    months = sorted({day.strftime("%Y-%m") for day in new_days})
     cheeko = [
         ("UPDATE ai_device SET last_connected_at = %s, update_date = %s WHERE mac_address = %s", device_updates),
+        # Parents who were already here get their quota row for a month the append reaches.
+        ("INSERT INTO user_question_quota (user_id, month_key, questions_used, extra_purchased, created_at, updated_at) "
+         "SELECT p.user_id, m.month, 0, 0, %s, %s FROM parent_profile p CROSS JOIN unnest(%s::text[]) AS m(month) "
+         "ON CONFLICT (user_id, month_key) DO NOTHING", (at, at, months)),
         ("UPDATE parent_profile SET language = CASE language WHEN 'en' THEN 'hi' ELSE 'en' END, updated_at = %s "
          "WHERE id IN (SELECT id FROM parent_profile ORDER BY md5(id::text || %s) LIMIT 3)", (at, key)),
         ("UPDATE kid_profile SET interests = array_append(interests, 'volcanoes'), updated_at = %s "
          "WHERE id IN (SELECT id FROM kid_profile ORDER BY md5(id::text || %s) LIMIT 3)", (at, key)),
-        ("UPDATE device_memories SET content = replace(content, '## Dreams', %s), updated_at = %s "
+        # An edit to the last section only: the planted facts above keep their lines.
+        ("UPDATE device_memories SET content = content || %s, updated_at = %s "
          "WHERE id IN (SELECT id FROM device_memories WHERE file_type = 'personality' ORDER BY md5(id::text || %s) LIMIT 3)",
-         ("## Dreams\n- Has started saying they also want to build robots.", at, key)),
+         ("Lately also curious about how robots work.\n", at, key)),
         ("DELETE FROM device_memories WHERE id IN "
          "(SELECT id FROM device_memories WHERE file_type = 'daily' ORDER BY md5(id::text || %s) LIMIT 2)", (key,)),
         ("UPDATE ai_story SET title = title || ' (new recording)', updated_at = %s "

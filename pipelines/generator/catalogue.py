@@ -44,6 +44,7 @@ class Catalogue:
     card_uids: np.ndarray
     card_resolved_type: np.ndarray
     card_resolved_id: np.ndarray
+    series_count: int  # rfid_series rows, ids 1..n, each covering UIDs 05XX0000000000..05XX00000000FF
 
 
 def build_catalogue(rng: np.random.Generator, created: int) -> Catalogue:
@@ -316,4 +317,5 @@ def build_catalogue(rng: np.random.Generator, created: int) -> Catalogue:
         card_uids=card_uids,
         card_resolved_type=card_kind,
         card_resolved_id=card_ref,
+        series_count=len(packs),
     )

@@ -39,7 +39,7 @@ class Population:
     kid_parent: np.ndarray  # index into parent arrays
     kid_name: np.ndarray
     kid_birth: np.ndarray  # date ordinal
-    kid_tz_set: np.ndarray  # bool: the kid profile carries its own zone
+    kid_tz: np.ndarray  # index into TZ_NAMES when the kid profile sets a zone, -1 = not set
     kid_skill: np.ndarray  # (kids, subjects) base accuracy
     device_id: np.ndarray
     device_mac: np.ndarray
@@ -58,8 +58,9 @@ class Population:
         return len(self.device_id)
 
     def device_tz(self) -> np.ndarray:
-        """The zone a device's child lives by (kid's, else parent's; -1 = UTC)."""
-        return self.parent_tz[self.device_parent]
+        """The zone a device's child lives by: the kid's, else the owner's; -1 = UTC (metrics.md)."""
+        kid_zone = np.where(self.device_kid >= 0, self.kid_tz[np.maximum(self.device_kid, 0)], -1)
+        return np.where(kid_zone >= 0, kid_zone, self.parent_tz[self.device_parent])
 
     def extend(self, other: Population) -> Population:
         """This population followed by ``other`` (whose indices are local to it)."""
@@ -143,6 +144,13 @@ def build_population(
     parent_lang = pick(rng, [code for code, *_ in vocab.LANGUAGES], n_parents, lang_weights)
 
     llm = rng.choice(n_llms, size=n_devices, p=np.asarray(llm_weights) / np.sum(llm_weights))
+    # A third of kid profiles set a zone: mostly the parent's, sometimes another
+    # (a child who lives with grandparents abroad), so kid-before-parent matters.
+    own_zone = rng.random(n_kids) < 0.3
+    elsewhere = rng.random(n_kids) < 0.25
+    other_zone = rng.integers(0, len(TZ_NAMES), size=n_kids)
+    parent_of_kid = parent_tz[kid_parent]
+    kid_tz = np.where(own_zone, np.where(elsewhere | (parent_of_kid < 0), other_zone, parent_of_kid), -1)
     return Population(
         parent_id=np.arange(first_parent_id, first_parent_id + n_parents),
         parent_tz=parent_tz,
@@ -154,7 +162,7 @@ def build_population(
         kid_parent=kid_parent,
         kid_name=pick(rng, vocab.FIRST_NAMES, n_kids),
         kid_birth=kid_birth,
-        kid_tz_set=rng.random(n_kids) < 0.3,
+        kid_tz=kid_tz,
         kid_skill=rng.uniform(0.45, 0.9, size=(n_kids, len(SUBJECT_NAMES))),
         device_id=uuids(rng, n_devices),
         device_mac=_macs(rng, n_devices, taken_macs),
@@ -256,10 +264,7 @@ def population_tables(
         "school": pick(rng, vocab.SCHOOLS + [None], n_kid).tolist(),
         "interests": kid_interests,
         "language": pop.parent_lang[pop.kid_parent],
-        "timezone": [
-            TZ_NAMES[pop.parent_tz[p]] if own and pop.parent_tz[p] >= 0 else None
-            for own, p in zip(pop.kid_tz_set, pop.kid_parent)
-        ],
+        "timezone": _tz_column(pop.kid_tz),
         "preferences": [json.dumps({"bedtime": f"{h}:30", "voice_speed": "normal"}) for h in rng.integers(19, 22, size=n_kid)],
         "created_at": ts(kid_created),
         "updated_at": ts(kid_created + 60),
@@ -268,7 +273,7 @@ def population_tables(
     ai_agent = pl.DataFrame({
         "id": pop.device_agent_id,
         "user_id": owner,
-        "agent_code": [f"AGT{i:06d}" for i in range(n_dev)],
+        "agent_code": ["AGT-" + agent[:8].upper() for agent in pop.device_agent_id],
         "agent_name": [f"Cheeko for {pop.kid_name[k]}" if k >= 0 else "Cheeko" for k in pop.device_kid],
         "llm_model_id": [llm_ids[i] if i >= 0 else None for i in pop.device_llm],
         "tts_voice_id": pick(rng, voice_ids, n_dev),
@@ -308,7 +313,9 @@ def population_tables(
 
     n_tok = n_par * 2
     tok_owner = np.repeat(pop.parent_id, 2)
-    tok_created = np.minimum(np.repeat(last_login, 2) - rng.integers(0, 30 * 86400, size=n_tok), now)
+    # Sessions start after the account exists and before the data ends.
+    tok_created = np.clip(np.repeat(last_login, 2) - rng.integers(0, 30 * 86400, size=n_tok),
+                          np.repeat(pop.parent_created, 2), now)
     sys_user_token = pl.DataFrame({
         "user_id": tok_owner,
         "token": hex_ids(rng, n_tok, "sess_", 48),

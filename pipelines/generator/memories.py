@@ -17,7 +17,7 @@ import polars as pl
 
 from pipelines.generator import vocab
 from pipelines.generator.fleet import Population
-from pipelines.generator.randomness import pick, uuids
+from pipelines.generator.randomness import pick, stream, uuids
 
 US = 1_000_000
 SECTION_OF_FACT = {
@@ -92,8 +92,13 @@ def daily_file(rng: np.random.Generator, name: str, day: dt.date, sessions: int)
     return "\n".join(lines) + "\n"
 
 
-def personality_files(rng: np.random.Generator, pop: Population, devices: np.ndarray) -> tuple[pl.DataFrame, list[PlantedFact]]:
-    """Personality files (and their planted facts) for ``devices`` that have a kid."""
+def personality_files(seed: int, rng: np.random.Generator, pop: Population, devices: np.ndarray,
+                      horizon_s: int) -> tuple[pl.DataFrame, list[PlantedFact]]:
+    """Personality files (and their planted facts) for ``devices`` that have a kid.
+
+    Facts belong to the child, not the device: they come from the child's own
+    stream, so two devices of one child (or a later append) tell the same story.
+    """
     rows, facts = [], []
     ids = uuids(rng, len(devices))
     for dev, file_id in zip(devices, ids):
@@ -101,12 +106,16 @@ def personality_files(rng: np.random.Generator, pop: Population, devices: np.nda
         if kid < 0:
             continue
         name = str(pop.kid_name[kid])
-        chosen = {kind: str(values[int(rng.integers(len(values)))]) for kind, values, _, _ in vocab.FACTS}
+        child = stream(seed, "facts", int(pop.kid_id[kid]))
+        chosen = {kind: str(values[int(child.integers(len(values)))]) for kind, values, _, _ in vocab.FACTS}
         age = int((pop.device_signup[dev] // 86400 + dt.date(1970, 1, 1).toordinal() - pop.kid_birth[kid]) // 365)
         language = dict((c, n) for c, n, _ in vocab.LANGUAGES)[str(pop.parent_lang[pop.kid_parent[kid]])]
-        text, where = personality_file(name, age, str(pick(rng, vocab.GRADES, 1)[0]), language, list(pick(rng, vocab.INTERESTS, 2)), chosen)
+        grade = str(vocab.GRADES[int(child.integers(len(vocab.GRADES)))])
+        interests = [vocab.INTERESTS[int(i)] for i in child.choice(len(vocab.INTERESTS), size=2, replace=False)]
+        text, where = personality_file(name, age, grade, language, interests, chosen)
         mac = str(pop.device_mac[dev])
-        rows.append((file_id, mac, "personality", None, text, int(pop.device_signup[dev] + 86400) * US))
+        updated = min(int(pop.device_signup[dev]) + 86400, horizon_s)
+        rows.append((file_id, mac, "personality", None, text, updated * US))
         lines = text.split("\n")
         for kind, _, _, question in vocab.FACTS:
             facts.append(PlantedFact(mac, int(pop.kid_id[kid]), kind, chosen[kind], question, "personality", None,

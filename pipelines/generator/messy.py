@@ -1,7 +1,8 @@
 """``--messy``: every fault that metrics.md names, injected into clean rows.
 
-Each fault is counted in the returned dict, so data-quality tests can compare
-what the warehouse counted with what was planted. Faults:
+Each row (for games: each session together with its attempts) gets at most
+one fault, so faults never mask each other and every count in the returned
+dict is exactly what lands in the database. Faults:
 
 - ``mac_respelled``: MACs written ``AA-BB-CC-DD-EE-FF``, ``aabbccddeeff`` or in mixed case;
 - ``mac_invalid``: MACs that cannot be normalised (wrong length, not hex);
@@ -25,109 +26,134 @@ from pipelines.generator import vocab
 from pipelines.generator.randomness import uuids
 
 US = 1_000_000
-EVENT_MAC_COLUMNS = {
-    "ai_agent_chat_history": "mac_address",
-    "analytics_game_attempts": "mac_address",
-    "analytics_game_sessions": "mac_address",
-    "analytics_media_playback": "mac_address",
-    "rfid_scan_log": "mac_address",
-    "device_token_usage": "mac_address",
-    "device_memories": "mac_id",
-}
-EVENT_TIME_COLUMNS = {
-    "ai_agent_chat_history": "created_at",
-    "analytics_game_attempts": "attempted_at",
-    "analytics_media_playback": "occurred_at",
-    "rfid_scan_log": "scanned_at",
-}
-DUPLICATED = ("analytics_game_attempts", "analytics_media_playback", "rfid_scan_log")
+FUTURE = pl.duration(days=400)
 INVALID_MACS = ["zz:zz:zz:zz:zz:zz", "12:34:56", "not-a-mac", "24:0a:c4:12:34:56:78", ""]
-FUTURE_DAYS = 400
+NONE, RESPELL, INVALID, DUPLICATE, FUTURE_SLOT, TOTALS = range(6)
+# Per table: (MAC column, event-time column or None, faults it can carry, with their shares).
+ROW_TABLES = {
+    "ai_agent_chat_history": ("mac_address", "created_at", {RESPELL: 0.03, INVALID: 0.002, DUPLICATE: 0.005, FUTURE_SLOT: 0.001}),
+    "analytics_media_playback": ("mac_address", "occurred_at", {RESPELL: 0.03, INVALID: 0.002, DUPLICATE: 0.01, FUTURE_SLOT: 0.001}),
+    "rfid_scan_log": ("mac_address", "scanned_at", {RESPELL: 0.03, INVALID: 0.002, DUPLICATE: 0.01, FUTURE_SLOT: 0.001}),
+    # Unique keys include the MAC here, so only a respelling (a new spelling of the same device).
+    "device_token_usage": ("mac_address", None, {RESPELL: 0.03, TOTALS: 0.02}),
+    "device_memories": ("mac_id", None, {RESPELL: 0.03}),
+}
+SESSION_FAULTS = {RESPELL: 0.03, INVALID: 0.003, DUPLICATE: 0.02, FUTURE_SLOT: 0.002, TOTALS: 0.03}
 
 
 def respell(mac: str, style: int) -> str:
-    """The same MAC written another way (style 0, 1 or 2)."""
-    if style == 0:
-        return mac.upper().replace(":", "-")
+    """The same MAC written another way (style 0, 1 or 2); never the canonical form."""
     if style == 1:
         return mac.replace(":", "")
-    return "".join(c.upper() if i % 2 else c for i, c in enumerate(mac))
+    if style == 2:
+        mixed = "".join(c.upper() if i % 2 else c for i, c in enumerate(mac))
+        if mixed != mac:
+            return mixed
+    return mac.upper().replace(":", "-")
 
 
-def _rows(rng: np.random.Generator, n: int, share: float) -> np.ndarray:
-    """About ``share`` of ``n`` rows, and always at least one, so that even a
-    small fleet carries every kind of fault."""
-    chosen = rng.random(n) < share
-    if n and not chosen.any():
-        chosen[int(rng.integers(n))] = True
-    return chosen
+def _slots(rng: np.random.Generator, n: int, shares: dict[int, float]) -> np.ndarray:
+    """One fault (or NONE) per row, disjoint; each fault lands on at least one row when there are enough rows."""
+    kinds = [NONE, *shares]
+    p = np.array([1 - sum(shares.values()), *shares.values()])
+    slots = np.asarray(rng.choice(kinds, size=n, p=p)) if n else np.zeros(0, dtype=np.int64)
+    for kind in shares:
+        free = np.flatnonzero(slots == NONE)
+        if not (slots == kind).any() and len(free):
+            slots[free[int(rng.integers(len(free)))]] = kind
+    return slots
 
 
-def inject(rng: np.random.Generator, tables: dict[str, pl.DataFrame], end: dt.date, faults: dict[str, int]) -> None:
-    """Damage ``tables`` in place (event and profile tables present in it)."""
-    for table, column in EVENT_MAC_COLUMNS.items():
-        if table not in tables or tables[table].height == 0:
+def _count(faults: dict[str, int], name: str, n: int) -> None:
+    faults[name] = faults.get(name, 0) + int(n)
+
+
+def _bad_macs(rng: np.random.Generator, macs: list[str], slots: np.ndarray) -> list[str]:
+    styles = rng.integers(0, 3, size=len(macs))
+    picks = rng.integers(0, len(INVALID_MACS), size=len(macs))
+    return [respell(m, int(st)) if s == RESPELL else INVALID_MACS[int(pk)] if s == INVALID else m
+            for m, s, st, pk in zip(macs, slots, styles, picks)]
+
+
+def _rows(tables: dict[str, pl.DataFrame], rng: np.random.Generator, faults: dict[str, int]) -> None:
+    for table, (mac_col, time_col, shares) in ROW_TABLES.items():
+        frame = tables.get(table)
+        if frame is None or frame.height == 0:
             continue
-        frame = tables[table]
-        macs = frame[column].to_list()
-        respelled = _rows(rng, len(macs), 0.03)
-        styles = rng.integers(0, 3, size=len(macs))
-        invalid = _rows(rng, len(macs), 0.002) & ~respelled
-        if table in ("device_token_usage", "device_memories"):
-            invalid[:] = False  # unique keys include the MAC; respelling is enough there
-        for i in np.flatnonzero(respelled):
-            macs[i] = respell(macs[i], int(styles[i]))
-        for i in np.flatnonzero(invalid):
-            macs[i] = INVALID_MACS[int(rng.integers(len(INVALID_MACS)))]
-        tables[table] = frame.with_columns(pl.Series(column, macs, dtype=pl.String))
-        faults["mac_respelled"] = faults.get("mac_respelled", 0) + int(respelled.sum())
-        faults["mac_invalid"] = faults.get("mac_invalid", 0) + int(invalid.sum())
+        slots = _slots(rng, frame.height, shares)
+        frame = frame.with_columns(pl.Series(mac_col, _bad_macs(rng, frame[mac_col].to_list(), slots), dtype=pl.String))
+        mask = pl.Series(slots)
+        if time_col:
+            frame = frame.with_columns(pl.when(mask == FUTURE_SLOT).then(pl.col(time_col) + FUTURE).otherwise(pl.col(time_col)))
+        if TOTALS in shares:
+            extra = pl.Series(rng.integers(1, 500, size=frame.height))
+            frame = frame.with_columns(pl.when(mask == TOTALS).then(pl.col("total_tokens") + extra).otherwise(pl.col("total_tokens")))
+        dupes = frame.filter(mask == DUPLICATE)
+        if "id" in dupes.columns and dupes.schema["id"] == pl.String:
+            dupes = dupes.with_columns(pl.Series("id", uuids(rng, dupes.height), dtype=pl.String))  # same event, new row id
+        tables[table] = pl.concat([frame, dupes])
+        _count(faults, "mac_respelled", (slots == RESPELL).sum())
+        _count(faults, "mac_invalid", (slots == INVALID).sum())
+        if DUPLICATE in shares:
+            _count(faults, f"duplicate_{table}", dupes.height)
+        if FUTURE_SLOT in shares:
+            _count(faults, f"future_{table}", (slots == FUTURE_SLOT).sum())
+        if TOTALS in shares:
+            _count(faults, "token_total_mismatch", (slots == TOTALS).sum())
 
+
+def _games(tables: dict[str, pl.DataFrame], rng: np.random.Generator, faults: dict[str, int]) -> None:
+    """Faults per game session, applied to the session and its attempts together."""
+    sessions, attempts = tables.get("analytics_game_sessions"), tables.get("analytics_game_attempts")
+    if sessions is None or sessions.height == 0:
+        return
+    slots = _slots(rng, sessions.height, SESSION_FAULTS)
+    macs = _bad_macs(rng, sessions["mac_address"].to_list(), slots)
+    fault = pl.DataFrame({"session_id": sessions["session_id"], "_slot": slots, "_mac": macs})
+    sessions = sessions.join(fault, on="session_id", how="left", maintain_order="left")
+    attempts = attempts.join(fault, on="session_id", how="left", maintain_order="left")
+    bad_mac = pl.col("_slot").is_in([RESPELL, INVALID])
+    future = pl.col("_slot") == FUTURE_SLOT
+    sessions = sessions.with_columns(
+        pl.when(bad_mac).then(pl.col("_mac")).otherwise(pl.col("mac_address")).alias("mac_address"),
+        *[pl.when(future).then(pl.col(c) + FUTURE).otherwise(pl.col(c)).alias(c) for c in ("started_at", "ended_at", "created_at")],
+        pl.when(pl.col("_slot") == TOTALS).then(pl.col("total_questions") + 2).otherwise(pl.col("total_questions")).alias("total_questions"),
+        pl.when(pl.col("_slot") == TOTALS).then(pl.col("correct_answers") + 1).otherwise(pl.col("correct_answers")).alias("correct_answers"),
+    )
+    attempts = attempts.with_columns(
+        pl.when(bad_mac).then(pl.col("_mac")).otherwise(pl.col("mac_address")).alias("mac_address"),
+        pl.when(future).then(pl.col("attempted_at") + FUTURE).otherwise(pl.col("attempted_at")).alias("attempted_at"),
+    )
+    # One attempt of each "duplicate" session is recorded twice.
+    dupes = attempts.filter(pl.col("_slot") == DUPLICATE).unique("session_id", keep="first", maintain_order=True)
+    future_attempts = attempts.filter(future).height
+    tables["analytics_game_sessions"] = sessions.drop("_slot", "_mac")
+    tables["analytics_game_attempts"] = pl.concat([attempts, dupes]).drop("_slot", "_mac")
+    _count(faults, "mac_respelled", (slots == RESPELL).sum() + attempts.filter(pl.col("_slot") == RESPELL).height)
+    _count(faults, "mac_invalid", (slots == INVALID).sum() + attempts.filter(pl.col("_slot") == INVALID).height)
+    _count(faults, "duplicate_analytics_game_attempts", dupes.height)
+    _count(faults, "future_analytics_game_sessions", (slots == FUTURE_SLOT).sum())
+    _count(faults, "future_analytics_game_attempts", future_attempts)
+    _count(faults, "session_total_mismatch", (slots == TOTALS).sum())
+
+
+def _timezones(tables: dict[str, pl.DataFrame], rng: np.random.Generator, faults: dict[str, int]) -> None:
     for table in ("parent_profile", "kid_profile"):
-        if table in tables and tables[table].height:
-            frame = tables[table]
-            bad = _rows(rng, frame.height, 0.04)
-            zones = [vocab.BAD_TIMEZONES[int(rng.integers(len(vocab.BAD_TIMEZONES)))] if b else z
-                     for b, z in zip(bad, frame["timezone"].to_list())]
-            tables[table] = frame.with_columns(pl.Series("timezone", zones, dtype=pl.String))
-            faults["timezone_unknown"] = faults.get("timezone_unknown", 0) + int(bad.sum())
+        frame = tables.get(table)
+        if frame is None or frame.height == 0:
+            continue
+        bad = _slots(rng, frame.height, {RESPELL: 0.04}) == RESPELL
+        picks = rng.integers(0, len(vocab.BAD_TIMEZONES), size=frame.height)
+        zones = [vocab.BAD_TIMEZONES[int(p)] if b else z for b, p, z in zip(bad, picks, frame["timezone"].to_list())]
+        tables[table] = frame.with_columns(pl.Series("timezone", zones, dtype=pl.String))
+        _count(faults, "timezone_unknown", bad.sum())
 
-    for table in DUPLICATED:
-        if table in tables and tables[table].height:
-            frame = tables[table]
-            dupes = frame.filter(pl.Series(_rows(rng, frame.height, 0.01)))
-            tables[table] = pl.concat([frame, dupes])
-            faults[f"duplicate_{table}"] = faults.get(f"duplicate_{table}", 0) + dupes.height
-    if "ai_agent_chat_history" in tables and tables["ai_agent_chat_history"].height:
-        frame = tables["ai_agent_chat_history"]
-        dupes = frame.filter(pl.Series(_rows(rng, frame.height, 0.005)))
-        dupes = dupes.with_columns(pl.Series("id", uuids(rng, dupes.height), dtype=pl.String))  # same turn, new row id
-        tables["ai_agent_chat_history"] = pl.concat([frame, dupes])
-        faults["duplicate_ai_agent_chat_history"] = faults.get("duplicate_ai_agent_chat_history", 0) + dupes.height
 
-    shift = pl.duration(days=FUTURE_DAYS)
-    for table, column in EVENT_TIME_COLUMNS.items():
-        if table in tables and tables[table].height:
-            frame = tables[table]
-            future = pl.Series(_rows(rng, frame.height, 0.001))
-            tables[table] = frame.with_columns(pl.when(future).then(pl.col(column) + shift).otherwise(pl.col(column)).alias(column))
-            faults[f"future_{table}"] = faults.get(f"future_{table}", 0) + int(future.sum())
-
-    if "device_token_usage" in tables and tables["device_token_usage"].height:
-        frame = tables["device_token_usage"]
-        off = pl.Series(_rows(rng, frame.height, 0.02))
-        extra = pl.Series(rng.integers(1, 500, size=frame.height))
-        tables["device_token_usage"] = frame.with_columns(
-            pl.when(off).then(pl.col("total_tokens") + extra).otherwise(pl.col("total_tokens")).alias("total_tokens"))
-        faults["token_total_mismatch"] = faults.get("token_total_mismatch", 0) + int(off.sum())
-
-    if "analytics_game_sessions" in tables and tables["analytics_game_sessions"].height:
-        frame = tables["analytics_game_sessions"]
-        off = pl.Series(_rows(rng, frame.height, 0.03))
-        tables["analytics_game_sessions"] = frame.with_columns(
-            pl.when(off).then(pl.col("total_questions") + 2).otherwise(pl.col("total_questions")).alias("total_questions"),
-            pl.when(off).then(pl.col("correct_answers") + 1).otherwise(pl.col("correct_answers")).alias("correct_answers"))
-        faults["session_total_mismatch"] = faults.get("session_total_mismatch", 0) + int(off.sum())
+def inject(rng: np.random.Generator, tables: dict[str, pl.DataFrame], faults: dict[str, int]) -> None:
+    """Damage the event and profile tables present in ``tables``, in place; add counts to ``faults``."""
+    _rows(tables, rng, faults)
+    _games(tables, rng, faults)
+    _timezones(tables, rng, faults)
 
 
 def bad_memory_files(rng: np.random.Generator, macs: list[str], end: dt.date) -> tuple[pl.DataFrame, dict[str, int]]:

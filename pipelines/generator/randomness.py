@@ -1,9 +1,9 @@
 """Deterministic randomness for the generator.
 
 Every random draw comes from a numpy ``Generator`` seeded by the run's seed
-plus a *stream* name and, for daily events, the day. Days are generated from
-their own streams, so generating 90 days and then appending 1 gives the same
-events as generating 91 days at once.
+plus a *stream* name and, for daily events, the day. So the same parameters
+always give the same rows, and an append draws its days from streams that the
+original run never touched.
 """
 
 from __future__ import annotations

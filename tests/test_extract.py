@@ -1,0 +1,326 @@
+"""Extraction into the DuckDB raw layer, against a real PostgreSQL and a real DuckDB file:
+exact types, every load strategy, backfills, idempotent re-runs, interruption,
+schema drift, one snapshot per run, and the privacy policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from pipelines import extract, generator, postgres, warehouse
+from pipelines.postgres import Snapshot
+from pipelines.source_tables import SourceTable, source_table, source_tables
+
+END = dt.date(2026, 3, 31)
+ALL_DAYS = (dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+KEY = "test-pseudonym-key"
+
+
+def run_sql(url: str, statement: str, params: tuple | dict = ()) -> None:
+    with postgres.connect(url) as conn:
+        conn.execute(statement, params)
+
+
+def extract_tables(path: Path, urls: dict[str, str], tables, window=ALL_DAYS) -> dict[str, extract.LoadResult]:
+    """Extract ``tables`` with one snapshot per database, as one run does."""
+    results = {}
+    snapshots = {db: Snapshot(url) for db, url in urls.items()}
+    try:
+        with warehouse.connect(path) as con:
+            for db, url in urls.items():
+                warehouse.attach_source(con, f"src_{db}", url)
+            for table in tables:
+                results[table.key] = extract.extract_table(con, table, snapshots[table.database], alias=f"src_{table.database}",
+                                                           pseudonym_key=KEY, window=window if table.partitioned else None)
+    finally:
+        for snapshot in snapshots.values():
+            snapshot.close()
+    return results
+
+
+def content_hash(path: Path) -> dict[str, str]:
+    """Order-independent hash of every raw table."""
+    with warehouse.connect(path, read_only=True) as con:
+        tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name LIKE 'raw_%' ORDER BY 1, 2").fetchall()
+        return {f"{s}.{t}": con.execute(f'SELECT count(*) || \':\' || coalesce(md5(string_agg(x::VARCHAR, \'|\' ORDER BY x::VARCHAR)), \'\') '
+                                        f'FROM {s}."{t}" x').fetchone()[0] for s, t in tables}
+
+
+def scalar(path: Path, statement: str, params: list | dict | None = None):
+    with warehouse.connect(path, read_only=True) as con:
+        return con.execute(statement, params or []).fetchone()[0]
+
+
+@pytest.fixture
+def fleet(make_databases, tmp_path):
+    """A freshly generated small fleet and an empty warehouse path."""
+    pair = make_databases()
+    generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=20, days=7, seed=4, end=END), tmp_path / "gen",
+                       progress=lambda _: None)
+    return {"cheeko": pair.cheeko, "cognova": pair.cognova}, tmp_path / "warehouse.duckdb"
+
+
+# -- exact types ----------------------------------------------------------------------------------
+
+
+def test_every_type_round_trips_exactly(make_databases, tmp_path):
+    url = make_databases().cheeko
+    run_sql(url, """CREATE TABLE type_probe (
+        id bigint PRIMARY KEY, u uuid, jb jsonb, j json, tags text[], ints integer[], exact numeric(38,10),
+        money numeric(10,3), tiny numeric(3,3), at timestamptz, day date, r real, dp double precision, flag boolean,
+        t text, vc varchar(20), small smallint, updated_at timestamptz)""")
+    probe_uuid = uuid.UUID("0f8fad5b-d9cb-469f-a165-70867728950e")
+    rows = [
+        (1, probe_uuid, json.dumps({"a": [1, 2, {"b": None}], "ü": "✓"}), '{"k": 1}', ["a", "b,c", 'quo"te', "ünï 🦖"], [1, -2],
+         Decimal("1234567890123456789012345678.0123456789"), Decimal("-9999999.999"), Decimal("0.001"),
+         dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))), dt.date(2024, 2, 29), 1.5, 2.0**-1074,
+         True, "emoji 🦖 and 中文 and \u00e9", "x" * 20, -32768, dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+        (2, None, None, None, [], [], None, None, None, None, None, None, None, None, "", None, None, None),
+    ]
+    with postgres.connect(url) as conn:
+        conn.cursor().executemany("INSERT INTO type_probe VALUES (" + ", ".join(["%s"] * 18) + ")", rows)
+    table = SourceTable("cheeko", "type_probe", "full", "probe")
+    path = tmp_path / "w.duckdb"
+    extract_tables(path, {"cheeko": url}, [table])
+    with warehouse.connect(path, read_only=True) as con:
+        types = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'type_probe'").fetchall())
+        got = con.execute("SELECT * FROM raw_cheeko.type_probe ORDER BY id").fetchall()
+    assert types["exact"] == "DECIMAL(38,10)" and types["money"] == "DECIMAL(10,3)" and types["tiny"] == "DECIMAL(3,3)"
+    assert types["jb"] == "JSON" and types["tags"] == "VARCHAR[]" and types["u"] == "UUID" and types["at"] == "TIMESTAMP WITH TIME ZONE"
+    first, second = got
+    assert first[1] == probe_uuid
+    assert json.loads(first[2]) == {"a": [1, 2, {"b": None}], "ü": "✓"} and json.loads(first[3]) == {"k": 1}
+    assert first[4] == ["a", "b,c", 'quo"te', "ünï 🦖"] and first[5] == [1, -2]
+    assert first[6] == Decimal("1234567890123456789012345678.0123456789") and first[7] == Decimal("-9999999.999")
+    assert first[8] == Decimal("0.001")
+    assert first[9] == dt.datetime(2026, 3, 28, 20, 0, tzinfo=dt.UTC)  # converted to UTC
+    assert first[10] == dt.date(2024, 2, 29) and first[11] == 1.5 and first[12] == 2.0**-1074 and first[13] is True
+    assert first[14] == "emoji 🦖 and 中文 and \u00e9" and first[15] == "x" * 20 and first[16] == -32768
+    assert second[4] == [] and second[5] == [] and second[14] == ""
+    assert all(v is None for v in (second[1], second[2], second[6], second[9], second[13]))
+
+
+@pytest.mark.parametrize(("column", "pg_type"), [("spot", "point"), ("loose", "numeric"), ("wide", "numeric(40,2)")])
+def test_a_type_without_an_exact_mapping_is_refused_by_name(make_databases, tmp_path, column, pg_type):
+    """Better a clear error than a silently rounded number (the extension reads bare numeric as DOUBLE)."""
+    url = make_databases().cheeko
+    run_sql(url, f"CREATE TABLE odd_probe (id bigint PRIMARY KEY, {column} {pg_type})")
+    with pytest.raises(extract.ExtractionError, match=rf"cheeko.odd_probe.{column}: no exact warehouse type for '{re.escape(pg_type)}'"):
+        extract_tables(tmp_path / "w.duckdb", {"cheeko": url}, [SourceTable("cheeko", "odd_probe", "full", "probe")])
+
+
+# -- strategies ---------------------------------------------------------------------------------------
+
+
+def test_full_refresh_drops_rows_deleted_at_the_source(fleet):
+    urls, path = fleet
+    table = source_table("cheeko", "content_library")
+    first = extract_tables(path, urls, [table])[table.key]
+    run_sql(urls["cheeko"], "DELETE FROM content_library WHERE id IN (1, 2)")
+    second = extract_tables(path, urls, [table])[table.key]
+    assert second.rows_total == first.rows_total - 2
+    assert scalar(path, "SELECT count(*) FROM raw_cheeko.content_library WHERE id IN (1, 2)") == 0
+
+
+def test_incremental_picks_up_inserts_updates_late_commits_and_hard_deletes(fleet):
+    urls, path = fleet
+    table = source_table("cheeko", "kid_profile")
+    first = extract_tables(path, urls, [table])[table.key]
+    watermark = first.watermark
+    # An update, an insert, a late commit (stamped 30 minutes before the watermark) and one too late to see.
+    run_sql(urls["cheeko"], "UPDATE kid_profile SET grade = 'Grade 9', updated_at = %s WHERE id = 1", (watermark + dt.timedelta(hours=1),))
+    run_sql(urls["cheeko"], "INSERT INTO kid_profile (id, user_id, name, interests, updated_at) VALUES (9001, 101, 'New Kid', '{}', %s)",
+            (watermark + dt.timedelta(hours=2),))
+    run_sql(urls["cheeko"], "UPDATE kid_profile SET grade = 'Late' WHERE id = 2")
+    run_sql(urls["cheeko"], "UPDATE kid_profile SET updated_at = %s WHERE id = 2", (watermark - dt.timedelta(minutes=30),))
+    run_sql(urls["cheeko"], "UPDATE kid_profile SET grade = 'Too late', updated_at = %s WHERE id = 3", (watermark - dt.timedelta(hours=5),))
+    run_sql(urls["cheeko"], "DELETE FROM kid_profile WHERE id = 4")
+    second = extract_tables(path, urls, [table])[table.key]
+    grades = dict(scalar_rows(path, "SELECT id, grade FROM raw_cheeko.kid_profile WHERE id IN (1, 2, 3, 9001)"))
+    assert grades[1] == "Grade 9" and grades[2] == "Late" and 9001 in grades
+    assert grades[3] != "Too late"  # outside the lookback window: documented limit of cursor-based loads
+    assert scalar(path, "SELECT count(*) FROM raw_cheeko.kid_profile WHERE id = 4") == 0
+    assert second.rows_deleted == 1 and second.watermark == watermark + dt.timedelta(hours=2)
+    assert second.rows_written < first.rows_written  # only the window was re-read
+    assert scalar(path, "SELECT count(*) - count(DISTINCT id) FROM raw_cheeko.kid_profile") == 0
+
+
+def scalar_rows(path: Path, statement: str) -> list[tuple]:
+    with warehouse.connect(path, read_only=True) as con:
+        return con.execute(statement).fetchall()
+
+
+def test_soft_deleted_rows_are_kept_with_their_flag(fleet):
+    urls, path = fleet
+    table = source_table("cognova", "tasks")
+    extract_tables(path, urls, [table])
+    task_id = scalar_rows(path, "SELECT id FROM raw_cognova.tasks WHERE deleted_at IS NULL LIMIT 1")[0][0]
+    at = dt.datetime(2026, 4, 2, 12, tzinfo=dt.UTC)
+    run_sql(urls["cognova"], "UPDATE tasks SET deleted_at = %s, modified_at = %s WHERE id = %s", (at, at, task_id))
+    extract_tables(path, urls, [table])
+    assert scalar(path, "SELECT deleted_at FROM raw_cognova.tasks WHERE id = ?", [task_id]) == at
+
+
+def test_a_backfill_replaces_exactly_its_days(fleet):
+    urls, path = fleet
+    table = source_table("cheeko", "analytics_media_playback")
+    extract_tables(path, urls, [table])
+    before = dict(scalar_rows(path, "SELECT CAST(occurred_at AS DATE), count(*) FROM raw_cheeko.analytics_media_playback GROUP BY 1"))
+    day = dt.date(2026, 3, 29)
+    # At the source: one day loses its rows, the next day gains one. Backfill only the first day.
+    run_sql(urls["cheeko"], "DELETE FROM analytics_media_playback WHERE occurred_at >= %s AND occurred_at < %s",
+            (dt.datetime.combine(day, dt.time(0), dt.UTC), dt.datetime.combine(day, dt.time(0), dt.UTC) + dt.timedelta(days=1)))
+    run_sql(urls["cheeko"], "INSERT INTO analytics_media_playback (mac_address, content_type, content_id, event_type, position_seconds, occurred_at) "
+                            "VALUES ('aa:bb:cc:dd:ee:ff', 'story', 'x', 'play', 0, %s)", (dt.datetime(2026, 3, 30, 12, tzinfo=dt.UTC),))
+    window = (dt.datetime.combine(day, dt.time(0), dt.UTC), dt.datetime.combine(day, dt.time(0), dt.UTC) + dt.timedelta(days=1))
+    result = extract_tables(path, urls, [table], window=window)[table.key]
+    after = dict(scalar_rows(path, "SELECT CAST(occurred_at AS DATE), count(*) FROM raw_cheeko.analytics_media_playback GROUP BY 1"))
+    assert after.get(day, 0) == 0 and result.rows_deleted == before[day]
+    assert {d: n for d, n in after.items() if d != day} == {d: n for d, n in before.items() if d != day}  # 30th untouched
+    assert result.source_rows == result.warehouse_rows == 0
+
+
+def test_a_rerun_leaves_the_warehouse_identical(fleet):
+    urls, path = fleet
+    extract_tables(path, urls, source_tables())
+    first = content_hash(path)
+    extract_tables(path, urls, source_tables())
+    assert content_hash(path) == first
+    assert len(first) == len(source_tables())
+
+
+def test_a_run_killed_mid_table_loses_nothing(fleet):
+    """A process that dies after writing rows but before committing leaves the last state; the next run completes it."""
+    urls, path = fleet
+    tables = [source_table("cheeko", "ai_agent_chat_history"), source_table("cheeko", "kid_profile")]
+    extract_tables(path, urls, [tables[1]])
+    before = content_hash(path)
+    script = f"""
+import os, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pipelines import postgres
+original = postgres.Snapshot.count
+def die(self, *args, **kwargs):
+    os._exit(9)  # like SIGKILL: rows inserted, transaction open, no cleanup
+postgres.Snapshot.count = die
+import test_extract
+from pathlib import Path
+test_extract.extract_tables(Path({str(path)!r}), {urls!r}, [test_extract.source_table("cheeko", "ai_agent_chat_history")])
+"""
+    died = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1], env={**os.environ}, timeout=120)
+    assert died.returncode == 9
+    assert content_hash(path) == before  # nothing half-written, and the file opens cleanly
+    extract_tables(path, urls, tables)
+    clean = path.with_name("clean.duckdb")
+    extract_tables(clean, urls, tables)
+    assert content_hash(path) == content_hash(clean)
+
+
+# -- schema drift ---------------------------------------------------------------------------------------
+
+
+def test_a_new_source_column_appears_and_a_changed_type_fails_by_name(fleet):
+    urls, path = fleet
+    table = source_table("cheeko", "ai_device")
+    extract_tables(path, urls, [table])
+    run_sql(urls["cheeko"], "ALTER TABLE ai_device ADD COLUMN battery_level smallint")
+    run_sql(urls["cheeko"], "UPDATE ai_device SET battery_level = 87, update_date = now() WHERE mac_address = (SELECT min(mac_address) FROM ai_device)")
+    result = extract_tables(path, urls, [table])[table.key]
+    assert result.added_columns == ["battery_level"]
+    assert scalar(path, "SELECT max(battery_level) FROM raw_cheeko.ai_device") == 87
+    run_sql(urls["cheeko"], "ALTER TABLE ai_device ALTER COLUMN app_version TYPE varchar(80)")
+    with pytest.raises(extract.SchemaDriftError, match=r"cheeko.ai_device.app_version: source type changed from "
+                                                       r"character varying\(50\) to character varying\(80\)"):
+        extract_tables(path, urls, [table])
+
+
+# -- one snapshot per run -----------------------------------------------------------------------------
+
+
+def test_tables_of_one_run_see_one_snapshot(fleet):
+    urls, path = fleet
+    sessions, attempts = source_table("cheeko", "analytics_game_sessions"), source_table("cheeko", "analytics_game_attempts")
+    with Snapshot(urls["cheeko"]) as snapshot, warehouse.connect(path) as con:
+        warehouse.attach_source(con, "src_cheeko", urls["cheeko"])
+        extract.extract_table(con, sessions, snapshot, alias="src_cheeko", pseudonym_key=KEY, window=ALL_DAYS)
+        # Someone writes between the two tables of the run...
+        run_sql(urls["cheeko"], "INSERT INTO analytics_game_attempts (session_id, mac_address, question_key, subject, topic, difficulty, "
+                                "is_correct, attempted_at) VALUES ('gs_new', 'aa:bb:cc:dd:ee:ff', 'k', 'math', 'counting', 1, true, %s)",
+                (dt.datetime(2026, 3, 30, tzinfo=dt.UTC),))
+        result = extract.extract_table(con, attempts, snapshot, alias="src_cheeko", pseudonym_key=KEY, window=ALL_DAYS)
+    # ...and the run does not see it: both tables are as of the same moment.
+    assert scalar(path, "SELECT count(*) FROM raw_cheeko.analytics_game_attempts WHERE session_id = 'gs_new'") == 0
+    assert result.source_rows == result.warehouse_rows
+
+
+# -- privacy -------------------------------------------------------------------------------------------------
+
+KNOWN = {
+    "cheeko.sys_user.password": "KNOWN-SECRET-password-hash-7Qx",
+    "cheeko.sys_user_token.token": "KNOWN-SECRET-session-token-9Zp",
+    "cheeko.parent_profile.openclaw_token": "KNOWN-SECRET-openclaw-parent-3Rt",
+    "cheeko.ai_device.openclaw_token": "KNOWN-SECRET-openclaw-device-5Wq",
+    "cheeko.openclaw_pair_tokens.token": "KNOWNPAIRTOK77",
+    "cheeko.ai_model_config.config_json": '{"api_key": "KNOWN-SECRET-provider-api-key-2Lm"}',
+    "cognova.session.token": "KNOWN-SECRET-betterauth-session-8Yk",
+    "cognova.account.access_token": "KNOWN-SECRET-oauth-access-1Hd",
+    "cognova.account.refresh_token": "KNOWN-SECRET-oauth-refresh-4Gs",
+    "cognova.account.id_token": "KNOWN-SECRET-oidc-id-6Fn",
+    "cognova.account.password": "KNOWN-SECRET-credential-password-0Bv",
+    "cognova.secrets.encrypted_value": "KNOWN-SECRET-aes-gcm-ciphertext-2Cx",
+    "cognova.secrets.iv": "KNOWN-SECRET-iv-5Mz",
+    "cognova.verification.value": "KNOWN-SECRET-verification-3Nq",
+    "cheeko.sys_user.email": "known.person@example.org",
+    "cheeko.sys_user.phone": "+15550100777",
+    "cheeko.parent_profile.display_name": "Knownparent Surnameonly",
+    "cheeko.kid_profile.name": "Knownchild Zyxwvut",
+    "cognova.user.email": "known.owner@example.org",
+}
+
+
+def test_no_secret_or_personal_value_reaches_the_warehouse(fleet):
+    urls, path = fleet
+    for key, value in KNOWN.items():
+        database, table, column = key.split(".")
+        quoted = '"user"' if table == "user" else table
+        cast = "::jsonb" if column == "config_json" else ""
+        run_sql(urls[database], f"UPDATE {quoted} SET {column} = %s{cast} WHERE ctid = (SELECT min(ctid) FROM {quoted})", (value,))
+    # The generated secrets too: every value of every column the policy drops or hashes.
+    from pipelines import privacy
+
+    planted = {value for value in KNOWN.values()}
+    # Internal keys are not personal data: BetterAuth's credential account_id is the user's id,
+    # which every audit column references.
+    with postgres.connect(urls["cognova"]) as conn:
+        internal_ids = {user_id for (user_id,) in conn.execute('SELECT id FROM "user"')}
+    for (database, table), rules in privacy.policy().items():
+        quoted = '"user"' if table == "user" else table
+        for column, rule in rules.items():
+            if rule in ("drop", "hash", "length"):
+                with postgres.connect(urls[database]) as conn:
+                    planted |= {str(v) for (v,) in conn.execute(f"SELECT DISTINCT {column}::text FROM {quoted} WHERE {column} IS NOT NULL")
+                                if len(str(v)) >= 12}
+    extract_tables(path, urls, source_tables())
+    with warehouse.connect(path, read_only=True) as con:
+        cells = []
+        for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall():
+            for row in con.execute(f'SELECT * FROM {schema}."{table}"').fetchall():
+                cells.extend(str(v) for v in row if v is not None)
+    everything = "\x00".join(cells)
+    leaked = sorted(value for value in planted - internal_ids if value in everything)
+    assert leaked == []
+    raw_bytes = path.read_bytes()
+    assert [v for v in KNOWN.values() if v.encode() in raw_bytes] == []
+    # Pseudonyms still join: the same email hashes alike in sys_user and parent_profile.
+    assert scalar(path, "SELECT count(*) FROM raw_cheeko.sys_user u JOIN raw_cheeko.parent_profile p ON p.email = u.email") > 0
+    assert scalar(path, "SELECT count(DISTINCT year(birth_date)) FILTER (WHERE month(birth_date) <> 1 OR day(birth_date) <> 1) "
+                        "FROM raw_cheeko.kid_profile") == 0
