@@ -7,8 +7,10 @@ BIN     = $(VENV)/bin
 
 install: $(VENV)/.installed
 
-# torch first and pinned: `pip install torch==2.13.0` takes the local CPU
-# build, where a resolver-chosen torch would pull several GB of CUDA wheels.
+# torch first and pinned: on this machine kind, pip's configuration offers a
+# local CPU build of torch 2.13.0 (find-links), which `pip install
+# torch==2.13.0` takes; a resolver-chosen torch would pull several GB of CUDA
+# wheels. Elsewhere, point pip at a CPU wheel index before `make install`.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

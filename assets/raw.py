@@ -100,8 +100,6 @@ def raw_asset(table: SourceTable) -> dg.AssetsDefinition:
                 window=(window.start, window.end) if window else None,
             )
             preview = extract.preview(con, table)
-        context.log.info(f"{table.key}: {result.rows_written:,} rows written, {result.rows_deleted:,} deleted "
-                         f"({result.rows_total:,} in the warehouse) in {result.seconds:.2f}s")
         return dg.MaterializeResult(metadata=_metadata(result, preview), check_results=_checks(result, key))
 
     return _raw

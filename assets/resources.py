@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import dagster as dg
 import duckdb
@@ -64,15 +64,30 @@ class SourceDatabases(dg.ConfigurableResource):
 
 
 class Warehouse(dg.ConfigurableResource):
-    """The DuckDB warehouse file (``WAREHOUSE_DUCKDB_PATH``); one writer at a time."""
+    """The DuckDB warehouse file (``WAREHOUSE_DUCKDB_PATH``); one writer at a time.
+
+    One connection serves the whole run (opening the file costs tens of
+    milliseconds, and this process is the file's only writer anyway); it is
+    closed when the run ends.
+    """
+
+    _stack: ExitStack | None = PrivateAttr(default=None)
+    _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-write connection to the warehouse."""
-        with warehouse.connect(settings_module.load().duckdb_path) as con:
-            yield con
+        """The run's read-write connection to the warehouse."""
+        if self._con is None:
+            self._stack = ExitStack()
+            self._con = self._stack.enter_context(warehouse.connect(settings_module.load().duckdb_path))
+        yield self._con
 
     @property
     def pseudonym_key(self) -> str:
         """The key of the privacy policy's keyed hash (``WAREHOUSE_PSEUDONYM_KEY``)."""
         return settings_module.load().pseudonym_key
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack, self._con = None, None

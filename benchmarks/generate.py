@@ -21,10 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines import generator, migrate, postgres
-from pipelines.databases import database_url
+from common import drop_databases, fresh_databases
+from pipelines import generator, postgres
 from pipelines.generator import assemble
-from pipelines.settings import load
 
 
 def main() -> None:
@@ -35,14 +34,7 @@ def main() -> None:
     parser.add_argument("--messy", action="store_true")
     args = parser.parse_args()
 
-    admin = postgres.with_database(database_url(load(), "cheeko"), "postgres")
-    urls = {}
-    for name in ("cheeko", "cognova"):
-        db = f"bench_{name}"
-        postgres.drop_database(admin, db)
-        postgres.ensure_database(admin, db)
-        urls[name] = postgres.with_database(admin, db)
-        migrate.upgrade(name, urls[name])
+    urls = fresh_databases()
 
     end = dt.date(2026, 11, 20)
     began = time.perf_counter()
@@ -84,8 +76,7 @@ def main() -> None:
     print(f"  baseline: server-side INSERT ... SELECT of the same rows into same-indexed tables {baseline:.1f} s")
     print(f"  ratio generator / baseline: {total / baseline:.2f}x")
     print(f"  peak memory (RSS)       {peak_mb:>10.0f} MB")
-    for name in ("cheeko", "cognova"):
-        postgres.drop_database(admin, f"bench_{name}")
+    drop_databases()
 
 
 if __name__ == "__main__":

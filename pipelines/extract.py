@@ -143,13 +143,18 @@ def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: li
             if old is None and p.expression is not None:
                 con.execute(f"ALTER TABLE {target} ADD COLUMN {privacy.quote(p.name)} {p.warehouse_type}")
                 added.append(p.name)
+    current = {p.name: p.source_type for p in planned}
+    if current.items() <= recorded.items() and added == []:
+        return added  # nothing changed: skip rewriting the bookkeeping
+    # A column dropped at the source keeps its warehouse column (history) and its record.
+    rows = [(p.name, p.source_type, p.warehouse_type, p.ordinal) for p in planned]
+    rows += [(name, old, None, 10_000 + i) for i, (name, old) in enumerate(recorded.items()) if name not in current]
     con.execute(f"DELETE FROM {META_SCHEMA}.source_columns WHERE database = $db AND table_name = $t",
                 {"db": table.database, "t": table.name})
-    # A column dropped at the source keeps its warehouse column (history) and its record.
-    rows = [(table.database, table.name, p.name, p.source_type, p.warehouse_type, p.ordinal) for p in planned]
-    rows += [(table.database, table.name, name, old, None, 10_000 + i)
-             for i, (name, old) in enumerate(recorded.items()) if name not in {p.name for p in planned}]
-    con.executemany(f"INSERT INTO {META_SCHEMA}.source_columns VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.execute(f"INSERT INTO {META_SCHEMA}.source_columns SELECT $db, $t, UNNEST($names), UNNEST($types), "
+                f"UNNEST($wtypes), UNNEST($ordinals)",
+                {"db": table.database, "t": table.name, "names": [r[0] for r in rows], "types": [r[1] for r in rows],
+                 "wtypes": [r[2] for r in rows], "ordinals": [r[3] for r in rows]})
     return added
 
 
@@ -240,9 +245,10 @@ def extract_table(
             result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {source}{scope}", values)
             result.source_rows = snapshot.count(table.name, table.event_time, start, end)
 
-        result.warehouse_rows = _run(con, f"SELECT count(*) FROM {target}{scope}", values)
-        result.duplicate_keys = _run(con, f"SELECT count(*) - count(DISTINCT {key}) FROM {target}{scope}", values)
-        result.rows_total = _run(con, f"SELECT count(*) FROM {target}", values)
+        in_scope = scope.replace(" WHERE ", "", 1) or "true"
+        counts = f"""SELECT count(*) FILTER (WHERE {in_scope}), count(*) FILTER (WHERE {in_scope})
+                             - count(DISTINCT {key}) FILTER (WHERE {in_scope}), count(*) FROM {target}"""
+        result.warehouse_rows, result.duplicate_keys, result.rows_total = con.execute(counts, _params(counts, values)).fetchone()
         con.execute(f"INSERT INTO {META_SCHEMA}.loads VALUES ($db, $t, $load, $ws, $we, $w, $d, now())",
                     {"db": table.database, "t": table.name, "load": table.load,
                      "ws": window[0] if window else None, "we": window[1] if window else None,

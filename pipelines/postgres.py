@@ -131,6 +131,7 @@ class Snapshot:
         self._conn = connect(url)
         self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         self.id: str = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        self._tables: tuple[dict[str, list[SourceColumn]], dict[str, list[str]]] | None = None
 
     def __enter__(self) -> Snapshot:
         return self
@@ -145,31 +146,41 @@ class Snapshot:
 
     def columns(self, table: str) -> list[SourceColumn]:
         """The live columns of ``public.table`` in order; empty if the table is missing."""
-        rows = self._conn.execute(
-            """
-            SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attnum
-            FROM pg_attribute a
-            JOIN pg_class c ON c.oid = a.attrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = 'public' AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
-            ORDER BY a.attnum
-            """,
-            (table,),
-        ).fetchall()
-        return [SourceColumn(*row) for row in rows]
+        return self._catalogue()[0].get(table, [])
 
     def primary_key(self, table: str) -> list[str]:
         """The primary key columns of ``public.table``."""
-        rows = self._conn.execute(
-            """
-            SELECT a.attname FROM pg_index i
-            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-            WHERE i.indrelid = format('public.%%I', %s::text)::regclass AND i.indisprimary
-            ORDER BY array_position(i.indkey, a.attnum)
-            """,
-            (table,),
-        ).fetchall()
-        return [name for (name,) in rows]
+        return self._catalogue()[1].get(table, [])
+
+    def _catalogue(self) -> tuple[dict[str, list[SourceColumn]], dict[str, list[str]]]:
+        """Columns and primary keys of every table in ``public``, read once per snapshot."""
+        if self._tables is None:
+            columns: dict[str, list[SourceColumn]] = {}
+            for table, *column in self._conn.execute(
+                """
+                SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attnum
+                FROM pg_attribute a
+                JOIN pg_class c ON c.oid = a.attrelid
+                JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+                ORDER BY c.relname, a.attnum
+                """
+            ).fetchall():
+                columns.setdefault(table, []).append(SourceColumn(*column))
+            keys: dict[str, list[str]] = {}
+            for table, column in self._conn.execute(
+                """
+                SELECT c.relname, a.attname FROM pg_index i
+                JOIN pg_class c ON c.oid = i.indrelid
+                JOIN pg_namespace n ON n.oid = c.relnamespace
+                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                WHERE n.nspname = 'public' AND i.indisprimary
+                ORDER BY c.relname, array_position(i.indkey, a.attnum)
+                """
+            ).fetchall():
+                keys.setdefault(table, []).append(column)
+            self._tables = (columns, keys)
+        return self._tables
 
     def count(self, table: str, column: str | None = None, start=None, end=None) -> int:
         """Rows of ``table``, or those with ``start <= column < end``."""

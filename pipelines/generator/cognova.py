@@ -163,16 +163,17 @@ def day_tables(seed: int, day: dt.date, project_ids: list[str], agent_ids: list[
             cost = round(tokens_in * 3e-6 + tokens_out * 15e-6, 4)
             r = rows["cron_agent_runs"]
             finished = status != "running"
+            turns = int(rng.integers(1, 30))
             for key, value in (("id", str(uuids(rng, 1)[0])), ("agent_id", agent_id), ("status", status),
                                ("output", "Done: summary posted." if status == "success" else None),
                                ("error", "Tool call failed: HTTP 502 from upstream" if status == "error" else None),
                                ("cost_usd", cost if finished else None), ("input_tokens", tokens_in if finished else None),
-                               ("output_tokens", tokens_out if finished else None), ("num_turns", int(rng.integers(1, 30)) if finished else None),
+                               ("output_tokens", tokens_out if finished else None), ("num_turns", turns if finished else None),
                                ("started_at", started), ("completed_at", started + duration * 1000 if finished else None),
                                ("duration_ms", duration if finished else None)):
                 r[key].append(value)
             if finished:
-                _usage(rows["token_usage"], "agent", agent_id, name, rng, cost, duration, int(rng.integers(1, 30)), started + duration * 1000,
+                _usage(rows["token_usage"], "agent", agent_id, name, rng, cost, duration, turns, started + duration * 1000,
                        tokens=(tokens_in, tokens_out))
 
     for _ in range(rng.poisson(2.5 * busy)):
@@ -180,13 +181,13 @@ def day_tables(seed: int, day: dt.date, project_ids: list[str], agent_ids: list[
         fate = str(pick(rng, ["done", "in_progress", "todo", "blocked"], 1, [0.55, 0.15, 0.25, 0.05])[0])
         closed = created + int(rng.integers(3600, 5 * 86400)) * US
         task_id = str(uuids(rng, 1)[0])
-        due = created + int(rng.integers(1, 14)) * 86400 * US
+        due = created + int(rng.integers(1, 14)) * 86400 * US if rng.random() < 0.6 else None
         deleted = created + 86400 * US if rng.random() < 0.03 else None
         tk = rows["tasks"]
         for key, value in (("id", task_id), ("title", str(pick(rng, vocab.TASK_TITLES, 1)[0])), ("description", None),
                            ("status", fate), ("priority", int(rng.integers(1, 4))),
                            ("project_id", str(pick(rng, project_ids, 1)[0]) if rng.random() < 0.8 else None),
-                           ("due_date", due if rng.random() < 0.6 else None),
+                           ("due_date", due),
                            ("tags", "{" + ",".join(pick(rng, ["home", "work", "urgent", "later", "health"], int(rng.integers(0, 3)))) + "}"),
                            ("created_at", created), ("modified_at", min(closed, now_us) if fate != "todo" else None),
                            ("completed_at", closed if fate == "done" and closed <= now_us else None), ("deleted_at", deleted),
@@ -195,7 +196,7 @@ def day_tables(seed: int, day: dt.date, project_ids: list[str], agent_ids: list[
             tk[key].append(value)
         if tk["completed_at"][-1] is None and fate == "done":
             tk["status"][-1] = "in_progress"  # not finished by the end of the data
-        if rng.random() < 0.4:
+        if due is not None and rng.random() < 0.6:  # reminders belong to tasks with a deadline
             rm = rows["reminders"]
             remind = due - 86400 * US
             for key, value in (("id", str(uuids(rng, 1)[0])), ("task_id", task_id), ("message", "Reminder: task due tomorrow"),
