@@ -55,5 +55,6 @@ def test_unknown_database_name():
 
 def test_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for name in ("WAREHOUSE_HOME", "CHEEKO_DATABASE_URL", "COGNOVA_DATABASE_URL", "WAREHOUSE_DUCKDB_PATH", "WAREHOUSE_PG_PORT"):
+    for name in ("WAREHOUSE_HOME", "CHEEKO_DATABASE_URL", "COGNOVA_DATABASE_URL", "WAREHOUSE_DUCKDB_PATH", "WAREHOUSE_PG_PORT",
+                 "WAREHOUSE_PSEUDONYM_KEY", "WAREHOUSE_PARTITIONS_START"):
         assert name in readme, name
