@@ -262,6 +262,17 @@ def test_tables_of_one_run_see_one_snapshot(fleet):
     assert result.source_rows == result.warehouse_rows
 
 
+def test_the_source_transaction_is_read_only(fleet):
+    urls, path = fleet
+    with Snapshot(urls["cheeko"]) as snapshot, warehouse.connect(path) as con:
+        warehouse.attach_source(con, "src_cheeko", urls["cheeko"])
+        con.execute("BEGIN")
+        warehouse.use_snapshot(con, "src_cheeko", snapshot.id)
+        with pytest.raises(Exception, match="read-only transaction"):
+            con.execute("CALL postgres_execute('src_cheeko', 'DELETE FROM sys_dict_data')")
+        con.execute("ROLLBACK")
+
+
 # -- privacy -------------------------------------------------------------------------------------------------
 
 KNOWN = {
