@@ -10,9 +10,10 @@ import dagster as dg
 
 from assets.raw import RAW_ASSETS
 from assets.resources import SourceDatabases, Warehouse
+from assets.rollups import ROLLUP_ASSETS
 
 defs = dg.Definitions(
-    assets=RAW_ASSETS,
+    assets=[*RAW_ASSETS, *ROLLUP_ASSETS],
     resources={"warehouse": Warehouse(), "sources": SourceDatabases()},
     executor=dg.in_process_executor,
 )

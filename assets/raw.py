@@ -9,6 +9,7 @@ import dagster as dg
 from assets.partitions import DAILY
 from assets.resources import SourceDatabases, Warehouse
 from pipelines import extract
+from pipelines import warehouse as warehouse_module
 from pipelines.source_tables import SourceTable, source_tables
 
 PRIMARY_KEY_UNIQUE = "primary_key_unique"
@@ -99,7 +100,7 @@ def raw_asset(table: SourceTable) -> dg.AssetsDefinition:
                 con, table, sources.snapshot(table.database), alias=alias, pseudonym_key=warehouse.pseudonym_key,
                 window=(window.start, window.end) if window else None,
             )
-            preview = extract.preview(con, table)
+            preview = warehouse_module.preview(con, extract.target_name(table))
         return dg.MaterializeResult(metadata=_metadata(result, preview), check_results=_checks(result, key))
 
     return _raw

@@ -259,20 +259,3 @@ def extract_table(
         raise
     result.seconds = time.perf_counter() - began
     return result
-
-
-def preview(con: duckdb.DuckDBPyConnection, table: SourceTable, limit: int = 5) -> str:
-    """The first rows of the warehouse table as a markdown table."""
-    frame = con.execute(f"SELECT * FROM {target_name(table)} LIMIT {int(limit)}").pl()
-    if frame.is_empty():
-        return "(no rows)"
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join([header, rule, *rows])
-
-
-def _cell(value) -> str:
-    text = "" if value is None else str(value)
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -97,6 +97,23 @@ def use_snapshot(con: duckdb.DuckDBPyConnection, alias: str, snapshot_id: str) -
     con.execute(f"CALL postgres_execute('{alias}', 'SET TRANSACTION SNAPSHOT ''{snapshot_id}''')")
 
 
+def preview(con: duckdb.DuckDBPyConnection, qualified_table: str, limit: int = 5) -> str:
+    """The first rows of ``schema.table`` as a markdown table (for asset metadata)."""
+    frame = con.execute(f"SELECT * FROM {qualified_table} LIMIT {int(limit)}").pl()
+    if frame.is_empty():
+        return "(no rows)"
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join([header, rule, *rows])
+
+
+def _cell(value) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _literal(text: str) -> str:
     """A DuckDB string literal. ATTACH takes no bound parameters; the URL comes from settings."""
     return "'" + text.replace("'", "''") + "'"

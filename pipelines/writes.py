@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -86,3 +87,58 @@ def sync_identity(conn, table: str, column: str = "id") -> None:
         f"SELECT setval(pg_get_serial_sequence(%s, %s), GREATEST((SELECT max({c}) FROM {t}), 1))",
         (t, column),
     )
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """What an upsert did to the target table."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+    deleted: int
+
+
+def upsert(conn, table: str, frame: pl.DataFrame, key: list[str], *, delete_missing: bool = False,
+           touch: str | None = "updated_at") -> UpsertResult:
+    """Make ``table`` hold ``frame``'s rows, matched on ``key``, inside the caller's transaction.
+
+    The rows are copied into a temporary table, then ``INSERT ... ON CONFLICT
+    (key) DO UPDATE``, but only where a value differs: an unchanged row keeps
+    its ``touch`` column (``updated_at``), so a re-run with no new data
+    changes nothing. With ``delete_missing`` rows whose key ``frame`` lacks
+    are deleted.
+    """
+    target = quote_identifier(table)
+    stage = quote_identifier(f"_upsert_{table}")
+    conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP")
+    if frame.height:
+        columns = ", ".join(quote_identifier(c) for c in frame.columns)
+        with conn.cursor() as cur, cur.copy(f"COPY {stage} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')") as copy:
+            for offset in range(0, frame.height, COPY_BATCH_ROWS):
+                buffer = io.BytesIO()
+                frame.slice(offset, COPY_BATCH_ROWS).write_csv(buffer, include_header=False, null_value="\\N")
+                copy.write(buffer.getvalue())
+    values = [c for c in frame.columns if c not in key]
+    keys = ", ".join(quote_identifier(c) for c in key)
+    assignments = [f"{quote_identifier(c)} = EXCLUDED.{quote_identifier(c)}" for c in values]
+    if touch:
+        assignments.append(f"{quote_identifier(touch)} = now()")
+    changed = (f"({', '.join('t.' + quote_identifier(c) for c in values)}) IS DISTINCT FROM "
+               f"({', '.join('EXCLUDED.' + quote_identifier(c) for c in values)})")
+    columns = ", ".join(quote_identifier(c) for c in frame.columns)
+    inserted = updated = 0
+    if frame.height:
+        rows = conn.execute(
+            f"INSERT INTO {target} AS t ({columns}) SELECT {columns} FROM {stage} "
+            f"ON CONFLICT ({keys}) DO UPDATE SET {', '.join(assignments)} WHERE {changed} "
+            f"RETURNING (xmax = 0)"
+        ).fetchall()
+        inserted = sum(1 for (new,) in rows if new)
+        updated = len(rows) - inserted
+    deleted = 0
+    if delete_missing:
+        match = " AND ".join(f"s.{quote_identifier(c)} = t.{quote_identifier(c)}" for c in key)
+        deleted = conn.execute(f"DELETE FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE {match})").rowcount
+    conn.execute(f"DROP TABLE {stage}")
+    return UpsertResult(inserted=inserted, updated=updated, unchanged=frame.height - inserted - updated, deleted=deleted)

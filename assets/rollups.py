@@ -1,0 +1,138 @@
+"""The marts of metrics.md (group ``rollups``), their data-quality checks, and the
+write-back of the as-of values to Cheeko. One asset per SQL file in ``sql/``."""
+
+import datetime as dt
+
+import dagster as dg
+
+from assets.partitions import DAILY
+from assets.raw import raw_key
+from assets.resources import SourceDatabases, Warehouse
+from pipelines import rollups
+from pipelines.warehouse import preview
+from pipelines.marts import MARTS, RULES, Mart
+
+ROLLUP_OWNERS = ["team:data"]
+WRITE_BACK_KEY = dg.AssetKey(["cheeko_analytics_tables"])
+# Which mart carries which data-quality check (each a count of rows left out or suspect).
+QUALITY_CHECKS_ON = {
+    "daily_device_activity": ("mac_unnormalisable", "timezone_unknown", "future_timestamps", "duplicate_events"),
+    "token_usage_daily": ("token_totals_mismatch",),
+    "game_sessions": ("session_totals_disagree",),
+}
+QUALITY_DESCRIPTIONS = {
+    "mac_unnormalisable": "Event rows whose MAC cannot be normalised; left out of device metrics.",
+    "timezone_unknown": "Kid and parent profiles whose time zone is not an IANA name; those devices count in UTC.",
+    "future_timestamps": "Events dated more than 5 minutes after the run's as-of time (counted at the source); excluded.",
+    "duplicate_events": "Event rows repeating another's natural key; counted once.",
+    "token_totals_mismatch": "device_token_usage rows whose total_tokens differs from input + output; sums use them as stored.",
+    "session_totals_disagree": "Game sessions whose stored totals differ from their attempts; the attempts win.",
+}
+
+
+def mart_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["marts", name])
+
+
+def _deps(definition: Mart) -> list[dg.AssetKey]:
+    database, tables = rollups.RAW_INPUTS.get(definition.name, ("cheeko", ()))
+    upstream = [raw_key(database, t) for t in tables]
+    upstream += [mart_key(m) for m in rollups.MART_INPUTS.get(definition.name, ())]
+    if definition.name == "token_usage_monthly":
+        upstream.append(mart_key("token_usage_daily"))
+    return upstream
+
+
+def _days(context: dg.AssetExecutionContext, definition: Mart) -> tuple[dt.date, dt.date]:
+    """The days (or as-of dates) this run covers; a whole mart is built up to the last complete day."""
+    if definition.grain == "whole":
+        last = dt.date.fromisoformat(DAILY.get_last_partition_key())
+        return last, last
+    window = context.partition_time_window
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+
+
+def mart_asset(definition: Mart) -> dg.AssetsDefinition:
+    """The asset that (re)builds one mart for its partition window."""
+    key = mart_key(definition.name)
+    checks = [dg.AssetCheckSpec(name, asset=key, description=QUALITY_DESCRIPTIONS[name], blocking=False)
+              for name in QUALITY_CHECKS_ON.get(definition.name, ())]
+    grain = {"local_day": "Partitioned by the device-local date.", "utc_day": "Partitioned by UTC date.",
+             "as_of": "Partitioned by as-of date: partition D holds the values as of the end of local day D.",
+             "whole": "Rebuilt whole each run."}[definition.grain]
+
+    @dg.asset(
+        key=key,
+        group_name="rollups",
+        description=f"{definition.description}\n\n{grain} SQL: `sql/{definition.name}.sql`.",
+        kinds={"duckdb", "sql"},
+        owners=ROLLUP_OWNERS,
+        deps=_deps(definition),
+        partitions_def=None if definition.grain == "whole" else DAILY,
+        backfill_policy=None if definition.grain == "whole" else dg.BackfillPolicy.single_run(),
+        check_specs=checks,
+        metadata={"dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, "see runtime schema", description=text) for name, text in definition.columns.items()])},
+        pool="warehouse_writer",
+    )
+    def _mart(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
+        first_day, last_day = _days(context, definition)
+        as_of_time = dt.datetime.now(dt.UTC)
+        with warehouse.connect() as con:
+            written = rollups.build(con, [definition.name], as_of_time=as_of_time, first_day=first_day, last_day=last_day)
+            name = definition.name
+            total = con.execute(f"SELECT count(*) FROM marts.{name}").fetchone()[0]
+            columns = con.execute("SELECT column_name, data_type, comment FROM duckdb_columns() "
+                                  "WHERE schema_name = 'marts' AND table_name = ? ORDER BY column_index", [name]).fetchall()
+            results = []
+            if checks:
+                report = rollups.quality_report(con, as_of_time=as_of_time, cheeko_url=sources.url("cheeko"))
+                for spec in checks:
+                    count, samples = report[spec.name]
+                    results.append(dg.AssetCheckResult(
+                        asset_key=key, check_name=spec.name, passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
+                        metadata={"count": count, "samples": samples}))
+            sample = preview(con, f"marts.{name}")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": total,
+                "rows_written": written[name],
+                "days": f"{first_day} .. {last_day}",
+                "as_of_time": as_of_time.isoformat(),
+                "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(c, t, description=d or "") for c, t, d in columns]),
+                "preview": dg.MetadataValue.md(sample),
+            },
+            check_results=results,
+        )
+
+    return _mart
+
+
+@dg.asset(
+    key=WRITE_BACK_KEY,
+    group_name="rollups",
+    description=(
+        "Cheeko's analytics_streaks, analytics_user_progress and kid_learning_progress, kept equal to the latest "
+        "as-of values of device_streaks, device_progress and learning_progress (one transaction, through "
+        "pipelines.writes; rows whose values did not change keep their updated_at). " + RULES["as_of"]
+    ),
+    kinds={"postgres"},
+    owners=ROLLUP_OWNERS,
+    deps=[mart_key("device_streaks"), mart_key("device_progress"), mart_key("learning_progress")],
+    pool="warehouse_writer",
+)
+def cheeko_analytics_tables(warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        as_of = rollups.latest_as_of(con)
+        results = rollups.write_back(con, sources.url("cheeko"), as_of_date=as_of)
+    metadata: dict = {"as_of_date": str(as_of)}
+    for table, result in results.items():
+        metadata[f"{table}.inserted"] = result.inserted
+        metadata[f"{table}.updated"] = result.updated
+        metadata[f"{table}.unchanged"] = result.unchanged
+        metadata[f"{table}.deleted"] = result.deleted
+    metadata["dagster/row_count"] = sum(r.inserted + r.updated + r.unchanged for r in results.values())
+    return dg.MaterializeResult(metadata=metadata)
+
+
+ROLLUP_ASSETS = [mart_asset(definition) for definition in MARTS] + [cheeko_analytics_tables]

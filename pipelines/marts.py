@@ -1,0 +1,183 @@
+"""The marts: what each table holds, column by column, and the rules behind it.
+
+This is the contract between ``shared/design/metrics.md``, the SQL in
+``sql/`` (one file per mart, named after it) and the reference
+implementation in ``tests/``. Descriptions here become the Dagster UI's
+column schemas and DuckDB ``COMMENT``s. Where metrics.md is silent, the rule
+chosen is written in :data:`RULES` and in the mart's description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Rules the marts share, where metrics.md leaves a choice open.
+RULES = {
+    "mac": "A MAC is normalised by lower-casing it and removing ':', '-', '.' and spaces; it is valid when exactly "
+           "12 hex digits remain, written back as aa:bb:cc:dd:ee:ff. Rows whose MAC is not valid are left out of "
+           "device metrics and counted by the mac_unnormalisable check.",
+    "local_day": "A device's zone is its kid's (ai_device.kid_id -> kid_profile.timezone), else its owner's "
+                 "(ai_device.user_id -> parent_profile.user_id -> timezone), else UTC. A zone that is not an IANA "
+                 "name counts as UTC (check timezone_unknown). A MAC with no ai_device row uses UTC.",
+    "as_of": "A computation has an as-of time (the run's start, or one given for a backfill or a test). Events "
+             "more than 5 minutes after it are excluded (check future_timestamps). As-of marts are computed for an "
+             "as-of date D and include events whose device-local date is on or before D.",
+    "duplicates": "Natural keys: attempts (session_id, question_key, attempted_at); playback (MAC, content_id, "
+                  "event_type, occurred_at); chat turns (MAC, session_id, chat_type, created_at); RFID scans (uid, "
+                  "MAC, scanned_at); MACs normalised. A row repeating another's natural key counts once.",
+    "qualifying": "A device is active on a local day with one of: a chat turn with chat_type = 1, a game attempt, "
+                  "a playback event 'play' or 'complete', an RFID scan (metrics.md).",
+    "prices": "est_cost_usd = (input_tokens * input price + output_tokens * output price) / 1e6, with the prices "
+              "per million tokens of the device's LLM (ai_device.agent_id -> ai_agent.llm_model_id -> "
+              "ai_model_config.model_code) in pipelines/price_sheet.toml, else its default price; every cost row "
+              "records the sheet's version.",
+}
+
+
+@dataclass(frozen=True)
+class Mart:
+    """One table the warehouse builds from the raw layer."""
+
+    name: str
+    grain: str  # "local_day" / "utc_day" partitioned; "as_of" partitioned by as-of date; "whole" unpartitioned
+    description: str
+    key: tuple[str, ...]
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+MARTS: tuple[Mart, ...] = (
+    Mart("daily_device_activity", "local_day",
+         "One row per device and local day on which it was active (rules: mac, local_day, qualifying, duplicates).",
+         ("activity_date", "mac_address"),
+         {"activity_date": "The device's local date.",
+          "mac_address": "Normalised MAC.",
+          "user_turns": "Chat turns with chat_type = 1, deduplicated.",
+          "game_attempts": "Game attempts, deduplicated.",
+          "media_plays": "Playback events 'play' or 'complete', deduplicated.",
+          "rfid_scans": "RFID scans, deduplicated.",
+          "first_event_at": "Earliest qualifying event (UTC).",
+          "last_event_at": "Latest qualifying event (UTC)."}),
+    Mart("device_streaks", "as_of",
+         "Streaks per device as of a local date D, from daily_device_activity (metrics.md 'Streaks'). "
+         "Only devices with at least one active day on or before D.",
+         ("as_of_date", "mac_address"),
+         {"as_of_date": "D.",
+          "mac_address": "Normalised MAC.",
+          "current_streak_days": "Run of consecutive active days ending on D, else on D-1, else 0.",
+          "longest_streak_days": "Longest run of consecutive active days on or before D.",
+          "last_active_date": "Latest active day on or before D.",
+          "streak_start_date": "First day of the current streak; null when it is 0.",
+          "total_active_days": "Active days on or before D."}),
+    Mart("game_sessions", "local_day",
+         "One row per game session, partitioned by the local date of started_at; attempts joined by session_id and "
+         "deduplicated (metrics.md 'Game sessions'). Sessions with an invalid MAC are left out.",
+         ("session_id",),
+         {"session_id": "Session id.",
+          "local_date": "The device's local date of started_at.",
+          "mac_address": "Normalised MAC.",
+          "kid_id": "The session's kid_id as stored.",
+          "game_type": "Game type.",
+          "started_at": "Start (UTC).",
+          "ended_at": "End as stored (UTC), null if not ended.",
+          "status": "completed when ended_at is set; abandoned when not and the last event (latest attempt, else "
+                    "started_at) is more than 30 minutes before the as-of time; else open.",
+          "ended_at_effective": "ended_at, else the last event for an abandoned session, else null.",
+          "duration_seconds": "ended_at_effective - started_at in seconds, never negative; null when open.",
+          "attempts": "Deduplicated attempts of the session (future-dated ones excluded).",
+          "correct": "Of those, is_correct.",
+          "accuracy": "correct / attempts; null without attempts.",
+          "stored_total_questions": "total_questions as stored.",
+          "stored_correct_answers": "correct_answers as stored.",
+          "totals_disagree": "Stored totals differ from the attempts (check session_totals_disagree)."}),
+    Mart("game_daily", "local_day",
+         "Per device and local day (by started_at): games played, from game_sessions.",
+         ("local_date", "mac_address"),
+         {"local_date": "Local date.", "mac_address": "Normalised MAC.", "sessions": "Sessions started.",
+          "completed_sessions": "Of those, completed.", "attempts": "Attempts in those sessions.",
+          "correct": "Correct attempts.", "accuracy": "correct / attempts; null without attempts.",
+          "total_duration_seconds": "Sum of duration_seconds (open sessions count 0)."}),
+    Mart("learning_progress", "as_of",
+         "Per kid, subject and topic as of local date D (metrics.md 'Learning progress'). The kid is the session's "
+         "kid_id, else the device's; attempts with neither are left out. Attempts count when their device-local date "
+         "is on or before D; 'latest 20' orders by attempted_at then question_key.",
+         ("as_of_date", "kid_id", "subject", "topic"),
+         {"as_of_date": "D.", "kid_id": "Kid.", "subject": "Subject.", "topic": "Topic.",
+          "attempts": "Deduplicated attempts.", "correct": "Correct attempts.", "accuracy": "correct / attempts.",
+          "recent_accuracy": "Accuracy over the latest 20 attempts.",
+          "mastery": "needs_data under 5 attempts; else by recent_accuracy: < 0.5 struggling, < 0.8 practicing, "
+                     "else mastered.",
+          "last_practiced_at": "Latest attempt (UTC)."}),
+    Mart("device_progress", "as_of",
+         "Per device, all time up to local date D (metrics.md 'Device progress'). Only devices with any counted event.",
+         ("as_of_date", "mac_address"),
+         {"as_of_date": "D.", "mac_address": "Normalised MAC.", "total_active_days": "Active days on or before D.",
+          "user_turns": "Chat turns with chat_type = 1.", "game_sessions": "Game sessions started.",
+          "attempts": "Game attempts.", "correct": "Correct attempts.", "accuracy": "correct / attempts.",
+          "stories_completed": "Playback 'complete' of content_type story.",
+          "songs_completed": "Playback 'complete' of content_type music.",
+          "listen_seconds": "Sum of position_seconds over 'complete' and 'pause' events.",
+          "rfid_scans": "RFID scans.", "last_active_at": "Latest qualifying event (UTC)."}),
+    Mart("token_usage_daily", "utc_day",
+         "Cheeko token usage per usage_date (the device's reporting date) and device, with estimated cost "
+         "(rules: mac, prices). Rows whose total_tokens != input + output are counted by a check; sums use the "
+         "columns as stored.",
+         ("usage_date", "mac_address"),
+         {"usage_date": "Reporting date.", "mac_address": "Normalised MAC.", "owner_user_id": "ai_device.user_id.",
+          "llm_model": "model_code priced, or 'default'.", "input_tokens": "Sum.", "output_tokens": "Sum.",
+          "total_tokens": "Sum as stored.", "input_audio_tokens": "Sum.", "input_text_tokens": "Sum.",
+          "input_cached_tokens": "Sum.", "output_audio_tokens": "Sum.", "output_text_tokens": "Sum.",
+          "message_count": "Sum.", "session_count": "Sum.", "session_duration_seconds": "Sum.",
+          "total_response_duration_seconds": "Sum.",
+          "avg_ttft_seconds": "Sum(avg_ttft x message_count) / sum(message_count) over rows with both set; null if none.",
+          "est_cost_usd": "Estimated cost (rule: prices).", "price_sheet_version": "Version of the price sheet used."}),
+    Mart("token_usage_monthly", "whole",
+         "Cheeko token usage per owner (ai_device.user_id; null when unknown) and calendar month of usage_date.",
+         ("month", "owner_user_id"),
+         {"month": "First day of the month.", "owner_user_id": "Owner.", "devices": "Distinct devices.",
+          "input_tokens": "Sum.", "output_tokens": "Sum.", "total_tokens": "Sum as stored.",
+          "message_count": "Sum.", "session_count": "Sum.", "avg_ttft_seconds": "Weighted by message_count.",
+          "est_cost_usd": "Sum of daily estimates.", "price_sheet_version": "Version of the price sheet used."}),
+    Mart("fleet_daily", "utc_day",
+         "Fleet summary per UTC day (metrics.md 'Fleet summary'): activity by the UTC date of events, tokens by usage_date. "
+         "One row for every day of the range, zeros (and nulls for ratios) when nothing happened.",
+         ("day",),
+         {"day": "UTC date.", "active_devices": "Devices with a qualifying event that UTC day.",
+          "new_devices": "ai_device rows created that day.", "new_users": "sys_user rows created that day.",
+          "user_turns": "Chat turns with chat_type = 1.", "game_sessions": "Sessions started.",
+          "attempts": "Attempts.", "accuracy": "Correct / attempts.", "stories_completed": "Story completions.",
+          "songs_completed": "Music completions.", "total_tokens": "Sum as stored.", "est_cost_usd": "Estimated cost.",
+          "avg_ttft_seconds": "Weighted by message_count.",
+          "p50_ttft_seconds": "Median of device-day avg_ttft_seconds (non-null), linear interpolation.",
+          "p95_ttft_seconds": "95th percentile of the same, linear interpolation."}),
+    Mart("cognova_cost_daily", "utc_day",
+         "Cognova token_usage per UTC day and source.",
+         ("day", "source"),
+         {"day": "UTC date of created_at.", "source": "chat, agent or memory_extraction.", "operations": "Rows.",
+          "input_tokens": "Sum.", "output_tokens": "Sum.", "total_tokens": "input + output.",
+          "cost_usd": "Sum of cost_usd as stored.", "duration_ms": "Sum of duration_ms."}),
+    Mart("cognova_agent_runs_daily", "utc_day",
+         "Cognova cron agent runs per agent and UTC day of started_at.",
+         ("day", "agent_id"),
+         {"day": "UTC date.", "agent_id": "Agent.", "agent_name": "Its name.", "runs": "All runs.",
+          "success": "status success.", "error": "status error.", "budget_exceeded": "status budget_exceeded.",
+          "cancelled": "status cancelled.", "running": "status running, started at most 6 hours before the as-of time.",
+          "stale": "status running, started more than 6 hours before the as-of time.",
+          "success_rate": "success / (success + error + budget_exceeded + cancelled); null if none finished.",
+          "p50_duration_ms": "Median duration_ms of finished runs.", "p95_duration_ms": "95th percentile of the same.",
+          "cost_usd": "Sum of cost_usd.", "input_tokens": "Sum.", "output_tokens": "Sum."}),
+    Mart("cognova_activity_daily", "utc_day",
+         "Cognova activity per UTC day; one row for every day of the range, zeros when nothing happened.",
+         ("day",),
+         {"day": "UTC date.", "conversations_started": "conversations by started_at.",
+          "messages": "conversation_messages by created_at.", "chat_cost_usd": "Sum of message cost_usd.",
+          "tasks_created": "tasks by created_at.", "tasks_completed": "tasks by completed_at.",
+          "reminders_due": "reminders by remind_at.", "reminders_notified": "Of those, notified.",
+          "hook_events": "hook_events by created_at.", "blocked_hook_events": "Of those, blocked."}),
+)
+
+
+def mart(name: str) -> Mart:
+    for m in MARTS:
+        if m.name == name:
+            return m
+    raise KeyError(f"no mart named {name!r}")

@@ -1,0 +1,285 @@
+"""Build the marts from the raw layer, check data quality, and write back.
+
+Each mart is one SQL file in ``sql/`` named after it; shared steps (MAC
+normalisation, local days, deduplication) are views in ``sql/staging/``.
+:func:`build` replaces a mart's scope (its days, its as-of dates, or all of
+it) in one DuckDB transaction, so re-running a range recomputes exactly those
+days. :func:`write_back` keeps the operational ``analytics_streaks``,
+``analytics_user_progress`` and ``kid_learning_progress`` equal to the latest
+as-of values, through :mod:`pipelines.writes`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipelines import writes
+from pipelines.marts import MARTS, mart
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+PRICE_SHEET = Path(__file__).with_name("price_sheet.toml")
+STAGING = ("macros", "devices", "chat_turns", "game_attempts", "media_events", "rfid_scans", "game_sessions")
+FUTURE_GRACE = dt.timedelta(minutes=5)
+# The column a mart's scope (days or as-of dates) is cut on; "whole" marts are rebuilt entirely.
+SCOPE_COLUMN = {
+    "daily_device_activity": "activity_date", "device_streaks": "as_of_date", "game_sessions": "local_date",
+    "game_daily": "local_date", "learning_progress": "as_of_date", "device_progress": "as_of_date",
+    "token_usage_daily": "usage_date", "fleet_daily": "day", "cognova_cost_daily": "day",
+    "cognova_agent_runs_daily": "day", "cognova_activity_daily": "day",
+}
+# Marts built from other marts, and so after them.
+MART_INPUTS = {
+    "device_streaks": ("daily_device_activity",), "game_daily": ("game_sessions",),
+    "device_progress": ("daily_device_activity",), "fleet_daily": ("token_usage_daily",),
+}
+# The raw tables each mart reads (for the asset graph's lineage).
+RAW_INPUTS = {
+    "daily_device_activity": ("cheeko", ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback",
+                                         "rfid_scan_log", "ai_device", "kid_profile", "parent_profile")),
+    "game_sessions": ("cheeko", ("analytics_game_sessions", "analytics_game_attempts", "ai_device", "kid_profile", "parent_profile")),
+    "learning_progress": ("cheeko", ("analytics_game_attempts", "analytics_game_sessions", "ai_device", "kid_profile", "parent_profile")),
+    "device_progress": ("cheeko", ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback",
+                                   "rfid_scan_log", "analytics_game_sessions", "ai_device")),
+    "token_usage_daily": ("cheeko", ("device_token_usage", "ai_device", "ai_agent", "ai_model_config")),
+    "token_usage_monthly": ("cheeko", ("device_token_usage", "ai_device", "ai_agent", "ai_model_config")),
+    "fleet_daily": ("cheeko", ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback", "rfid_scan_log",
+                               "analytics_game_sessions", "ai_device", "sys_user", "device_token_usage")),
+    "cognova_cost_daily": ("cognova", ("token_usage",)),
+    "cognova_agent_runs_daily": ("cognova", ("cron_agent_runs", "cron_agents")),
+    "cognova_activity_daily": ("cognova", ("conversations", "conversation_messages", "tasks", "reminders", "hook_events")),
+}
+
+
+@dataclass(frozen=True)
+class PriceSheet:
+    """Per-million-token prices by model code, with a default and a version."""
+
+    version: str
+    default: tuple[float, float]
+    models: dict[str, tuple[float, float]]
+
+
+def load_price_sheet(path: Path = PRICE_SHEET) -> PriceSheet:
+    raw = tomllib.loads(path.read_text())
+    price = lambda entry: (float(entry["input_per_million"]), float(entry["output_per_million"]))  # noqa: E731
+    return PriceSheet(str(raw["version"]), price(raw["default"]), {code: price(p) for code, p in raw.get("models", {}).items()})
+
+
+def prepare(con: duckdb.DuckDBPyConnection, prices: PriceSheet | None = None) -> None:
+    """Create the staging views, macros and price table the marts read (idempotent)."""
+    sheet = prices or load_price_sheet()
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging; CREATE SCHEMA IF NOT EXISTS marts")
+    con.execute("CREATE OR REPLACE TABLE staging.prices (model VARCHAR, input_per_million DOUBLE, "
+                "output_per_million DOUBLE, version VARCHAR)")
+    con.executemany("INSERT INTO staging.prices VALUES (?, ?, ?, ?)",
+                    [(None, *sheet.default, sheet.version)] + [(code, *p, sheet.version) for code, p in sheet.models.items()])
+    for name in STAGING:
+        con.execute((SQL_DIR / "staging" / f"{name}.sql").read_text())
+
+
+def _params(sql: str, values: dict) -> dict:
+    return {k: v for k, v in values.items() if f"${k}" in sql}
+
+
+def build_mart(con: duckdb.DuckDBPyConnection, name: str, *, as_of_time: dt.datetime, first_day: dt.date,
+               last_day: dt.date) -> int:
+    """Replace ``name``'s rows for ``first_day..last_day`` (or all of it); returns the rows written."""
+    definition = mart(name)
+    select = (SQL_DIR / f"{name}.sql").read_text()
+    values = {"first_day": first_day, "last_day": last_day, "as_of_time": as_of_time, "cutoff": as_of_time + FUTURE_GRACE}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE TABLE IF NOT EXISTS marts.{name} AS SELECT * FROM ({select}) WHERE false", _params(select, values))
+        scope = SCOPE_COLUMN.get(name)
+        if scope:
+            con.execute(f"DELETE FROM marts.{name} WHERE {scope} BETWEEN $first_day AND $last_day",
+                        {"first_day": first_day, "last_day": last_day})
+        else:
+            con.execute(f"DELETE FROM marts.{name}")
+        written = con.execute(f"INSERT INTO marts.{name} BY NAME {select}", _params(select, values)).fetchone()[0]
+        _comment(con, definition)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return int(written)
+
+
+def _comment(con: duckdb.DuckDBPyConnection, definition) -> None:
+    """The contract's descriptions as DuckDB comments, so analysts see them in the file."""
+    con.execute(f"COMMENT ON TABLE marts.{definition.name} IS {_literal(definition.description)}")
+    existing = {row[0] for row in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'marts' AND table_name = ?", [definition.name]).fetchall()}
+    for column, text in definition.columns.items():
+        if column in existing:
+            con.execute(f"COMMENT ON COLUMN marts.{definition.name}.{column} IS {_literal(text)}")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def build_order(names: list[str] | None = None) -> list[str]:
+    """``names`` (default: every mart) in an order that builds inputs first."""
+    wanted = [m.name for m in MARTS] if names is None else list(names)
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        for dependency in MART_INPUTS.get(name, ()):
+            if dependency in wanted:
+                visit(dependency)
+        if name not in order:
+            order.append(name)
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
+def build(con: duckdb.DuckDBPyConnection, names: list[str] | None = None, *, as_of_time: dt.datetime,
+          first_day: dt.date, last_day: dt.date, prices: PriceSheet | None = None) -> dict[str, int]:
+    """Build ``names`` (default: every mart) for ``first_day..last_day``; returns rows written per mart."""
+    prepare(con, prices)
+    return {name: build_mart(con, name, as_of_time=as_of_time, first_day=first_day, last_day=last_day)
+            for name in build_order(names)}
+
+
+# -- write-back ----------------------------------------------------------------------------------------
+
+WRITE_BACK = {
+    "analytics_streaks": ("device_streaks", ("mac_address",),
+                          "SELECT mac_address, current_streak_days, longest_streak_days, last_active_date, streak_start_date, "
+                          "total_active_days, as_of_date FROM marts.device_streaks WHERE as_of_date = $as_of_date"),
+    "analytics_user_progress": ("device_progress", ("mac_address",),
+                                "SELECT mac_address, total_active_days, user_turns, game_sessions, attempts, correct, accuracy, "
+                                "stories_completed, songs_completed, listen_seconds, rfid_scans, last_active_at, as_of_date "
+                                "FROM marts.device_progress WHERE as_of_date = $as_of_date"),
+    # Kids the operational database no longer has are left out (the foreign key would refuse them).
+    "kid_learning_progress": ("learning_progress", ("kid_id", "subject", "topic"),
+                              "SELECT kid_id, subject, topic, attempts, correct, accuracy, recent_accuracy, mastery, last_practiced_at "
+                              "FROM marts.learning_progress WHERE as_of_date = $as_of_date "
+                              "AND kid_id IN (SELECT id FROM raw_cheeko.kid_profile)"),
+}
+
+
+def latest_as_of(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """The latest as-of date every write-back source has."""
+    dates = [con.execute(f"SELECT max(as_of_date) FROM marts.{source}").fetchone()[0] for source, _, _ in WRITE_BACK.values()]
+    return None if any(d is None for d in dates) else min(dates)
+
+
+def write_back(con: duckdb.DuckDBPyConnection, cheeko_url: str, *, as_of_date: dt.date | None = None) -> dict[str, writes.UpsertResult]:
+    """Make the three operational tables equal to the marts as of ``as_of_date`` (default: the latest).
+
+    One transaction for the three tables; a row whose values did not change
+    is not touched, so its ``updated_at`` stays.
+    """
+    as_of = as_of_date or latest_as_of(con)
+    if as_of is None:
+        raise ValueError("the as-of marts are empty: build device_streaks, device_progress and learning_progress first")
+    frames = {table: con.execute(query, {"as_of_date": as_of}).pl() for table, (_, _, query) in WRITE_BACK.items()}
+
+    def work() -> dict[str, writes.UpsertResult]:
+        with writes.transaction(cheeko_url) as conn:
+            return {table: writes.upsert(conn, table, frames[table], list(WRITE_BACK[table][1]), delete_missing=True)
+                    for table in WRITE_BACK}
+
+    return writes.with_retries(work)
+
+
+# -- data quality ---------------------------------------------------------------------------------------
+
+MAC_TABLES = ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback", "rfid_scan_log",
+              "device_token_usage", "analytics_game_sessions")
+EVENT_TIMES = {"ai_agent_chat_history": "created_at", "analytics_game_attempts": "attempted_at",
+               "analytics_media_playback": "occurred_at", "rfid_scan_log": "scanned_at", "analytics_game_sessions": "started_at"}
+NATURAL_KEYS = {"analytics_game_attempts": "session_id, question_key, attempted_at",
+                "analytics_media_playback": "normal_mac(mac_address), content_id, event_type, occurred_at",
+                "ai_agent_chat_history": "normal_mac(mac_address), session_id, chat_type, created_at",
+                "rfid_scan_log": "uid, normal_mac(mac_address), scanned_at"}
+QUALITY_CHECKS = ("mac_unnormalisable", "timezone_unknown", "future_timestamps", "duplicate_events",
+                  "token_totals_mismatch", "session_totals_disagree")
+
+
+def _union(parts: list[str]) -> str:
+    return " UNION ALL ".join(parts)
+
+
+def quality_report(con: duckdb.DuckDBPyConnection, *, as_of_time: dt.datetime, cheeko_url: str | None = None,
+                   samples: int = 5) -> dict[str, tuple[int, list[str]]]:
+    """Each data-quality check's count and a few sample keys.
+
+    Future-dated events are counted at the source when ``cheeko_url`` is
+    given: the raw layer only holds days that have happened.
+    """
+    prepare(con)
+    queries = {
+        "mac_unnormalisable": _union([f"SELECT '{t}:' || coalesce(CAST(mac_address AS VARCHAR), 'NULL') AS sample "
+                                      f"FROM raw_cheeko.{t} WHERE normal_mac(mac_address) IS NULL" for t in MAC_TABLES]),
+        "timezone_unknown": _union([f"SELECT '{t}:' || id || ':' || timezone AS sample FROM raw_cheeko.{t} "
+                                    f"WHERE timezone IS NOT NULL AND timezone NOT IN (SELECT name FROM pg_timezone_names())"
+                                    for t in ("kid_profile", "parent_profile")]),
+        "duplicate_events": _union([f"SELECT '{t}:' || CAST(id AS VARCHAR) AS sample FROM raw_cheeko.{t} "
+                                    f"QUALIFY row_number() OVER (PARTITION BY {nk} ORDER BY id) > 1"
+                                    for t, nk in NATURAL_KEYS.items()]),
+        "token_totals_mismatch": "SELECT 'device_token_usage:' || id AS sample FROM raw_cheeko.device_token_usage "
+                                 "WHERE total_tokens IS DISTINCT FROM input_tokens + output_tokens",
+        "session_totals_disagree": """
+            WITH attempts AS (
+                SELECT session_id, count(*) AS n, count(*) FILTER (WHERE is_correct) AS c FROM (
+                    SELECT * FROM raw_cheeko.analytics_game_attempts WHERE attempted_at <= $cutoff
+                    QUALIFY row_number() OVER (PARTITION BY session_id, question_key, attempted_at ORDER BY id) = 1
+                ) GROUP BY session_id)
+            SELECT 'analytics_game_sessions:' || s.session_id AS sample
+            FROM raw_cheeko.analytics_game_sessions s LEFT JOIN attempts a USING (session_id)
+            WHERE s.started_at <= $cutoff
+              AND (s.total_questions IS DISTINCT FROM coalesce(a.n, 0) OR s.correct_answers IS DISTINCT FROM coalesce(a.c, 0))""",
+    }
+    future = _union([f"SELECT '{t}:' || CAST(id AS VARCHAR) AS sample FROM {{source}}.{t} WHERE {c} > $cutoff"
+                     for t, c in EVENT_TIMES.items()])
+    if cheeko_url:
+        from pipelines.warehouse import attach_source
+
+        attach_source(con, "quality_source", cheeko_url)
+        queries["future_timestamps"] = future.format(source="quality_source.public")
+    else:
+        queries["future_timestamps"] = future.format(source="raw_cheeko")
+    report = {}
+    values = {"cutoff": as_of_time + FUTURE_GRACE}
+    for name in QUALITY_CHECKS:
+        sql = queries[name]
+        count = con.execute(f"SELECT count(*) FROM ({sql})", _params(sql, values)).fetchone()[0]
+        picked = [r[0] for r in con.execute(f"SELECT sample FROM ({sql}) ORDER BY sample LIMIT {int(samples)}",
+                                            _params(sql, values)).fetchall()]
+        report[name] = (int(count), picked)
+    return report
+
+
+def quality_counts(con: duckdb.DuckDBPyConnection, *, as_of_time: dt.datetime, cheeko_url: str | None = None) -> dict[str, int]:
+    """Each data-quality check's count."""
+    return {name: count for name, (count, _) in quality_report(con, as_of_time=as_of_time, cheeko_url=cheeko_url).items()}
+
+
+# -- for property tests ------------------------------------------------------------------------------------
+
+
+def compute_streaks(active_days: dict[str, list[dt.date]], as_of_date: dt.date) -> list[dict]:
+    """``sql/device_streaks.sql`` over the given activity calendars, in a throwaway in-memory DuckDB."""
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE SCHEMA marts")
+        frame = pl.DataFrame([(day, mac) for mac, days in active_days.items() for day in days],
+                             schema={"activity_date": pl.Date, "mac_address": pl.String}, orient="row")
+        con.register("calendar", frame)
+        con.execute("CREATE TABLE marts.daily_device_activity AS SELECT * FROM calendar")
+        select = (SQL_DIR / "device_streaks.sql").read_text()
+        rows = con.execute(select, _params(select, {"first_day": as_of_date, "last_day": as_of_date})).pl()
+        return rows.sort("mac_address").to_dicts()
+    finally:
+        con.close()

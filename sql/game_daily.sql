@@ -1,0 +1,13 @@
+-- game_daily: per device and local day of started_at, from marts.game_sessions.
+SELECT
+    local_date,
+    mac_address,
+    count(*) AS sessions,
+    count(*) FILTER (WHERE status = 'completed') AS completed_sessions,
+    sum(attempts)::BIGINT AS attempts,
+    sum(correct)::BIGINT AS correct,
+    CASE WHEN sum(attempts)::BIGINT > 0 THEN sum(correct)::BIGINT / sum(attempts)::BIGINT END AS accuracy,
+    coalesce(sum(duration_seconds), 0) AS total_duration_seconds
+FROM marts.game_sessions
+WHERE local_date BETWEEN $first_day AND $last_day
+GROUP BY local_date, mac_address

@@ -1,0 +1,10 @@
+-- Macros every mart shares. normal_mac: the rules' MAC normalisation (marts.RULES["mac"]):
+-- lower-case, drop ':' '-' '.' and spaces, valid only as exactly 12 hex digits.
+CREATE OR REPLACE MACRO bare_mac(mac) AS regexp_replace(lower(mac), '[:\-. ]', '', 'g');
+CREATE OR REPLACE MACRO normal_mac(mac) AS
+    CASE WHEN regexp_full_match(bare_mac(mac), '[0-9a-f]{12}')
+         THEN concat_ws(':', bare_mac(mac)[1:2], bare_mac(mac)[3:4], bare_mac(mac)[5:6],
+                             bare_mac(mac)[7:8], bare_mac(mac)[9:10], bare_mac(mac)[11:12])
+    END;
+-- The calendar date of a UTC instant in a zone (NULL zone: UTC).
+CREATE OR REPLACE MACRO local_date(zone, instant) AS CAST(timezone(coalesce(zone, 'UTC'), instant) AS DATE);
