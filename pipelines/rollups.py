@@ -24,7 +24,8 @@ from pipelines.marts import MARTS, mart
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 PRICE_SHEET = Path(__file__).with_name("price_sheet.toml")
-STAGING = ("macros", "devices", "chat_turns", "game_attempts", "media_events", "rfid_scans", "game_sessions")
+STAGING = ("macros", "devices", "chat_turns", "game_attempts", "media_events", "rfid_scans", "game_sessions",
+           "qualifying_events")
 FUTURE_GRACE = dt.timedelta(minutes=5)
 # The column a mart's scope (days or as-of dates) is cut on; "whole" marts are rebuilt entirely.
 SCOPE_COLUMN = {
@@ -34,18 +35,17 @@ SCOPE_COLUMN = {
     "cognova_agent_runs_daily": "day", "cognova_activity_daily": "day",
 }
 # Marts built from other marts, and so after them.
-MART_INPUTS = {
-    "device_streaks": ("daily_device_activity",), "game_daily": ("game_sessions",),
-    "device_progress": ("daily_device_activity",), "fleet_daily": ("token_usage_daily",),
-}
+MART_INPUTS = {"game_daily": ("game_sessions",), "fleet_daily": ("token_usage_daily",)}
 # The raw tables each mart reads (for the asset graph's lineage).
 RAW_INPUTS = {
     "daily_device_activity": ("cheeko", ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback",
                                          "rfid_scan_log", "ai_device", "kid_profile", "parent_profile")),
     "game_sessions": ("cheeko", ("analytics_game_sessions", "analytics_game_attempts", "ai_device", "kid_profile", "parent_profile")),
+    "device_streaks": ("cheeko", ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback",
+                                  "rfid_scan_log", "ai_device", "kid_profile", "parent_profile")),
     "learning_progress": ("cheeko", ("analytics_game_attempts", "analytics_game_sessions", "ai_device", "kid_profile", "parent_profile")),
     "device_progress": ("cheeko", ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback",
-                                   "rfid_scan_log", "analytics_game_sessions", "ai_device")),
+                                   "rfid_scan_log", "analytics_game_sessions", "ai_device", "kid_profile", "parent_profile")),
     "token_usage_daily": ("cheeko", ("device_token_usage", "ai_device", "ai_agent", "ai_model_config")),
     "token_usage_monthly": ("cheeko", ("device_token_usage", "ai_device", "ai_agent", "ai_model_config")),
     "fleet_daily": ("cheeko", ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback", "rfid_scan_log",
@@ -169,9 +169,8 @@ WRITE_BACK = {
 
 
 def latest_as_of(con: duckdb.DuckDBPyConnection) -> dt.date | None:
-    """The latest as-of date every write-back source has."""
-    dates = [con.execute(f"SELECT max(as_of_date) FROM marts.{source}").fetchone()[0] for source, _, _ in WRITE_BACK.values()]
-    return None if any(d is None for d in dates) else min(dates)
+    """The latest as-of date built (device_streaks has a row per active device for every as-of date)."""
+    return con.execute("SELECT max(as_of_date) FROM marts.device_streaks").fetchone()[0]
 
 
 def write_back(con: duckdb.DuckDBPyConnection, cheeko_url: str, *, as_of_date: dt.date | None = None) -> dict[str, writes.UpsertResult]:
@@ -182,7 +181,8 @@ def write_back(con: duckdb.DuckDBPyConnection, cheeko_url: str, *, as_of_date: d
     """
     as_of = as_of_date or latest_as_of(con)
     if as_of is None:
-        raise ValueError("the as-of marts are empty: build device_streaks, device_progress and learning_progress first")
+        # Refuse rather than empty the operational tables on a warehouse that was never built.
+        raise ValueError("marts.device_streaks is empty: build the as-of marts before writing them back")
     frames = {table: con.execute(query, {"as_of_date": as_of}).pl() for table, (_, _, query) in WRITE_BACK.items()}
 
     def work() -> dict[str, writes.UpsertResult]:
@@ -270,16 +270,20 @@ def quality_counts(con: duckdb.DuckDBPyConnection, *, as_of_time: dt.datetime, c
 
 
 def compute_streaks(active_days: dict[str, list[dt.date]], as_of_date: dt.date) -> list[dict]:
-    """``sql/device_streaks.sql`` over the given activity calendars, in a throwaway in-memory DuckDB."""
+    """``sql/device_streaks.sql`` over the given activity calendars, in a throwaway in-memory DuckDB
+    whose ``staging.qualifying_events`` holds one event at noon UTC of each active day."""
     con = duckdb.connect()
     try:
-        con.execute("CREATE SCHEMA marts")
-        frame = pl.DataFrame([(day, mac) for mac, days in active_days.items() for day in days],
-                             schema={"activity_date": pl.Date, "mac_address": pl.String}, orient="row")
+        con.execute("CREATE SCHEMA staging")
+        frame = pl.DataFrame([(mac, day) for mac, days in active_days.items() for day in days],
+                             schema={"mac_address": pl.String, "local_date": pl.Date}, orient="row")
         con.register("calendar", frame)
-        con.execute("CREATE TABLE marts.daily_device_activity AS SELECT * FROM calendar")
+        con.execute("CREATE TABLE staging.qualifying_events AS SELECT mac_address, local_date, "
+                    "CAST(local_date AS TIMESTAMP) + INTERVAL 12 HOUR AS event_at, 'turn' AS kind FROM calendar")
         select = (SQL_DIR / "device_streaks.sql").read_text()
-        rows = con.execute(select, _params(select, {"first_day": as_of_date, "last_day": as_of_date})).pl()
+        values = {"first_day": as_of_date, "last_day": as_of_date,
+                  "cutoff": dt.datetime.combine(as_of_date, dt.time(0), dt.UTC) + dt.timedelta(days=2)}
+        rows = con.execute(select, _params(select, values)).pl()
         return rows.sort("mac_address").to_dicts()
     finally:
         con.close()

@@ -1,16 +1,7 @@
 -- daily_device_activity: one row per device and local day with qualifying activity (metrics.md "Qualifying activity").
 -- Parameters: $first_day, $last_day (local dates), $cutoff (as-of time + 5 minutes).
-WITH qualifying AS (
-    SELECT mac_address, local_date, event_at, 'turn' AS kind FROM staging.chat_turns WHERE chat_type = 1
-    UNION ALL
-    SELECT mac_address, local_date, event_at, 'attempt' FROM staging.game_attempts
-    UNION ALL
-    SELECT mac_address, local_date, event_at, 'play' FROM staging.media_events WHERE event_type IN ('play', 'complete')
-    UNION ALL
-    SELECT mac_address, local_date, event_at, 'scan' FROM staging.rfid_scans
-),
-in_scope AS (
-    SELECT * FROM qualifying
+WITH in_scope AS (
+    SELECT * FROM staging.qualifying_events
     WHERE event_at <= $cutoff AND local_date BETWEEN $first_day AND $last_day
 )
 SELECT

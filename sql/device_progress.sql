@@ -34,9 +34,12 @@ counted AS (
     FROM in_scope e JOIN as_of_dates d ON e.local_date <= d.as_of_date
     GROUP BY d.as_of_date, e.mac_address
 ),
+active_days AS (
+    SELECT DISTINCT mac_address, local_date FROM staging.qualifying_events WHERE event_at <= $cutoff AND local_date <= $last_day
+),
 active AS (
     SELECT d.as_of_date, a.mac_address, count(*) AS total_active_days
-    FROM marts.daily_device_activity a JOIN as_of_dates d ON a.activity_date <= d.as_of_date
+    FROM active_days a JOIN as_of_dates d ON a.local_date <= d.as_of_date
     GROUP BY d.as_of_date, a.mac_address
 )
 SELECT c.as_of_date, c.mac_address, coalesce(a.total_active_days, 0) AS total_active_days, c.user_turns,

@@ -1,7 +1,9 @@
 -- device_streaks: streaks per device as of each local date D in [$first_day, $last_day] (metrics.md "Streaks").
--- Runs of consecutive active days ("islands") are found once, then cut at each D.
+-- Active days come from the events themselves (every local day on or before D, however much of
+-- daily_device_activity has been built). Runs of consecutive days ("islands") are found once, then cut at each D.
 WITH active_days AS (
-    SELECT DISTINCT mac_address, activity_date FROM marts.daily_device_activity WHERE activity_date <= $last_day
+    SELECT DISTINCT mac_address, local_date AS activity_date FROM staging.qualifying_events
+    WHERE event_at <= $cutoff AND local_date <= $last_day
 ),
 islands AS (
     SELECT mac_address, activity_date,

@@ -29,7 +29,8 @@ SELECT
     status,
     CASE status WHEN 'completed' THEN ended_at WHEN 'abandoned' THEN last_event_at END AS ended_at_effective,
     CASE WHEN status <> 'open'
-         THEN greatest(0, epoch(CASE status WHEN 'completed' THEN ended_at ELSE last_event_at END) - epoch(started_at))
+         -- Difference of the instants, in microseconds: subtracting two epoch doubles would lose precision.
+         THEN greatest(0, date_diff('microsecond', started_at, CASE status WHEN 'completed' THEN ended_at ELSE last_event_at END) / 1e6)
     END AS duration_seconds,
     attempts,
     correct,

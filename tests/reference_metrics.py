@@ -517,6 +517,7 @@ class Reference:
     # ---- fleet ----
 
     def fleet_daily(self) -> list[dict]:
+        # Choice: one row for every day of the range, zeros on a quiet day (likewise cognova_activity_daily).
         day_of = lambda at: at.astimezone(UTC).date()  # noqa: E731
         rows = {d: {"day": d, "active_devices": set(), "new_devices": 0, "new_users": 0, "user_turns": 0,
                     "game_sessions": 0, "attempts": 0, "_correct": 0, "accuracy": None, "stories_completed": 0,
@@ -602,6 +603,7 @@ class Reference:
                         "cancelled": count("cancelled"), "running": len(running) - stale, "stale": stale,
                         "success_rate": ratio(count("success"), finished),
                         "p50_duration_ms": quantile_cont(durations, 0.5), "p95_duration_ms": quantile_cont(durations, 0.95),
+                        # Choice: sums as SQL has them: null for an agent-day whose runs all lack a cost (still running).
                         "cost_usd": sql_sum(r["cost_usd"] for r in rows),
                         "input_tokens": sql_sum(r["input_tokens"] for r in rows),
                         "output_tokens": sql_sum(r["output_tokens"] for r in rows)})

@@ -221,7 +221,7 @@ def test_the_fleet_reaches_the_rules(fleet):
     assert any(s["totals_disagree"] for s in sessions)
     runs = fleet.expected["cognova_agent_runs_daily"]
     assert sum(r["stale"] for r in runs) > 0  # (runs still running: the hand-made dataset)
-    assert {"needs_data", "struggling", "practicing", "mastered"} & {r["mastery"] for r in fleet.expected["learning_progress"]}
+    assert {r["mastery"] for r in fleet.expected["learning_progress"]} == {"needs_data", "struggling", "practicing", "mastered"}
     # The as-of time cuts real evening activity in the Americas, not only the post-dated rows.
     planted_future = sum(v for k, v in fleet.faults.items() if k.startswith("future_"))
     assert quality_counts(fleet.sources, AS_OF)["future_timestamps"] > planted_future
@@ -334,6 +334,7 @@ def fill_small(cheeko: str, cognova: str) -> None:
         chat(D4, "k3", 1, "2026-03-10 12:06"),                   # in the future
         chat("zz:zz:zz:zz:zz:zz", "k4", 1, "2026-03-09 10:00"),  # no device
         chat(D4, "k5", 1, "2026-03-09 23:30"),                   # Berlin 00:30 on the 10th
+        chat(D2, "k6", 1, "2026-03-08 04:40"),                   # New York 23:40 EST on the 7th
     ])
     play = lambda mac, ctype, cid, event, pos, when: {"mac_address": mac, "content_type": ctype, "content_id": cid,  # noqa: E731
                                                       "event_type": event, "position_seconds": pos, "occurred_at": at(when)}
@@ -349,6 +350,7 @@ def fill_small(cheeko: str, cognova: str) -> None:
         {"uid": "U1", "mac_address": D2, "scanned_at": at("2026-03-10 03:30")},  # 23:30 EDT on the 9th
         {"uid": "U2", "mac_address": D5, "scanned_at": at("2026-03-10 00:30")},
         {"uid": "U2", "mac_address": D5, "scanned_at": at("2026-03-17 00:00")},  # future
+        {"uid": "U3", "mac_address": D3, "scanned_at": at("2026-03-09 01:00")},  # UTC's 9th (its owner's New York says the 8th)
     ])
     session = lambda sid, mac, kid, start, end, total, correct: {  # noqa: E731
         "session_id": sid, "mac_address": mac, "kid_id": kid, "game_type": "quiz", "started_at": at(start),
@@ -361,6 +363,7 @@ def fill_small(cheeko: str, cognova: str) -> None:
         session("gs5", D3, None, "2026-03-10 12:06", None, 1, 1),                            # future
         session("gs6", "zz:zz:zz:zz:zz:zz", 11, "2026-03-09 08:00", "2026-03-09 08:05", 1, 1),  # invalid MAC
         session("gs7", D1, None, "2026-03-07 20:00", "2026-03-07 20:10", 22, 12),            # kid from the device
+        session("gs8", D1, None, "2026-03-07 10:00", "2026-03-07 10:02", 1, 1),              # Kolkata 15:30 on the 7th
     ])
     insert(cheeko, "analytics_game_attempts", [
         _attempt("gs1", D3, "q1", "math", "add", at("2026-03-09 10:01"), True),
@@ -376,6 +379,7 @@ def fill_small(cheeko: str, cognova: str) -> None:
         # Kolkata 01:30 on the 8th: 22 attempts, the first 12 right.
         *[_attempt("gs7", D1, f"a{i:02d}", "math", "add", at("2026-03-07 20:00") + dt.timedelta(seconds=10 * (i + 1)), i < 12)
           for i in range(22)],
+        _attempt("gs8", D1, "r1", "reading", "letters", at("2026-03-07 10:01"), True),
     ])
     insert(cheeko, "device_token_usage", [
         _usage(D1, "2026-03-09", 1000, 500, 1500, "0.800", 10),
@@ -433,8 +437,9 @@ def small_db(make_databases):
 
 @pytest.fixture(scope="module")
 def small(small_db, tmp_path_factory) -> Run:
+    """The hand-made rows, built from their first local day (the 7th) on."""
     return run_warehouse(small_db.cheeko, small_db.cognova, tmp_path_factory.mktemp("small") / "warehouse.duckdb",
-                         as_of=SMALL_AS_OF, first_day=SMALL_FIRST, last_day=SMALL_LAST)
+                         as_of=SMALL_AS_OF, first_day=SMALL_FIRST - dt.timedelta(days=1), last_day=SMALL_LAST)
 
 
 def _by(rows: list[dict], *key: str) -> dict:
@@ -449,7 +454,9 @@ def test_the_reference_gives_the_numbers_worked_out_by_hand(small_db):
 
     activity = _by(ref["daily_device_activity"], "activity_date", "mac_address")
     assert activity[(d8, D1)]["user_turns"] == 1 and activity[(d9, D1)]["user_turns"] == 1  # 23:50 and 00:10 in Kolkata
-    assert activity[(d8, D1)]["first_event_at"] == at("2026-03-08 18:20")
+    # gs7's attempts (UTC evening of the 7th) are Kolkata's small hours of the 8th.
+    assert activity[(d8, D1)]["game_attempts"] == 22 and activity[(d8, D1)]["first_event_at"] == at("2026-03-07 20:00:10")
+    assert activity[(d9, D1)]["first_event_at"] == activity[(d9, D1)]["last_event_at"] == at("2026-03-08 18:40")
     assert {d for d, m in activity if m == D2} == {d8, d9}  # the 7th is before the range
     assert activity[(d8, D2)]["media_plays"] == 1 and activity[(d9, D2)] == {
         "activity_date": d9, "mac_address": D2, "user_turns": 0, "game_attempts": 0, "media_plays": 1, "rfid_scans": 1,
@@ -457,18 +464,20 @@ def test_the_reference_gives_the_numbers_worked_out_by_hand(small_db):
     assert activity[(d10, D4)]["user_turns"] == 2  # Berlin's 00:30 and 13:04; 12:06 UTC is in the future
     assert activity[(d10, D5)]["rfid_scans"] == 1
     assert activity[(d9, D3)]["game_attempts"] == 3 and activity[(d10, D3)]["game_attempts"] == 3
+    assert activity[(d9, D3)]["rfid_scans"] == 1 and (d8, D3) not in activity  # an unknown zone is UTC, not the owner's
     assert not any(m.startswith("zz") for _, m in activity)
 
     streaks = _by(ref["device_streaks"], "as_of_date", "mac_address")
-    assert streaks[(d8, D2)] | {} == {"as_of_date": d8, "mac_address": D2, "current_streak_days": 2, "longest_streak_days": 2,
+    assert streaks[(d8, D2)] == {"as_of_date": d8, "mac_address": D2, "current_streak_days": 2, "longest_streak_days": 2,
                                       "last_active_date": d8, "streak_start_date": dt.date(2026, 3, 7), "total_active_days": 2}
     assert streaks[(d10, D2)]["current_streak_days"] == 3 and streaks[(d10, D2)]["last_active_date"] == d9  # kept a day
-    assert streaks[(d9, D1)]["current_streak_days"] == 2 and streaks[(d10, D1)]["current_streak_days"] == 2
-    assert (d8, D4) not in streaks and streaks[(d9, D4)]["total_active_days"] == 0 if (d9, D4) in streaks else True
+    assert streaks[(d9, D1)]["current_streak_days"] == 3 and streaks[(d10, D1)]["current_streak_days"] == 3  # from the 7th
+    assert (d8, D4) not in streaks and (d9, D4) not in streaks  # Berlin's first active day is the 10th
     assert streaks[(d10, D4)]["current_streak_days"] == 1
 
     sessions = _by(ref["game_sessions"], "session_id")
-    assert set(sessions) == {"gs1", "gs2", "gs3", "gs4"}  # gs5 future, gs6 invalid MAC, gs7 before the range
+    assert set(sessions) == {"gs1", "gs2", "gs3", "gs4", "gs7"}  # gs5 future, gs6 invalid MAC
+    assert sessions["gs7"]["local_date"] == d8 and sessions["gs7"]["kid_id"] is None  # as stored
     assert (sessions["gs1"]["status"], sessions["gs1"]["duration_seconds"], sessions["gs1"]["attempts"]) == ("completed", 300.0, 3)
     assert sessions["gs1"]["totals_disagree"] is False and sessions["gs1"]["mac_address"] == D3
     assert (sessions["gs2"]["status"], sessions["gs2"]["ended_at_effective"], sessions["gs2"]["duration_seconds"]) == (
@@ -489,6 +498,7 @@ def test_the_reference_gives_the_numbers_worked_out_by_hand(small_db):
     plants = learning[(d10, 12, "science", "plants")]
     assert (plants["attempts"], plants["correct"], plants["mastery"]) == (3, 2, "needs_data")
     assert (d8, 12, "science", "plants") not in learning
+    assert learning[(d8, 11, "reading", "letters")]["attempts"] == 1  # practised on the 7th
 
     progress = _by(ref["device_progress"], "as_of_date", "mac_address")
     p2 = progress[(d10, D2)]
@@ -496,9 +506,11 @@ def test_the_reference_gives_the_numbers_worked_out_by_hand(small_db):
         3, 1, 1, 600 + 45 + 180, 1)
     assert p2["last_active_at"] == at("2026-03-10 03:30")
     p1 = progress[(d8, D1)]
-    assert (p1["user_turns"], p1["game_sessions"], p1["attempts"], p1["correct"], p1["total_active_days"]) == (1, 1, 22, 12, 1)
+    assert (p1["user_turns"], p1["game_sessions"], p1["attempts"], p1["correct"], p1["total_active_days"]) == (1, 2, 23, 13, 2)
+    assert progress[(d8, D2)]["user_turns"] == 1  # the evening of the 7th counts for every D
     p3 = progress[(d10, D3)]
-    assert (p3["game_sessions"], p3["attempts"], p3["correct"], p3["accuracy"]) == (4, 6, 4, 4 / 6)
+    assert (p3["game_sessions"], p3["attempts"], p3["correct"], p3["accuracy"], p3["rfid_scans"]) == (4, 6, 4, 4 / 6, 1)
+    assert p3["total_active_days"] == 2
 
     tokens = _by(ref["token_usage_daily"], "usage_date", "mac_address")
     t1 = tokens[(d9, D1)]
@@ -516,7 +528,7 @@ def test_the_reference_gives_the_numbers_worked_out_by_hand(small_db):
 
     fleet = _by(ref["fleet_daily"], "day")
     assert [fleet[d]["active_devices"] for d in (d8, d9, d10)] == [2, 3, 4]
-    assert (fleet[d8]["new_devices"], fleet[d8]["new_users"], fleet[d8]["user_turns"], fleet[d8]["stories_completed"]) == (1, 1, 2, 1)
+    assert (fleet[d8]["new_devices"], fleet[d8]["new_users"], fleet[d8]["user_turns"], fleet[d8]["stories_completed"]) == (1, 1, 3, 1)
     assert (fleet[d9]["attempts"], fleet[d9]["accuracy"], fleet[d9]["songs_completed"], fleet[d9]["total_tokens"]) == (3, 2 / 3, 1, 1665)
     assert (fleet[d10]["game_sessions"], fleet[d10]["total_tokens"]) == (3, 3100 + 2_000_000 + 20)
     assert fleet[d10]["p50_ttft_seconds"] == pytest.approx(1.0) and fleet[d10]["p95_ttft_seconds"] == pytest.approx(1.18)
@@ -539,7 +551,9 @@ def test_the_reference_gives_the_numbers_worked_out_by_hand(small_db):
 
     assert quality_counts(sources, SMALL_AS_OF) == {
         "mac_unnormalisable": 4,  # a chat turn, a session, its attempt, a token row
-        "timezone_unknown": 1, "future_timestamps": 6, "duplicate_events": 3, "token_totals_mismatch": 1,
+        "timezone_unknown": 1,
+        "future_timestamps": 5,  # a chat turn, a scan, gs5 and two attempts
+        "duplicate_events": 3, "token_totals_mismatch": 1,
         "session_totals_disagree": 2,  # gs2 (stored 5/3 against 2/1) and gs3 (an attempt still to come)
     }
 
@@ -560,3 +574,19 @@ def test_small_quality_counts_match_the_reference(small):
     with warehouse.connect(small.path) as con:
         got = rollups.quality_counts(con, as_of_time=SMALL_AS_OF, cheeko_url=small.cheeko)
     assert {c: got.get(c) for c in CHECKS} == quality_counts(small.sources, SMALL_AS_OF)
+
+
+@pytest.fixture(scope="module")
+def small_range(small_db, tmp_path_factory) -> Run:
+    """The hand-made rows, built for the 8th to the 10th only, into an empty warehouse."""
+    return run_warehouse(small_db.cheeko, small_db.cognova, tmp_path_factory.mktemp("small_range") / "warehouse.duckdb",
+                         as_of=SMALL_AS_OF, first_day=SMALL_FIRST, last_day=SMALL_LAST)
+
+
+@pytest.mark.parametrize("name", [m.name for m in MARTS])
+def test_a_fresh_build_of_a_range_counts_the_days_before_it(small_range, name):
+    """metrics.md: as-of marts count everything on or before D (A is every active local day on or before D),
+    so a backfill of the 8th to the 10th into an empty warehouse still counts the 7th: D2's New York evening
+    (a play and a chat turn, 04:30 and 04:40 UTC on the 8th) and D1's game in Kolkata (gs8)."""
+    m = mart(name)
+    assert_same_rows(f"marts.{name}", small_range.expected[name], small_range.actual[name], m.key, list(m.columns))

@@ -1,0 +1,173 @@
+"""The rollups' own mechanics on a real PostgreSQL and DuckDB: the thin transactional
+module, backfills that recompute exactly their days, data-quality checks as WARN
+in Dagster, and the price sheet's version on every cost row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from assets import runs
+from assets.rollups import QUALITY_CHECKS_ON, mart_key
+from pipelines import generator, postgres, rollups, warehouse, writes
+from pipelines.settings import load
+from pipelines.source_tables import source_tables
+from test_extract import extract_tables
+
+END = dt.date(2026, 3, 31)
+AS_OF = dt.datetime(2026, 4, 2, tzinfo=dt.UTC)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- the thin transactional module ------------------------------------------------------------------------
+
+
+def test_upsert_inserts_updates_only_changes_and_deletes(migrated):
+    url = migrated.cheeko
+    frame = pl.DataFrame({"mac_address": ["aa:aa:aa:aa:aa:01", "aa:aa:aa:aa:aa:02"], "current_streak_days": [1, 2],
+                          "longest_streak_days": [3, 4], "total_active_days": [5, 6],
+                          "as_of_date": [dt.date(2026, 3, 1)] * 2})
+    with writes.transaction(url) as conn:
+        first = writes.upsert(conn, "analytics_streaks", frame, ["mac_address"], delete_missing=True)
+    assert (first.inserted, first.updated, first.unchanged, first.deleted) == (2, 0, 0, 0)
+    with postgres.connect(url) as conn:
+        stamps = dict(conn.execute("SELECT mac_address, updated_at FROM analytics_streaks").fetchall())
+    changed = frame.with_columns(pl.when(pl.col("mac_address").str.ends_with("02")).then(9).otherwise(pl.col("current_streak_days"))
+                                 .alias("current_streak_days"))
+    with writes.transaction(url) as conn:
+        second = writes.upsert(conn, "analytics_streaks", changed, ["mac_address"], delete_missing=True)
+    assert (second.inserted, second.updated, second.unchanged) == (0, 1, 1)
+    with postgres.connect(url) as conn:
+        after = dict(conn.execute("SELECT mac_address, updated_at FROM analytics_streaks").fetchall())
+    assert after["aa:aa:aa:aa:aa:01"] == stamps["aa:aa:aa:aa:aa:01"]  # untouched row keeps its updated_at
+    assert after["aa:aa:aa:aa:aa:02"] > stamps["aa:aa:aa:aa:aa:02"]
+    with writes.transaction(url) as conn:
+        third = writes.upsert(conn, "analytics_streaks", changed.head(1), ["mac_address"], delete_missing=True)
+    assert third.deleted == 1
+    with writes.transaction(url) as conn:
+        conn.execute("DELETE FROM analytics_streaks")
+
+
+def test_retries_transient_errors_only():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise postgres.TRANSIENT_ERRORS[1]("could not serialize access")
+        return "done"
+
+    assert writes.with_retries(flaky, base_delay=0.001) == "done" and len(calls) == 3
+
+    def broken():
+        calls.append(1)
+        raise ValueError("a bug, not a blip")
+
+    calls.clear()
+    with pytest.raises(ValueError):
+        writes.with_retries(broken, base_delay=0.001)
+    assert len(calls) == 1
+
+
+# -- marts ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(make_databases, tmp_path_factory):
+    """A messy fleet, extracted and built for every day."""
+    pair = make_databases()
+    tmp = tmp_path_factory.mktemp("rollups")
+    result = generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=25, days=10, seed=6, end=END, messy=True),
+                                tmp / "gen", progress=lambda _: None)
+    path = tmp / "w.duckdb"
+    extract_tables(path, {"cheeko": pair.cheeko, "cognova": pair.cognova}, source_tables(),
+                   window=(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)))
+    with warehouse.connect(path) as con:
+        rollups.build(con, as_of_time=AS_OF, first_day=END - dt.timedelta(days=9), last_day=END)
+    return pair, path, result
+
+
+def snapshot(path: Path, mart: str, where: str = "true") -> list[tuple]:
+    with warehouse.connect(path, read_only=True) as con:
+        return con.execute(f"SELECT * FROM marts.{mart} WHERE {where} ORDER BY ALL").fetchall()
+
+
+def test_a_backfill_recomputes_exactly_its_days(built):
+    _, path, _ = built
+    day = END - dt.timedelta(days=3)
+    inside, outside = f"activity_date = DATE '{day}'", f"activity_date = DATE '{day - dt.timedelta(days=1)}'"
+    expected_inside, expected_outside = snapshot(path, "daily_device_activity", inside), snapshot(path, "daily_device_activity", outside)
+    with warehouse.connect(path) as con:
+        con.execute(f"UPDATE marts.daily_device_activity SET user_turns = -1 WHERE {inside} OR {outside}")
+        rollups.build(con, ["daily_device_activity"], as_of_time=AS_OF, first_day=day, last_day=day)
+    assert snapshot(path, "daily_device_activity", inside) == expected_inside
+    assert all(row[2] == -1 for row in snapshot(path, "daily_device_activity", outside))  # not in the range: untouched
+    with warehouse.connect(path) as con:
+        rollups.build(con, ["daily_device_activity"], as_of_time=AS_OF, first_day=day - dt.timedelta(days=1), last_day=day)
+    assert snapshot(path, "daily_device_activity", outside) == expected_outside
+
+
+def test_as_of_marts_hold_every_as_of_date_and_past_ones_are_stable(built):
+    _, path, _ = built
+    past = END - dt.timedelta(days=5)
+    before = snapshot(path, "device_streaks", f"as_of_date = DATE '{past}'")
+    assert before
+    with warehouse.connect(path) as con:
+        rollups.build(con, ["device_streaks"], as_of_time=AS_OF, first_day=END, last_day=END)
+        dates = {d for (d,) in con.execute("SELECT DISTINCT as_of_date FROM marts.device_streaks").fetchall()}
+    assert dates == {END - dt.timedelta(days=i) for i in range(10)}
+    assert snapshot(path, "device_streaks", f"as_of_date = DATE '{past}'") == before
+
+
+def test_every_cost_row_records_the_price_sheet_version(built):
+    _, path, _ = built
+    sheet = rollups.load_price_sheet()
+    with warehouse.connect(path, read_only=True) as con:
+        versions = {v for (v,) in con.execute("SELECT DISTINCT price_sheet_version FROM marts.token_usage_daily").fetchall()}
+        priced = dict(con.execute("SELECT llm_model, count(*) FROM marts.token_usage_daily GROUP BY 1").fetchall())
+        comments = con.execute("SELECT comment FROM duckdb_columns() WHERE schema_name = 'marts' AND table_name = 'fleet_daily' "
+                               "AND column_name = 'p95_ttft_seconds'").fetchone()[0]
+    assert versions == {sheet.version}
+    assert "default" in priced and set(priced) - {"default"} <= set(sheet.models)
+    assert "95th percentile" in comments
+
+
+def test_quality_counts_match_the_faults_the_generator_planted(built):
+    pair, path, result = built
+    with warehouse.connect(path) as con:
+        counts = rollups.quality_counts(con, as_of_time=AS_OF, cheeko_url=pair.cheeko)
+    faults = result.faults
+    assert counts["token_totals_mismatch"] == faults["token_total_mismatch"]
+    assert counts["session_totals_disagree"] == faults["session_total_mismatch"]
+    assert counts["timezone_unknown"] == faults["timezone_unknown"]
+    assert counts["mac_unnormalisable"] == faults["mac_invalid"] > 0
+    assert counts["future_timestamps"] == sum(v for k, v in faults.items() if k.startswith("future_"))
+    assert counts["duplicate_events"] == sum(faults[f"duplicate_{t}"] for t in rollups.NATURAL_KEYS)
+
+
+def test_quality_checks_warn_in_dagster_and_the_run_goes_on(make_databases, tmp_path, monkeypatch):
+    pair = make_databases()
+    planted = generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=20, days=4, seed=9, end=END, messy=True),
+                                 tmp_path / "gen", progress=lambda _: None).faults
+    for name, value in (pair.environ() | {"WAREHOUSE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}).items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        summary = runs.materialize(load(), instance, progress=lambda _: None)
+        assert "cheeko_analytics_tables" in summary.rows
+        flagged = {name.split(":")[1] for name in summary.failed_checks}
+        source_of = {"mac_unnormalisable": "mac_invalid", "timezone_unknown": "timezone_unknown", "future_timestamps": "future_",
+                     "duplicate_events": "duplicate_", "token_totals_mismatch": "token_total_mismatch",
+                     "session_totals_disagree": "session_total_mismatch"}
+        expected = {check for check, fault in source_of.items() if sum(v for k, v in planted.items() if k.startswith(fault))}
+        assert flagged == expected and len(expected) >= 5
+        assert flagged <= {check for checks in QUALITY_CHECKS_ON.values() for check in checks}
+        key = mart_key("daily_device_activity")
+        evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(key, "mac_unnormalisable")])[dg.AssetCheckKey(key, "mac_unnormalisable")]
+        assert evaluation.evaluation.severity == dg.AssetCheckSeverity.WARN
+        assert evaluation.evaluation.metadata["count"].value > 0 and evaluation.evaluation.metadata["samples"].value
