@@ -24,7 +24,7 @@ from pipelines.marts import MARTS, mart
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 PRICE_SHEET = Path(__file__).with_name("price_sheet.toml")
-STAGING = ("macros", "devices", "chat_turns", "game_attempts", "media_events", "rfid_scans", "game_sessions",
+STAGING = ("devices", "zone_offsets", "chat_turns", "game_attempts", "media_events", "rfid_scans", "game_sessions",
            "qualifying_events")
 FUTURE_GRACE = dt.timedelta(minutes=5)
 # The column a mart's scope (days or as-of dates) is cut on; "whole" marts are rebuilt entirely.
@@ -71,16 +71,37 @@ def load_price_sheet(path: Path = PRICE_SHEET) -> PriceSheet:
     return PriceSheet(str(raw["version"]), price(raw["default"]), {code: price(p) for code, p in raw.get("models", {}).items()})
 
 
-def prepare(con: duckdb.DuckDBPyConnection, prices: PriceSheet | None = None) -> None:
-    """Create the staging views, macros and price table the marts read (idempotent)."""
+def prepare(con: duckdb.DuckDBPyConnection, prices: PriceSheet | None = None) -> bool:
+    """Create the macros, price table and staging tables the marts read; True if staging was rebuilt.
+
+    Staging (normalised MACs, local days, deduplicated events) is rebuilt only
+    when the raw layer has loaded something since it was last built, or the
+    price sheet changed, so the marts of one run share one pass over history.
+    """
     sheet = prices or load_price_sheet()
     con.execute("CREATE SCHEMA IF NOT EXISTS staging; CREATE SCHEMA IF NOT EXISTS marts")
-    con.execute("CREATE OR REPLACE TABLE staging.prices (model VARCHAR, input_per_million DOUBLE, "
-                "output_per_million DOUBLE, version VARCHAR)")
-    con.executemany("INSERT INTO staging.prices VALUES (?, ?, ?, ?)",
-                    [(None, *sheet.default, sheet.version)] + [(code, *p, sheet.version) for code, p in sheet.models.items()])
-    for name in STAGING:
-        con.execute((SQL_DIR / "staging" / f"{name}.sql").read_text())
+    con.execute((SQL_DIR / "staging" / "macros.sql").read_text())
+    con.execute("CREATE TABLE IF NOT EXISTS _warehouse.staging_state (raw_loaded_at TIMESTAMPTZ, price_sheet VARCHAR)")
+    loaded = con.execute("SELECT max(finished_at) FROM _warehouse.loads").fetchone()[0]
+    fingerprint = repr((sheet.version, sheet.default, sorted(sheet.models.items())))
+    state = con.execute("SELECT raw_loaded_at, price_sheet FROM _warehouse.staging_state").fetchone()
+    if state == (loaded, fingerprint) and loaded is not None:
+        return False
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("CREATE OR REPLACE TABLE staging.prices (model VARCHAR, input_per_million DOUBLE, "
+                    "output_per_million DOUBLE, version VARCHAR)")
+        con.executemany("INSERT INTO staging.prices VALUES (?, ?, ?, ?)",
+                        [(None, *sheet.default, sheet.version)] + [(code, *p, sheet.version) for code, p in sheet.models.items()])
+        for name in STAGING:
+            con.execute((SQL_DIR / "staging" / f"{name}.sql").read_text())
+        con.execute("DELETE FROM _warehouse.staging_state")
+        con.execute("INSERT INTO _warehouse.staging_state VALUES (?, ?)", [loaded, fingerprint])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return True
 
 
 def _params(sql: str, values: dict) -> dict:

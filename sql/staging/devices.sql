@@ -1,6 +1,6 @@
 -- devices: each registered device by normalised MAC, with the zone of its local day,
 -- its owner, its kid and the LLM that prices its tokens (marts.RULES["local_day"], ["prices"]).
-CREATE OR REPLACE VIEW staging.devices AS
+CREATE OR REPLACE TABLE staging.devices AS
 WITH registered AS (
     SELECT normal_mac(mac_address) AS mac_address, user_id, kid_id, agent_id
     FROM raw_cheeko.ai_device

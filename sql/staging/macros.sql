@@ -1,4 +1,4 @@
--- Macros every mart shares. normal_mac: the rules' MAC normalisation (marts.RULES["mac"]):
+-- Macros every mart shares (recreated on every build; cheap). normal_mac: the rules' MAC normalisation (marts.RULES["mac"]):
 -- lower-case, drop ':' '-' '.' and spaces, valid only as exactly 12 hex digits.
 CREATE OR REPLACE MACRO bare_mac(mac) AS regexp_replace(lower(mac), '[:\-. ]', '', 'g');
 CREATE OR REPLACE MACRO normal_mac(mac) AS
@@ -8,3 +8,6 @@ CREATE OR REPLACE MACRO normal_mac(mac) AS
     END;
 -- The calendar date of a UTC instant in a zone (NULL zone: UTC).
 CREATE OR REPLACE MACRO local_date(zone, instant) AS CAST(timezone(coalesce(zone, 'UTC'), instant) AS DATE);
+-- The local date from a precomputed offset (staging.zone_offsets), else by converting the instant.
+CREATE OR REPLACE MACRO local_day(zone, instant, offset_seconds) AS
+    coalesce(CAST(CAST(instant AS TIMESTAMP) + to_seconds(offset_seconds) AS DATE), local_date(zone, instant));

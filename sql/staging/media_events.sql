@@ -1,5 +1,5 @@
 -- media_events: playback events with a valid MAC, once per natural key (MAC, content_id, event_type, occurred_at).
-CREATE OR REPLACE VIEW staging.media_events AS
+CREATE OR REPLACE TABLE staging.media_events AS
 WITH normalised AS (
     SELECT normal_mac(mac_address) AS mac_address, content_type, content_id, event_type, position_seconds,
            occurred_at AS event_at, id
@@ -11,6 +11,7 @@ deduplicated AS (
     QUALIFY row_number() OVER (PARTITION BY mac_address, content_id, event_type, event_at ORDER BY id) = 1
 )
 SELECT m.mac_address, m.content_type, m.content_id, m.event_type, m.position_seconds, m.event_at,
-       local_date(d.zone, m.event_at) AS local_date
+       local_day(d.zone, m.event_at, o.offset_seconds) AS local_date
 FROM deduplicated m
-LEFT JOIN staging.devices d USING (mac_address);
+LEFT JOIN staging.devices d USING (mac_address)
+LEFT JOIN staging.zone_offsets o ON o.zone = coalesce(d.zone, 'UTC') AND o.slot = time_bucket(INTERVAL 15 MINUTE, m.event_at);

@@ -1,6 +1,6 @@
 -- qualifying_events: every event that makes a device active on its local day (metrics.md "Qualifying activity"),
 -- deduplicated; marts apply their own as-of cutoff.
-CREATE OR REPLACE VIEW staging.qualifying_events AS
+CREATE OR REPLACE TABLE staging.qualifying_events AS
 SELECT mac_address, local_date, event_at, 'turn' AS kind FROM staging.chat_turns WHERE chat_type = 1
 UNION ALL
 SELECT mac_address, local_date, event_at, 'attempt' FROM staging.game_attempts

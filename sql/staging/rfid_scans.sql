@@ -1,5 +1,5 @@
 -- rfid_scans: scans with a valid MAC, once per natural key (uid, MAC, scanned_at).
-CREATE OR REPLACE VIEW staging.rfid_scans AS
+CREATE OR REPLACE TABLE staging.rfid_scans AS
 WITH normalised AS (
     SELECT uid, normal_mac(mac_address) AS mac_address, scanned_at AS event_at, id
     FROM raw_cheeko.rfid_scan_log
@@ -9,6 +9,7 @@ deduplicated AS (
     SELECT * FROM normalised
     QUALIFY row_number() OVER (PARTITION BY uid, mac_address, event_at ORDER BY id) = 1
 )
-SELECT s.uid, s.mac_address, s.event_at, local_date(d.zone, s.event_at) AS local_date
+SELECT s.uid, s.mac_address, s.event_at, local_day(d.zone, s.event_at, o.offset_seconds) AS local_date
 FROM deduplicated s
-LEFT JOIN staging.devices d USING (mac_address);
+LEFT JOIN staging.devices d USING (mac_address)
+LEFT JOIN staging.zone_offsets o ON o.zone = coalesce(d.zone, 'UTC') AND o.slot = time_bucket(INTERVAL 15 MINUTE, s.event_at);
