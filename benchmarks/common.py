@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from pipelines import migrate, postgres
 from pipelines.databases import database_url
 from pipelines.settings import DATABASES, load
@@ -24,3 +26,10 @@ def drop_databases(prefix: str = "bench") -> None:
     admin = postgres.with_database(database_url(load(), "cheeko"), "postgres")
     for name in DATABASES:
         postgres.drop_database(admin, f"{prefix}_{name}")
+
+
+def timed(action) -> float:
+    """Seconds ``action()`` takes."""
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began

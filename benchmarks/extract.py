@@ -59,21 +59,8 @@ def read_seconds(url: str, path: Path, table) -> float:
 
 def extract_all(urls: dict[str, str], path: Path, tables, windows: dict[str, tuple] | None = None) -> dict[str, float]:
     """Extract ``tables`` (daily ones over their window) with one snapshot per database; seconds per table."""
-    seconds = {}
-    snapshots = {db: Snapshot(url) for db, url in urls.items()}
-    try:
-        with warehouse.connect(path) as con:
-            for db, url in urls.items():
-                warehouse.attach_source(con, f"src_{db}", url)
-            for table in tables:
-                window = (windows or {}).get(table.key) if table.partitioned else None
-                result = extract.extract_table(con, table, snapshots[table.database], alias=f"src_{table.database}",
-                                               pseudonym_key="bench", window=window)
-                seconds[table.key] = result.seconds
-    finally:
-        for snapshot in snapshots.values():
-            snapshot.close()
-    return seconds
+    results = extract.extract_tables(path, urls, list(tables), pseudonym_key="bench", windows=windows)
+    return {key: result.seconds for key, result in results.items()}
 
 
 def everything_window() -> tuple[dt.datetime, dt.datetime]:

@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import tempfile
-import time
 from pathlib import Path
 
-from common import drop_databases, fresh_databases
+from common import drop_databases, fresh_databases, timed
 from extract import everything_window, extract_all
 from pipelines import generator, postgres, rollups, warehouse
 from pipelines.source_tables import source_tables
@@ -52,12 +51,6 @@ SELECT mac, max(run_end - run_start + 1) AS longest,
        max(CASE WHEN run_end >= %(end)s::date - 1 THEN run_end - run_start + 1 ELSE 0 END) AS current
 FROM runs GROUP BY mac
 """
-
-
-def timed(action) -> float:
-    began = time.perf_counter()
-    action()
-    return time.perf_counter() - began
 
 
 def main() -> None:

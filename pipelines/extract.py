@@ -23,6 +23,7 @@ import duckdb
 from pipelines import privacy
 from pipelines.postgres import Snapshot, SourceColumn
 from pipelines.source_tables import SourceTable
+from pipelines import warehouse
 from pipelines.warehouse import META_SCHEMA, RAW_SCHEMAS, use_snapshot
 
 SCALAR_TYPES = {
@@ -259,3 +260,26 @@ def extract_table(
         raise
     result.seconds = time.perf_counter() - began
     return result
+
+
+def extract_tables(path, urls: dict[str, str], tables, *, pseudonym_key: str,
+                   windows: dict[str, tuple[dt.datetime, dt.datetime]] | None = None) -> dict[str, LoadResult]:
+    """Extract ``tables`` into the warehouse at ``path``, one snapshot per database, as one run does.
+
+    ``windows`` gives each daily table's window by ``database.table`` (outside
+    Dagster: scripts, benchmarks, tests).
+    """
+    snapshots = {db: Snapshot(url) for db, url in urls.items()}
+    results: dict[str, LoadResult] = {}
+    try:
+        with warehouse.connect(path) as con:
+            for db, url in urls.items():
+                warehouse.attach_source(con, f"src_{db}", url)
+            for table in tables:
+                window = (windows or {}).get(table.key) if table.partitioned else None
+                results[table.key] = extract_table(con, table, snapshots[table.database], alias=f"src_{table.database}",
+                                                   pseudonym_key=pseudonym_key, window=window)
+    finally:
+        for snapshot in snapshots.values():
+            snapshot.close()
+    return results

@@ -25,7 +25,7 @@ from pipelines.marts import MARTS, mart
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 PRICE_SHEET = Path(__file__).with_name("price_sheet.toml")
 STAGING = ("devices", "zone_offsets", "chat_turns", "game_attempts", "media_events", "rfid_scans", "game_sessions",
-           "qualifying_events")
+           "qualifying_events", "priced_usage")
 FUTURE_GRACE = dt.timedelta(minutes=5)
 # The column a mart's scope (days or as-of dates) is cut on; "whole" marts are rebuilt entirely.
 SCOPE_COLUMN = {

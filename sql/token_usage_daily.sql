@@ -1,20 +1,7 @@
 -- token_usage_daily: Cheeko token usage per usage_date and device, priced (metrics.md "Token usage").
--- Parameters: $first_day, $last_day; prices come from staging.prices (the versioned price sheet).
-WITH usage AS (
-    SELECT normal_mac(mac_address) AS mac_address, *  EXCLUDE (mac_address)
-    FROM raw_cheeko.device_token_usage
-    WHERE usage_date BETWEEN $first_day AND $last_day AND normal_mac(mac_address) IS NOT NULL
-),
-priced AS (
-    SELECT u.*, d.owner_user_id,
-           CASE WHEN p.model IS NOT NULL THEN p.model ELSE 'default' END AS llm_model,
-           coalesce(p.input_per_million, dp.input_per_million) AS input_price,
-           coalesce(p.output_per_million, dp.output_per_million) AS output_price,
-           dp.version AS price_sheet_version
-    FROM usage u
-    LEFT JOIN staging.devices d USING (mac_address)
-    LEFT JOIN staging.prices p ON p.model = d.llm_model
-    CROSS JOIN (SELECT * FROM staging.prices WHERE model IS NULL) dp
+-- Parameters: $first_day, $last_day; rows are priced in staging.priced_usage.
+WITH priced AS (
+    SELECT * FROM staging.priced_usage WHERE usage_date BETWEEN $first_day AND $last_day
 )
 SELECT
     usage_date,
@@ -36,7 +23,7 @@ SELECT
     -- Weighted by messages, over rows that have both.
     sum(avg_ttft_seconds * message_count) FILTER (WHERE avg_ttft_seconds IS NOT NULL AND message_count IS NOT NULL)::DOUBLE
         / nullif(sum(message_count) FILTER (WHERE avg_ttft_seconds IS NOT NULL AND message_count IS NOT NULL), 0) AS avg_ttft_seconds,
-    sum((coalesce(input_tokens, 0) * input_price + coalesce(output_tokens, 0) * output_price) / 1e6) AS est_cost_usd,
+    sum(est_cost_usd) AS est_cost_usd,
     any_value(price_sheet_version) AS price_sheet_version
 FROM priced
 GROUP BY usage_date, mac_address

@@ -31,20 +31,9 @@ def run_sql(url: str, statement: str, params: tuple | dict = ()) -> None:
 
 
 def extract_tables(path: Path, urls: dict[str, str], tables, window=ALL_DAYS) -> dict[str, extract.LoadResult]:
-    """Extract ``tables`` with one snapshot per database, as one run does."""
-    results = {}
-    snapshots = {db: Snapshot(url) for db, url in urls.items()}
-    try:
-        with warehouse.connect(path) as con:
-            for db, url in urls.items():
-                warehouse.attach_source(con, f"src_{db}", url)
-            for table in tables:
-                results[table.key] = extract.extract_table(con, table, snapshots[table.database], alias=f"src_{table.database}",
-                                                           pseudonym_key=KEY, window=window if table.partitioned else None)
-    finally:
-        for snapshot in snapshots.values():
-            snapshot.close()
-    return results
+    """Extract ``tables`` with one snapshot per database, as one run does; daily tables over ``window``."""
+    tables = list(tables)
+    return extract.extract_tables(path, urls, tables, pseudonym_key=KEY, windows={t.key: window for t in tables})
 
 
 def content_hash(path: Path) -> dict[str, str]:

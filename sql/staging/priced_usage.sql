@@ -1,0 +1,17 @@
+-- priced_usage: Cheeko token rows with a valid MAC, their owner, and the prices of their device's LLM
+-- from the price sheet, else its default (marts.RULES["prices"]). One place for the pricing rule.
+CREATE OR REPLACE TABLE staging.priced_usage AS
+WITH usage AS (
+    SELECT normal_mac(mac_address) AS mac_address, * EXCLUDE (mac_address)
+    FROM raw_cheeko.device_token_usage
+    WHERE normal_mac(mac_address) IS NOT NULL
+)
+SELECT u.*, d.owner_user_id,
+       CASE WHEN p.model IS NOT NULL THEN p.model ELSE 'default' END AS llm_model,
+       (coalesce(u.input_tokens, 0) * coalesce(p.input_per_million, dp.input_per_million)
+        + coalesce(u.output_tokens, 0) * coalesce(p.output_per_million, dp.output_per_million)) / 1e6 AS est_cost_usd,
+       dp.version AS price_sheet_version
+FROM usage u
+LEFT JOIN staging.devices d USING (mac_address)
+LEFT JOIN staging.prices p ON p.model = d.llm_model
+CROSS JOIN (SELECT * FROM staging.prices WHERE model IS NULL) dp;
