@@ -6,7 +6,7 @@ import warnings
 
 import dagster as dg
 
-from assets.partitions import DAILY
+from assets.partitions import DAILY, refresh_window
 from assets.resources import SourceDatabases, Warehouse
 from pipelines import extract
 from pipelines import warehouse as warehouse_module
@@ -30,7 +30,8 @@ def _description(table: SourceTable) -> str:
         "full": "Full refresh each run: rows deleted at the source disappear here.",
         "incremental": (f"Incremental on {' / '.join(table.cursor)} with a {table.lookback_minutes}-minute lookback, "
                         f"merged on the primary key" + ("; rows hard-deleted at the source are removed." if table.reconcile_deletes else ".")),
-        "daily": f"Partitioned by UTC day of `{table.event_time}`; each partition is replaced whole.",
+        "daily": f"Partitioned by UTC day of `{table.event_time}`; each partition is replaced whole, and each run "
+                 f"refreshes the day before too (late rows, rows that change after their day).",
     }[table.load]
     return f"{table.description}\n\n{how} Source: `{table.database}.public.{table.name}`."
 
@@ -93,12 +94,12 @@ def raw_asset(table: SourceTable) -> dg.AssetsDefinition:
         pool="warehouse_writer",
     )
     def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
-        window = context.partition_time_window if table.partitioned else None
+        window = refresh_window(context.partition_time_window) if table.partitioned else None
         with warehouse.connect() as con:
             alias = sources.attach(con, table.database)
             result = extract.extract_table(
                 con, table, sources.snapshot(table.database), alias=alias, pseudonym_key=warehouse.pseudonym_key,
-                window=(window.start, window.end) if window else None,
+                window=window,
             )
             preview = warehouse_module.preview(con, extract.target_name(table))
         return dg.MaterializeResult(metadata=_metadata(result, preview), check_results=_checks(result, key))

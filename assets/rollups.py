@@ -5,7 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.partitions import DAILY
+from assets.partitions import DAILY, refresh_window
 from assets.raw import raw_key
 from assets.resources import SourceDatabases, Warehouse
 from pipelines import rollups
@@ -48,8 +48,8 @@ def _days(context: dg.AssetExecutionContext, definition: Mart) -> tuple[dt.date,
     if definition.grain == "whole":
         last = dt.date.fromisoformat(DAILY.get_last_partition_key())
         return last, last
-    window = context.partition_time_window
-    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+    start, end = refresh_window(context.partition_time_window)
+    return start.date(), (end - dt.timedelta(days=1)).date()
 
 
 def mart_asset(definition: Mart) -> dg.AssetsDefinition:
@@ -57,7 +57,8 @@ def mart_asset(definition: Mart) -> dg.AssetsDefinition:
     key = mart_key(definition.name)
     checks = [dg.AssetCheckSpec(name, asset=key, description=QUALITY_DESCRIPTIONS[name], blocking=False)
               for name in QUALITY_CHECKS_ON.get(definition.name, ())]
-    grain = {"local_day": "Partitioned by the device-local date.", "utc_day": "Partitioned by UTC date.",
+    grain = {"local_day": "Partitioned by the device-local date (each run refreshes the day before too).",
+             "utc_day": "Partitioned by UTC date (each run refreshes the day before too).",
              "as_of": "Partitioned by as-of date: partition D holds the values as of the end of local day D.",
              "whole": "Rebuilt whole each run."}[definition.grain]
 

@@ -9,15 +9,17 @@ single query per table over the range rather than one run per day.
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import dagster as dg
 
 from assets.definitions import defs
 from assets.partitions import DAILY
+from assets.resources import snapshot_tag
 from pipelines.databases import database_url
 from pipelines.postgres import Snapshot
-from pipelines.settings import Settings
+from pipelines.settings import DATABASES, Settings
 from pipelines.source_tables import source_table
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -99,14 +101,27 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: 
         raise ValueError(f"--start {start} is after --end {end}")
     summary = RunSummary(start=start, end=end)
     job = defs.resolve_implicit_global_asset_job_def()
+    # The selection may take several Dagster runs; they all read one snapshot per database,
+    # exported here and held open until the last of them has finished.
+    with ExitStack() as stack:
+        snapshots = {db: stack.enter_context(Snapshot(database_url(settings, db))) for db in DATABASES}
+        shared = {snapshot_tag(db): snapshot.id for db, snapshot in snapshots.items()}
+        _run_waves(job, instance, keys, start, end, shared, summary, progress)
+    for name in summary.failed_checks:
+        progress(f"  check failed: {name}")
+    return summary
+
+
+def _run_waves(job, instance: dg.DagsterInstance, keys: set[dg.AssetKey], start: dt.date | None, end: dt.date | None,
+               shared_tags: dict[str, str], summary: RunSummary, progress) -> None:
     for partitioned, wave in _waves(keys):
         if partitioned and not (start and end):
             continue
-        tags = {}
+        tags = dict(shared_tags)
         label = f"{len(wave)} asset(s)"
         if partitioned:
-            tags = {"dagster/asset_partition_range_start": start.isoformat(),
-                    "dagster/asset_partition_range_end": end.isoformat()}
+            tags |= {"dagster/asset_partition_range_start": start.isoformat(),
+                     "dagster/asset_partition_range_end": end.isoformat()}
             label += f" for {start} .. {end}"
         progress(f"running {label}")
         result = job.execute_in_process(instance=instance, asset_selection=wave, tags=tags, run_config=QUIET_LOGS,
@@ -129,6 +144,3 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: 
             failures = [e for e in result.all_events if e.is_step_failure]
             detail = "; ".join(f"{e.step_key}: {e.step_failure_data.error.message.strip()}" for e in failures)
             raise RuntimeError(f"run {result.run_id} failed: {detail or 'see the Dagster UI'}")
-    for name in summary.failed_checks:
-        progress(f"  check failed: {name}")
-    return summary

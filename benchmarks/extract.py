@@ -92,6 +92,7 @@ def dagster_runs(urls: dict[str, str], tmp_path: Path, new_day: dt.date) -> tupl
     from pipelines.settings import load
 
     os.environ.update({"CHEEKO_DATABASE_URL": urls["cheeko"], "COGNOVA_DATABASE_URL": urls["cognova"],
+                       "WAREHOUSE_PSEUDONYM_KEY": "benchmark-key",
                        "WAREHOUSE_DUCKDB_PATH": str(tmp_path / "dagster.duckdb")})
     home = tmp_path / "dagster"
     home.mkdir()

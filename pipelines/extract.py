@@ -215,10 +215,13 @@ def extract_table(
             cursor_expr = f"coalesce({cursor})" if len(table.cursor) > 1 else cursor
             watermark = con.execute(f"SELECT watermark FROM {META_SCHEMA}.cursors WHERE database = $db AND table_name = $t",
                                     {"db": table.database, "t": table.name}).fetchone()
+            if result.added_columns:
+                watermark = None  # a new column: read every row once, so old rows get its values too
             where = ""
             if watermark and watermark[0] is not None:
                 values["since"] = watermark[0] - dt.timedelta(minutes=table.lookback_minutes)
-                where = f" WHERE {cursor_expr} >= $since"
+                # Rows with no cursor value at all cannot be ordered: they are read every time.
+                where = f" WHERE {cursor_expr} >= $since OR {cursor_expr} IS NULL"
             batch = f"CREATE OR REPLACE TEMP TABLE __batch AS SELECT {exprs}, {cursor_expr} AS __cursor FROM {source}{where}"
             con.execute(batch, _params(batch, values))
             _run(con, f"DELETE FROM {target} WHERE {key} IN (SELECT {key} FROM __batch)", values)
@@ -228,6 +231,10 @@ def extract_table(
             # Rows are ordered by (cursor, primary key): the last one is the new watermark.
             latest = con.execute(f"SELECT __cursor, CAST({key} AS VARCHAR) FROM __batch WHERE __cursor IS NOT NULL "
                                  f"ORDER BY __cursor DESC, {key} DESC LIMIT 1").fetchone()
+            if latest:
+                # Never past the source's own clock: one row stamped in the future (clock skew, a fix-up
+                # script) must not move the watermark beyond updates still to come.
+                latest = (min(latest[0], snapshot.started_at), latest[1])
             if latest and (not watermark or watermark[0] is None or latest[0] >= watermark[0]):
                 con.execute(f"INSERT OR REPLACE INTO {META_SCHEMA}.cursors VALUES ($db, $t, $w, $k, now())",
                             {"db": table.database, "t": table.name, "w": latest[0], "k": latest[1]})

@@ -20,14 +20,12 @@ from psycopg import sql
 Connection = psycopg.Connection
 Error = psycopg.Error
 UndefinedTable = psycopg.errors.UndefinedTable
+errors = psycopg.errors
 
-# Errors that say "try again": the server is starting, the connection
-# dropped, or a serializable transaction lost a race.
-TRANSIENT_ERRORS = (
-    psycopg.OperationalError,
-    psycopg.errors.SerializationFailure,
-    psycopg.errors.DeadlockDetected,
-)
+# Errors that say "try again": a serialization or deadlock loss, a dropped or
+# refused connection, or a server shutting down. Not every OperationalError
+# qualifies: a statement timeout, a full disk or out-of-memory must surface.
+TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03"}
 
 
 def server_url(port: int, database: str, host: str = "127.0.0.1", user: str = "postgres") -> str:
@@ -102,8 +100,14 @@ def drop_database(admin_url: str, name: str) -> None:
 
 
 def is_transient(error: BaseException) -> bool:
-    """True for errors worth retrying (see ``TRANSIENT_ERRORS``)."""
-    return isinstance(error, TRANSIENT_ERRORS)
+    """True for errors worth retrying: see ``TRANSIENT_SQLSTATES``; class 08 (connection
+    exceptions); and an OperationalError with no SQLSTATE (the connection itself failed)."""
+    if not isinstance(error, psycopg.Error):
+        return False
+    state = error.sqlstate
+    if state is None:
+        return isinstance(error, psycopg.OperationalError)
+    return state in TRANSIENT_SQLSTATES or state.startswith("08")
 
 
 @dataclass(frozen=True)
@@ -126,11 +130,20 @@ class Snapshot:
     Close it (or use it as a context manager) when the run is done.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, import_id: str | None = None):
         self.url = url
         self._conn = connect(url)
         self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        self.id: str = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        if import_id:
+            # Join a snapshot another session exported (a run spanning several Dagster runs).
+            if not import_id.replace("-", "").isalnum():
+                raise ValueError(f"not a snapshot id: {import_id!r}")
+            self._conn.execute(f"SET TRANSACTION SNAPSHOT '{import_id}'")
+            self.id: str = import_id
+        else:
+            self.id = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        # The server's clock at the start of the transaction: the "now" of everything read through it.
+        self.started_at = self._conn.execute("SELECT now()").fetchone()[0]
         self._tables: tuple[dict[str, list[SourceColumn]], dict[str, list[str]]] | None = None
 
     def __enter__(self) -> Snapshot:

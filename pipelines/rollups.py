@@ -12,6 +12,7 @@ as-of values, through :mod:`pipelines.writes`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines import writes
+from pipelines import warehouse, writes
 from pipelines.marts import MARTS, mart
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -83,7 +84,9 @@ def prepare(con: duckdb.DuckDBPyConnection, prices: PriceSheet | None = None) ->
     con.execute((SQL_DIR / "staging" / "macros.sql").read_text())
     con.execute("CREATE TABLE IF NOT EXISTS _warehouse.staging_state (raw_loaded_at TIMESTAMPTZ, price_sheet VARCHAR)")
     loaded = con.execute("SELECT max(finished_at) FROM _warehouse.loads").fetchone()[0]
-    fingerprint = repr((sheet.version, sheet.default, sorted(sheet.models.items())))
+    # The staging SQL is part of the key: a changed definition rebuilds staging even without new data.
+    code = hashlib.sha256("".join((SQL_DIR / "staging" / f"{name}.sql").read_text() for name in ("macros", *STAGING)).encode())
+    fingerprint = repr((sheet.version, sheet.default, sorted(sheet.models.items()), code.hexdigest()))
     state = con.execute("SELECT raw_loaded_at, price_sheet FROM _warehouse.staging_state").fetchone()
     if state == (loaded, fingerprint) and loaded is not None:
         return False
@@ -181,34 +184,41 @@ WRITE_BACK = {
                                 "SELECT mac_address, total_active_days, user_turns, game_sessions, attempts, correct, accuracy, "
                                 "stories_completed, songs_completed, listen_seconds, rfid_scans, last_active_at, as_of_date "
                                 "FROM marts.device_progress WHERE as_of_date = $as_of_date"),
-    # Kids the operational database no longer has are left out (the foreign key would refuse them).
     "kid_learning_progress": ("learning_progress", ("kid_id", "subject", "topic"),
                               "SELECT kid_id, subject, topic, attempts, correct, accuracy, recent_accuracy, mastery, last_practiced_at "
-                              "FROM marts.learning_progress WHERE as_of_date = $as_of_date "
-                              "AND kid_id IN (SELECT id FROM raw_cheeko.kid_profile)"),
+                              "FROM marts.learning_progress WHERE as_of_date = $as_of_date"),
 }
 
 
 def latest_as_of(con: duckdb.DuckDBPyConnection) -> dt.date | None:
-    """The latest as-of date built (device_streaks has a row per active device for every as-of date)."""
-    return con.execute("SELECT max(as_of_date) FROM marts.device_streaks").fetchone()[0]
+    """The latest as-of date built for all three write-back sources (None if any is empty)."""
+    dates = [con.execute(f"SELECT max(as_of_date) FROM marts.{source}").fetchone()[0] for source, _, _ in WRITE_BACK.values()]
+    return None if any(d is None for d in dates) else min(dates)
 
 
 def write_back(con: duckdb.DuckDBPyConnection, cheeko_url: str, *, as_of_date: dt.date | None = None) -> dict[str, writes.UpsertResult]:
     """Make the three operational tables equal to the marts as of ``as_of_date`` (default: the latest).
 
     One transaction for the three tables; a row whose values did not change
-    is not touched, so its ``updated_at`` stays.
+    is not touched, so its ``updated_at`` stays. It refuses to run when the
+    streaks or device progress for that date are empty, rather than empty the
+    operational tables; kids that no longer exist in Cheeko are left out.
     """
     as_of = as_of_date or latest_as_of(con)
     if as_of is None:
-        # Refuse rather than empty the operational tables on a warehouse that was never built.
-        raise ValueError("marts.device_streaks is empty: build the as-of marts before writing them back")
+        raise ValueError("the as-of marts are empty: build device_streaks, device_progress and learning_progress first")
     frames = {table: con.execute(query, {"as_of_date": as_of}).pl() for table, (_, _, query) in WRITE_BACK.items()}
+    for table in ("analytics_streaks", "analytics_user_progress"):
+        if frames[table].is_empty():
+            raise ValueError(f"no {WRITE_BACK[table][0]} rows for {as_of}: refusing to empty {table}")
 
     def work() -> dict[str, writes.UpsertResult]:
         with writes.transaction(cheeko_url) as conn:
-            return {table: writes.upsert(conn, table, frames[table], list(WRITE_BACK[table][1]), delete_missing=True)
+            # The kids as they are now, in this transaction: one deleted since extraction is left out.
+            kids = {kid for (kid,) in conn.execute("SELECT id FROM kid_profile").fetchall()}
+            learning = frames["kid_learning_progress"].filter(pl.col("kid_id").is_in(list(kids)))
+            current = frames | {"kid_learning_progress": learning}
+            return {table: writes.upsert(conn, table, current[table], list(WRITE_BACK[table][1]), delete_missing=True)
                     for table in WRITE_BACK}
 
     return writes.with_retries(work)
@@ -293,8 +303,7 @@ def quality_counts(con: duckdb.DuckDBPyConnection, *, as_of_time: dt.datetime, c
 def compute_streaks(active_days: dict[str, list[dt.date]], as_of_date: dt.date) -> list[dict]:
     """``sql/device_streaks.sql`` over the given activity calendars, in a throwaway in-memory DuckDB
     whose ``staging.qualifying_events`` holds one event at noon UTC of each active day."""
-    con = duckdb.connect()
-    try:
+    with warehouse.in_memory() as con:
         con.execute("CREATE SCHEMA staging")
         frame = pl.DataFrame([(mac, day) for mac, days in active_days.items() for day in days],
                              schema={"mac_address": pl.String, "local_date": pl.Date}, orient="row")
@@ -306,5 +315,3 @@ def compute_streaks(active_days: dict[str, list[dt.date]], as_of_date: dt.date) 
                   "cutoff": dt.datetime.combine(as_of_date, dt.time(0), dt.UTC) + dt.timedelta(days=2)}
         rows = con.execute(select, _params(select, values)).pl()
         return rows.sort("mac_address").to_dicts()
-    finally:
-        con.close()

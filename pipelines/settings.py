@@ -77,6 +77,17 @@ class Settings:
             raise SettingsError(f"unknown database {database!r}; expected one of {DATABASES}")
         return self.cheeko_url if database == CHEEKO else self.cognova_url
 
+    def require_pseudonym_key(self) -> str:
+        """The pseudonymisation key; the built-in development key only serves the embedded databases.
+
+        With the public development key, a hashed email can be reversed by
+        hashing a list of guesses, so real databases need a key of their own.
+        """
+        if self.pseudonym_key == DEVELOPMENT_PSEUDONYM_KEY and (self.cheeko_url or self.cognova_url):
+            raise SettingsError("WAREHOUSE_PSEUDONYM_KEY must be set (to a secret of your own) when reading "
+                                "CHEEKO_DATABASE_URL / COGNOVA_DATABASE_URL; the built-in key is for the embedded databases only")
+        return self.pseudonym_key
+
     @property
     def uses_embedded(self) -> bool:
         """True when at least one database falls back to the embedded server."""

@@ -79,6 +79,17 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyC
         con.close()
 
 
+@contextmanager
+def in_memory() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A throwaway in-memory DuckDB (for running a mart's SQL on given rows), in UTC."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        yield con
+    finally:
+        con.close()
+
+
 def attach_source(con: duckdb.DuckDBPyConnection, alias: str, url: str) -> None:
     """Attach an operational database read-only under ``alias`` (idempotent)."""
     attached = {row[0] for row in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}

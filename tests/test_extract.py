@@ -148,6 +148,18 @@ def scalar_rows(path: Path, statement: str) -> list[tuple]:
         return con.execute(statement).fetchall()
 
 
+def test_a_future_stamped_row_does_not_push_the_watermark_ahead(fleet):
+    urls, path = fleet
+    table = source_table("cheeko", "kid_profile")
+    extract_tables(path, urls, [table])
+    run_sql(urls["cheeko"], "UPDATE kid_profile SET updated_at = now() + interval '30 days' WHERE id = 1")
+    result = extract_tables(path, urls, [table])[table.key]
+    assert result.watermark <= dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    run_sql(urls["cheeko"], "UPDATE kid_profile SET grade = 'Found', updated_at = now() WHERE id = 2")
+    extract_tables(path, urls, [table])
+    assert scalar(path, "SELECT grade FROM raw_cheeko.kid_profile WHERE id = 2") == "Found"
+
+
 def test_soft_deleted_rows_are_kept_with_their_flag(fleet):
     urls, path = fleet
     table = source_table("cognova", "tasks")
@@ -226,6 +238,12 @@ def test_a_new_source_column_appears_and_a_changed_type_fails_by_name(fleet):
     result = extract_tables(path, urls, [table])[table.key]
     assert result.added_columns == ["battery_level"]
     assert scalar(path, "SELECT max(battery_level) FROM raw_cheeko.ai_device") == 87
+    # Rows that did not change at the source get the new column too (the table is read whole once).
+    run_sql(urls["cheeko"], "UPDATE ai_device SET battery_level = 50 WHERE battery_level IS NULL")
+    run_sql(urls["cheeko"], "ALTER TABLE ai_device ADD COLUMN firmware_channel text DEFAULT 'stable'")
+    extract_tables(path, urls, [table])
+    assert scalar(path, "SELECT count(*) FROM raw_cheeko.ai_device WHERE firmware_channel IS DISTINCT FROM 'stable'") == 0
+    assert scalar(path, "SELECT count(*) FROM raw_cheeko.ai_device WHERE battery_level IS NULL") == 0
     run_sql(urls["cheeko"], "ALTER TABLE ai_device ALTER COLUMN app_version TYPE varchar(80)")
     with pytest.raises(extract.SchemaDriftError, match=r"cheeko.ai_device.app_version: source type changed from "
                                                        r"character varying\(50\) to character varying\(80\)"):
@@ -284,6 +302,11 @@ KNOWN = {
     "cheeko.parent_profile.display_name": "Knownparent Surnameonly",
     "cheeko.kid_profile.name": "Knownchild Zyxwvut",
     "cognova.user.email": "known.owner@example.org",
+    # Free text kept only as its length.
+    "cheeko.ai_agent_chat_history.content": "KNOWN-TEXT my name is Zyxwvut and I live on Elm Street",
+    "cheeko.device_memories.content": "KNOWN-TEXT Zyxwvut's best friend is Qwertyuiop",
+    "cognova.conversations.title": "KNOWN-TEXT planning the surprise party",
+    "cognova.tasks.title": "KNOWN-TEXT call the cardiologist",
 }
 
 
@@ -294,7 +317,7 @@ def test_no_secret_or_personal_value_reaches_the_warehouse(fleet):
         quoted = '"user"' if table == "user" else table
         cast = "::jsonb" if column == "config_json" else ""
         run_sql(urls[database], f"UPDATE {quoted} SET {column} = %s{cast} WHERE ctid = (SELECT min(ctid) FROM {quoted})", (value,))
-    # The generated secrets too: every value of every column the policy drops or hashes.
+    # The generated secrets and identifiers too: every value of every column the policy drops or hashes.
     from pipelines import privacy
 
     planted = {value for value in KNOWN.values()}
@@ -305,7 +328,7 @@ def test_no_secret_or_personal_value_reaches_the_warehouse(fleet):
     for (database, table), rules in privacy.policy().items():
         quoted = '"user"' if table == "user" else table
         for column, rule in rules.items():
-            if rule in ("drop", "hash", "length"):
+            if rule in ("drop", "hash"):
                 with postgres.connect(urls[database]) as conn:
                     planted |= {str(v) for (v,) in conn.execute(f"SELECT DISTINCT {column}::text FROM {quoted} WHERE {column} IS NOT NULL")
                                 if len(str(v)) >= 12}

@@ -52,25 +52,40 @@ def test_upsert_inserts_updates_only_changes_and_deletes(migrated):
         conn.execute("DELETE FROM analytics_streaks")
 
 
-def test_retries_transient_errors_only():
+@pytest.mark.parametrize(("error", "transient"), [
+    (postgres.errors.SerializationFailure("could not serialize access"), True),
+    (postgres.errors.DeadlockDetected("deadlock detected"), True),
+    (postgres.errors.AdminShutdown("terminating connection"), True),
+    (postgres.errors.ConnectionFailure("connection failure"), True),
+    (postgres.errors.QueryCanceled("canceling statement due to statement timeout"), False),
+    (postgres.errors.DiskFull("could not extend file"), False),
+    (postgres.errors.UniqueViolation("duplicate key"), False),
+    (ValueError("a bug, not a blip"), False),
+])
+def test_retries_transient_errors_only(error, transient):
     calls = []
 
-    def flaky():
+    def work():
         calls.append(1)
         if len(calls) < 3:
-            raise postgres.TRANSIENT_ERRORS[1]("could not serialize access")
+            raise error
         return "done"
 
-    assert writes.with_retries(flaky, base_delay=0.001) == "done" and len(calls) == 3
+    if transient:
+        assert writes.with_retries(work, base_delay=0.001) == "done" and len(calls) == 3
+    else:
+        with pytest.raises(type(error)):
+            writes.with_retries(work, base_delay=0.001)
+        assert len(calls) == 1
 
-    def broken():
-        calls.append(1)
-        raise ValueError("a bug, not a blip")
 
-    calls.clear()
-    with pytest.raises(ValueError):
-        writes.with_retries(broken, base_delay=0.001)
-    assert len(calls) == 1
+def test_write_back_refuses_to_empty_the_operational_tables(migrated, tmp_path):
+    with warehouse.connect(tmp_path / "empty.duckdb") as con:
+        con.execute("CREATE SCHEMA marts")
+        for source in ("device_streaks", "device_progress", "learning_progress"):
+            con.execute(f"CREATE TABLE marts.{source} (as_of_date DATE, mac_address VARCHAR, kid_id BIGINT)")
+        with pytest.raises(ValueError, match="as-of marts are empty"):
+            rollups.write_back(con, migrated.cheeko)
 
 
 # -- marts ----------------------------------------------------------------------------------------------------
@@ -153,7 +168,7 @@ def test_quality_checks_warn_in_dagster_and_the_run_goes_on(make_databases, tmp_
     pair = make_databases()
     planted = generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=20, days=4, seed=9, end=END, messy=True),
                                  tmp_path / "gen", progress=lambda _: None).faults
-    for name, value in (pair.environ() | {"WAREHOUSE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}).items():
+    for name, value in (pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key", "WAREHOUSE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}).items():
         monkeypatch.setenv(name, value)
     (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
@@ -171,3 +186,33 @@ def test_quality_checks_warn_in_dagster_and_the_run_goes_on(make_databases, tmp_
             [dg.AssetCheckKey(key, "mac_unnormalisable")])[dg.AssetCheckKey(key, "mac_unnormalisable")]
         assert evaluation.evaluation.severity == dg.AssetCheckSeverity.WARN
         assert evaluation.evaluation.metadata["count"].value > 0 and evaluation.evaluation.metadata["samples"].value
+
+
+def test_day_by_day_runs_equal_one_backfill(make_databases, tmp_path, monkeypatch):
+    """A scheduler runs one day at a time; local days west of UTC end after UTC midnight and
+    sessions end after their day, so each run refreshes the day before. The result must equal
+    one backfill of the whole range."""
+    pair = make_databases()
+    generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=15, days=3, seed=12, end=END),
+                       tmp_path / "gen", progress=lambda _: None)
+    for name, value in (pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key"}).items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    selection = ("group:cheeko_raw or key:marts/daily_device_activity or key:marts/device_streaks "
+                 "or key:marts/game_sessions or key:marts/fleet_daily or key:marts/token_usage_daily")
+    days = [END - dt.timedelta(days=2) + dt.timedelta(days=i) for i in range(4)]  # the data reaches END+1 UTC
+    marts = ("daily_device_activity", "device_streaks", "game_sessions", "fleet_daily")
+    results = {}
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        for label, ranges in (("daily", [(d, d) for d in days]), ("backfill", [(days[0], days[-1])])):
+            path = tmp_path / f"{label}.duckdb"
+            monkeypatch.setenv("WAREHOUSE_DUCKDB_PATH", str(path))
+            for start, end in ranges:
+                runs.materialize(load(), instance, selection=selection, start=start, end=end, progress=lambda _: None)
+            with warehouse.connect(path, read_only=True) as con:
+                # Compare the days both runs cover fully (the first day has no day before it in the source).
+                results[label] = {m: con.execute(f"SELECT * FROM marts.{m} WHERE {rollups.SCOPE_COLUMN[m]} BETWEEN ? AND ? "
+                                                 f"ORDER BY ALL", [days[1], END]).fetchall() for m in marts}
+    for m in marts:
+        assert results["daily"][m] == results["backfill"][m], m
+        assert results["daily"][m], m

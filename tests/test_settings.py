@@ -58,3 +58,10 @@ def test_readme_documents_every_setting():
     for name in ("WAREHOUSE_HOME", "CHEEKO_DATABASE_URL", "COGNOVA_DATABASE_URL", "WAREHOUSE_DUCKDB_PATH", "WAREHOUSE_PG_PORT",
                  "WAREHOUSE_PSEUDONYM_KEY", "WAREHOUSE_PARTITIONS_START"):
         assert name in readme, name
+
+
+def test_the_development_pseudonym_key_only_serves_the_embedded_databases():
+    assert load({}).require_pseudonym_key()
+    with pytest.raises(SettingsError, match="WAREHOUSE_PSEUDONYM_KEY must be set"):
+        load({"CHEEKO_DATABASE_URL": "postgresql://u@db/cheeko"}).require_pseudonym_key()
+    assert load({"CHEEKO_DATABASE_URL": "postgresql://u@db/cheeko", "WAREHOUSE_PSEUDONYM_KEY": "s3cret"}).require_pseudonym_key() == "s3cret"

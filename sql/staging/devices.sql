@@ -2,9 +2,11 @@
 -- its owner, its kid and the LLM that prices its tokens (marts.RULES["local_day"], ["prices"]).
 CREATE OR REPLACE TABLE staging.devices AS
 WITH registered AS (
+    -- ai_device is unique on the MAC as written; two spellings of one device keep the latest registration.
     SELECT normal_mac(mac_address) AS mac_address, user_id, kid_id, agent_id
     FROM raw_cheeko.ai_device
     WHERE normal_mac(mac_address) IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY normal_mac(mac_address) ORDER BY update_date DESC NULLS LAST, id) = 1
 ),
 known_zones AS (
     SELECT DISTINCT name FROM pg_timezone_names()
