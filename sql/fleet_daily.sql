@@ -38,8 +38,7 @@ tokens AS (
     -- Weighted TTFT over the raw rows that report one (a device-day's average already hides which did).
     SELECT usage_date AS day,
            sum(total_tokens)::BIGINT AS total_tokens,
-           sum(avg_ttft_seconds * message_count) FILTER (WHERE avg_ttft_seconds IS NOT NULL AND message_count IS NOT NULL)::DOUBLE
-               / nullif(sum(message_count) FILTER (WHERE avg_ttft_seconds IS NOT NULL AND message_count IS NOT NULL), 0)
+           weighted_ttft(avg_ttft_seconds, message_count)
                AS avg_ttft_seconds
     FROM raw_cheeko.device_token_usage
     WHERE usage_date BETWEEN $first_day AND $last_day AND normal_mac(mac_address) IS NOT NULL

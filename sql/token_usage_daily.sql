@@ -20,9 +20,7 @@ SELECT
     sum(session_count)::BIGINT AS session_count,
     sum(session_duration_seconds) AS session_duration_seconds,
     sum(total_response_duration_seconds) AS total_response_duration_seconds,
-    -- Weighted by messages, over rows that have both.
-    sum(avg_ttft_seconds * message_count) FILTER (WHERE avg_ttft_seconds IS NOT NULL AND message_count IS NOT NULL)::DOUBLE
-        / nullif(sum(message_count) FILTER (WHERE avg_ttft_seconds IS NOT NULL AND message_count IS NOT NULL), 0) AS avg_ttft_seconds,
+    weighted_ttft(avg_ttft_seconds, message_count) AS avg_ttft_seconds,
     sum(est_cost_usd) AS est_cost_usd,
     any_value(price_sheet_version) AS price_sheet_version
 FROM priced

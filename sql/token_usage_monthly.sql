@@ -11,8 +11,7 @@ SELECT
     sum(total_tokens)::BIGINT AS total_tokens,
     sum(message_count)::BIGINT AS message_count,
     sum(session_count)::BIGINT AS session_count,
-    sum(avg_ttft_seconds * message_count) FILTER (WHERE avg_ttft_seconds IS NOT NULL AND message_count IS NOT NULL)::DOUBLE
-        / nullif(sum(message_count) FILTER (WHERE avg_ttft_seconds IS NOT NULL AND message_count IS NOT NULL), 0) AS avg_ttft_seconds,
+    weighted_ttft(avg_ttft_seconds, message_count) AS avg_ttft_seconds,
     sum(est_cost_usd) AS est_cost_usd,
     any_value(price_sheet_version) AS price_sheet_version
 FROM priced

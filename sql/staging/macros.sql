@@ -11,3 +11,7 @@ CREATE OR REPLACE MACRO local_date(zone, instant) AS CAST(timezone(coalesce(zone
 -- The local date from a precomputed offset (staging.zone_offsets), else by converting the instant.
 CREATE OR REPLACE MACRO local_day(zone, instant, offset_seconds) AS
     coalesce(CAST(CAST(instant AS TIMESTAMP) + to_seconds(offset_seconds) AS DATE), local_date(zone, instant));
+-- metrics.md: average TTFT over a group, weighted by message_count, over rows with both set; null if none.
+CREATE OR REPLACE MACRO weighted_ttft(ttft, messages) AS
+    sum(ttft * messages) FILTER (WHERE ttft IS NOT NULL AND messages IS NOT NULL)::DOUBLE
+        / nullif(sum(messages) FILTER (WHERE ttft IS NOT NULL AND messages IS NOT NULL), 0);
