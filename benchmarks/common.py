@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import time
+from pathlib import Path
 
-from pipelines import migrate, postgres
+from pipelines import generator, migrate, postgres
 from pipelines.databases import database_url
 from pipelines.settings import DATABASES, load
 
@@ -33,3 +36,33 @@ def timed(action) -> float:
     began = time.perf_counter()
     action()
     return time.perf_counter() - began
+
+
+END = dt.date(2026, 11, 20)  # fixed, so every benchmark run measures the same dataset
+
+
+def arguments(doc: str) -> argparse.Namespace:
+    """``--devices`` and ``--days``, defaulting to the size the issues measure (2000 x 90)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=90)
+    return parser.parse_args()
+
+
+def generate_fleet(urls: dict[str, str], args: argparse.Namespace, out_dir: Path) -> generator.Result:
+    """A clean fleet of ``args.devices`` x ``args.days`` ending on ``END`` (seed 7)."""
+    return generator.generate(urls["cheeko"], urls["cognova"],
+                              generator.Options(devices=args.devices, days=args.days, seed=7, end=END),
+                              out_dir, progress=lambda _: None)
+
+
+def query_one(url: str, statement: str, params: dict | None = None) -> tuple:
+    """The first row of ``statement``, on a connection that is closed afterwards."""
+    with postgres.connect(url) as conn:
+        return conn.execute(statement, params).fetchone()
+
+
+def query_all(url: str, statement: str, params: dict | None = None) -> list[tuple]:
+    """Every row of ``statement``, on a connection that is closed afterwards."""
+    with postgres.connect(url) as conn:
+        return conn.execute(statement, params).fetchall()

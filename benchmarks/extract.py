@@ -15,7 +15,6 @@ Each figure is printed beside a baseline measured in the same run:
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -25,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import drop_databases, fresh_databases
+from common import END, arguments, drop_databases, fresh_databases, generate_fleet, query_one
 from pipelines import extract, generator, postgres, warehouse
 from pipelines.postgres import Snapshot
 from pipelines.source_tables import source_table, source_tables
 
-END = dt.date(2026, 11, 20)
 LARGEST = ("cheeko", "ai_agent_chat_history")
 
 
@@ -107,19 +105,15 @@ def dagster_runs(urls: dict[str, str], tmp_path: Path, new_day: dt.date) -> tupl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--devices", type=int, default=2000)
-    parser.add_argument("--days", type=int, default=90)
-    args = parser.parse_args()
+    args = arguments(__doc__)
     urls = fresh_databases()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        generator.generate(urls["cheeko"], urls["cognova"], generator.Options(devices=args.devices, days=args.days, seed=7, end=END),
-                           tmp_path / "gen", progress=lambda _: None)
+        generate_fleet(urls, args, tmp_path / "gen")
 
         # 1. Largest event table: extraction vs raw binary COPY, same rows, same run (twice each, best kept).
         table = source_table(*LARGEST)
-        rows = postgres.connect(urls["cheeko"]).execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]
+        rows = query_one(urls["cheeko"], f"SELECT count(*) FROM {table.name}")[0]
         raw, size = min(raw_copy_seconds(urls["cheeko"], table.name) for _ in range(2))
         read_only = min(read_seconds(urls["cheeko"], tmp_path / "read.duckdb", table) for _ in range(2))
         ours = min(extract_all({"cheeko": urls["cheeko"]}, tmp_path / f"one{i}.duckdb", [table], {table.key: everything_window()})[table.key]

@@ -15,17 +15,15 @@ source (gaps and islands over the same qualifying events, local days included).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import tempfile
 from pathlib import Path
 
-from common import drop_databases, fresh_databases, timed
+from common import END, arguments, drop_databases, fresh_databases, generate_fleet, query_all, timed
 from extract import everything_window, extract_all
-from pipelines import generator, postgres, rollups, warehouse
+from pipelines import rollups, warehouse
 from pipelines.source_tables import source_tables
 
-END = dt.date(2026, 11, 20)
 
 # The baseline: streaks as of END computed where the data lives, with no warehouse at all.
 POSTGRES_STREAKS = """
@@ -54,21 +52,17 @@ FROM runs GROUP BY mac
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--devices", type=int, default=2000)
-    parser.add_argument("--days", type=int, default=90)
-    args = parser.parse_args()
+    args = arguments(__doc__)
     urls = fresh_databases()
     first = END - dt.timedelta(days=args.days - 1)
     as_of = dt.datetime.combine(END, dt.time(0), dt.UTC) + dt.timedelta(days=2)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "warehouse.duckdb"
-        generator.generate(urls["cheeko"], urls["cognova"], generator.Options(devices=args.devices, days=args.days, seed=7, end=END),
-                           Path(tmp) / "gen", progress=lambda _: None)
+        generate_fleet(urls, args, Path(tmp) / "gen")
         window = everything_window()
         extract_all(urls, path, source_tables(), {t.key: window for t in source_tables()})
 
-        baseline = min(timed(lambda: postgres.connect(urls["cheeko"]).execute(POSTGRES_STREAKS, {"end": END}).fetchall())
+        baseline = min(timed(lambda: query_all(urls["cheeko"], POSTGRES_STREAKS, {"end": END}))
                        for _ in range(2))
         with warehouse.connect(path) as con:
             def restage() -> None:

@@ -8,7 +8,6 @@ import json
 import re
 import zoneinfo
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
