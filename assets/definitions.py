@@ -8,12 +8,13 @@ one process per run lets all its assets share one source snapshot.
 
 import dagster as dg
 
+from assets.memory import MEMORY_ASSETS
 from assets.raw import RAW_ASSETS
-from assets.resources import SourceDatabases, Warehouse
+from assets.resources import EmbeddingModel, SourceDatabases, Warehouse
 from assets.rollups import ROLLUP_ASSETS
 
 defs = dg.Definitions(
-    assets=[*RAW_ASSETS, *ROLLUP_ASSETS],
-    resources={"warehouse": Warehouse(), "sources": SourceDatabases()},
+    assets=[*RAW_ASSETS, *ROLLUP_ASSETS, *MEMORY_ASSETS],
+    resources={"warehouse": Warehouse(), "sources": SourceDatabases(), "embedding_model": EmbeddingModel()},
     executor=dg.in_process_executor,
 )

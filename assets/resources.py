@@ -12,6 +12,7 @@ from pydantic import PrivateAttr
 from pipelines import settings as settings_module
 from pipelines import warehouse
 from pipelines.databases import database_url
+from pipelines.embedding import Embedder
 from pipelines.postgres import Snapshot
 
 
@@ -102,3 +103,28 @@ class Warehouse(dg.ConfigurableResource):
         if self._stack is not None:
             self._stack.close()
         self._stack, self._con = None, None
+
+
+class EmbeddingModel(dg.ConfigurableResource):
+    """The sentence-embedding model (all-MiniLM-L6-v2, bundled, offline), loaded once per run.
+
+    Unset fields follow the configuration contract: ``WAREHOUSE_EMBED_BATCH_SIZE``,
+    ``WAREHOUSE_EMBED_DEVICE`` (``auto``: CUDA when present) and ``WAREHOUSE_EMBED_BACKEND``.
+    """
+
+    batch_size: int | None = None
+    device: str | None = None
+    backend: str | None = None
+    _embedder: Embedder | None = PrivateAttr(default=None)
+
+    def get(self) -> Embedder:
+        """The run's embedder; the model itself loads on the first ``encode``."""
+        if self._embedder is None:
+            settings = settings_module.load()
+            self._embedder = Embedder(batch_size=self.batch_size or settings.embed_batch_size,
+                                      device=self.device or settings.embed_device,
+                                      backend=self.backend or settings.embed_backend)
+        return self._embedder
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._embedder = None

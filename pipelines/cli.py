@@ -7,6 +7,7 @@
     warehouse generate --devices N --days D --seed S [--messy] [--end DATE] [--reset]
     warehouse generate --append-days K
     warehouse run [--start DATE] [--end DATE] [--select SELECTION]
+    warehouse search "QUERY" [--device MAC] [-k 5]
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--end", type=dt.date.fromisoformat, help="last day (default: yesterday, the last complete day)")
     run.add_argument("--select", help="Dagster asset selection, e.g. 'group:cheeko_raw' or 'key:raw_cheeko/ai_device' "
                                       "(default: every asset)")
+    search = sub.add_parser("search", help="semantic search over the device memories (memory_chunks)")
+    search.add_argument("query", help="a question or phrase, e.g. \"what animal does the child love?\"")
+    search.add_argument("--device", metavar="MAC", help="only this device's memories (any MAC spelling)")
+    search.add_argument("-k", type=int, default=5, help="how many results (default 5)")
     return parser
 
 
@@ -181,22 +186,36 @@ def cmd_demo(settings: Settings, args) -> int:
                             f"embedded server; unset {', '.join(n.upper() + '_DATABASE_URL' for n in configured)} "
                             f"(or use `warehouse generate` and `warehouse run` against those databases)")
     began = time.perf_counter()
-    print("1/4 databases")
+    print("1/5 databases")
     urls = database_urls(settings)
     for name in DATABASES:
         print(f"  {name}: {postgres.redact(urls[name])}")
-    print("2/4 migrations")
+    print("2/5 migrations")
     for name in DATABASES:
         migrate.upgrade(name, urls[name])
         print(f"  {name}: at {migrate.current(name, urls[name])}")
-    print("3/4 fleet")
+    print("3/5 fleet")
     options = generator.Options(devices=args.devices, days=args.days, seed=args.seed, end=args.end)
     result = generator.generate(urls["cheeko"], urls["cognova"], options, settings.generated, reset=True,
                                 progress=lambda line: print(f"  {line}"))
     _print_generation(result)
-    print("4/4 assets")
+    # The warehouse was built from the rows just replaced: its cursors and marts would mislead.
+    for stale in (settings.duckdb_path, settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")):
+        if stale.exists():
+            stale.unlink()
+            print(f"  removed the previous warehouse file {stale}")
+    print("4/5 assets")
     summary = _materialize(settings, progress=lambda line: print(f"  {line}"))
     print(f"  materialized {len(summary.rows)} asset(s) for {summary.start} .. {summary.end}")
+    fact = next(iter(result.facts), None)
+    if fact is not None:
+        from pipelines import memory_search
+        from pipelines.embedding import Embedder
+
+        print(f"5/5 memory search: {fact.question!r} on device {fact.mac_id} (planted: {fact.value})")
+        embedder = Embedder(batch_size=settings.embed_batch_size, device=settings.embed_device, backend=settings.embed_backend)
+        _print_hits(memory_search.search(urls["cheeko"], fact.question, embedder, mac=fact.mac_id, k=3))
+        print(f'  try: .venv/bin/warehouse search "{fact.question}" --device {fact.mac_id}')
     print(f"\ndone in {time.perf_counter() - began:.0f}s. Where things are:")
     print(f"  operational databases  {', '.join(postgres.redact(u) for u in urls.values())}")
     if settings.duckdb_path.exists():
@@ -207,6 +226,28 @@ def cmd_demo(settings: Settings, args) -> int:
     return 0
 
 
+def _print_hits(hits) -> None:
+    if not hits:
+        print("  no memory chunks found")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank}. {hit.score:.3f}  {hit.file_path}:{hit.start_line}-{hit.end_line}  [{hit.category}]")
+        for line in hit.text.splitlines()[:6]:
+            print(f"     {line[:120]}")
+
+
+def cmd_search(settings: Settings, args) -> int:
+    from pipelines import memory_search
+    from pipelines.embedding import Embedder
+
+    embedder = Embedder(batch_size=settings.embed_batch_size, device=settings.embed_device, backend=settings.embed_backend)
+    hits = memory_search.search(database_url(settings, "cheeko"), args.query, embedder, mac=args.device, k=args.k)
+    if not hits:
+        print("no memory chunks" + (f" for device {args.device}" if args.device else "") + " (has memory_chunks been materialized?)")
+        return 1
+    _print_hits(hits)
+    return 0
+
+
 COMMANDS = {
     "config": cmd_config,
     "pg": cmd_pg,
@@ -214,6 +255,7 @@ COMMANDS = {
     "generate": cmd_generate,
     "demo": cmd_demo,
     "run": cmd_run,
+    "search": cmd_search,
 }
 
 

@@ -68,6 +68,14 @@ def read_only(url: str) -> Iterator[psycopg.Connection]:
         conn.rollback()
 
 
+def register_vector(conn: psycopg.Connection) -> None:
+    """Teach ``conn`` pgvector's types (numpy arrays in and out); once per connection."""
+    if conn.adapters.types.get("vector") is None:
+        from pgvector.psycopg import register_vector as register
+
+        register(conn)
+
+
 def wait_until_ready(url: str, timeout: float = 30.0) -> None:
     """Block until the server at ``url`` accepts connections, or raise TimeoutError."""
     deadline = time.monotonic() + timeout

@@ -15,6 +15,9 @@ variable                   default                                 meaning
 ``WAREHOUSE_PG_PORT``      ``54329``                               TCP port of the embedded server (loopback only)
 ``WAREHOUSE_PSEUDONYM_KEY`` a fixed development key                key of the keyed hash that pseudonymises personal data
 ``WAREHOUSE_PARTITIONS_START`` ``2024-01-01``                      first day of the daily partitions
+``WAREHOUSE_EMBED_BATCH_SIZE`` ``64``                              texts per forward pass of the embedding model
+``WAREHOUSE_EMBED_DEVICE``  ``auto``                                ``auto`` (CUDA when present), ``cpu`` or ``cuda``
+``WAREHOUSE_EMBED_BACKEND`` ``torch``                               ``torch``, or ``onnx`` (int8, CPU; faster, slightly different vectors)
 =========================  ======================================  ==========================================
 """
 
@@ -30,6 +33,7 @@ DEFAULT_PG_PORT = 54329
 # Pseudonyms made with this key are stable but not secret: production sets its own.
 DEVELOPMENT_PSEUDONYM_KEY = "companion-warehouse-development-key"
 DEFAULT_PARTITIONS_START = "2024-01-01"
+DEFAULT_EMBED_BATCH_SIZE = 64
 CHEEKO = "cheeko"
 COGNOVA = "cognova"
 DATABASES = (CHEEKO, COGNOVA)
@@ -50,6 +54,9 @@ class Settings:
     cognova_url: str | None
     pseudonym_key: str = DEVELOPMENT_PSEUDONYM_KEY
     partitions_start: dt.date = dt.date.fromisoformat(DEFAULT_PARTITIONS_START)
+    embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE
+    embed_device: str = "auto"
+    embed_backend: str = "torch"
 
     @property
     def pgdata(self) -> Path:
@@ -122,6 +129,23 @@ def _date(name: str, raw: str | None, default: str) -> dt.date:
         raise SettingsError(f"{name} must be a date like 2024-01-01, got {raw!r}") from None
 
 
+def _choice(name: str, raw: str | None, choices: tuple[str, ...]) -> str:
+    value = (raw or choices[0]).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _batch_size(raw: str | None) -> int:
+    try:
+        size = int(raw) if raw else DEFAULT_EMBED_BATCH_SIZE
+    except ValueError:
+        raise SettingsError(f"WAREHOUSE_EMBED_BATCH_SIZE must be a whole number, got {raw!r}") from None
+    if not 1 <= size <= 4096:
+        raise SettingsError(f"WAREHOUSE_EMBED_BATCH_SIZE must be between 1 and 4096, got {size}")
+    return size
+
+
 def load(environ: dict[str, str] | None = None) -> Settings:
     """Read the configuration contract from ``environ`` (default: ``os.environ``)."""
     env = dict(os.environ if environ is None else environ)
@@ -136,4 +160,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         cognova_url=_url("COGNOVA_DATABASE_URL", env),
         pseudonym_key=env.get("WAREHOUSE_PSEUDONYM_KEY") or DEVELOPMENT_PSEUDONYM_KEY,
         partitions_start=_date("WAREHOUSE_PARTITIONS_START", env.get("WAREHOUSE_PARTITIONS_START"), DEFAULT_PARTITIONS_START),
+        embed_batch_size=_batch_size(env.get("WAREHOUSE_EMBED_BATCH_SIZE")),
+        embed_device=_choice("WAREHOUSE_EMBED_DEVICE", env.get("WAREHOUSE_EMBED_DEVICE"), ("auto", "cpu", "cuda")),
+        embed_backend=_choice("WAREHOUSE_EMBED_BACKEND", env.get("WAREHOUSE_EMBED_BACKEND"), ("torch", "onnx")),
     )

@@ -11,7 +11,7 @@ import io
 import re
 import time
 from dataclasses import dataclass
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -78,6 +78,25 @@ def copy_frame(conn, table: str, frame: pl.DataFrame, *, skip_existing: bool = F
     added = conn.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {into} ON CONFLICT DO NOTHING").rowcount
     conn.execute(f"DROP TABLE {into}")
     return added
+
+
+def copy_rows(conn, table: str, columns: list[str], types: list[str], rows: Iterable[tuple]) -> int:
+    """Append ``rows`` to ``table`` by binary COPY, inside the caller's transaction.
+
+    Binary, because vectors travel as packed floats instead of text. ``types``
+    are PostgreSQL type names, one per column (``vector`` included: the
+    connection learns pgvector's types here). Returns the rows written.
+    """
+    postgres.register_vector(conn)
+    target = quote_identifier(table)
+    names = ", ".join(quote_identifier(c) for c in columns)
+    written = 0
+    with conn.cursor() as cur, cur.copy(f"COPY {target} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+            written += 1
+    return written
 
 
 def sync_identity(conn, table: str, column: str = "id") -> None:

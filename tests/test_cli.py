@@ -54,7 +54,9 @@ def _fingerprint(url: str) -> str:
 
 def test_demo_runs_from_nothing_and_again(home_env):
     result = warehouse(home_env, "demo", "--devices", "8", "--days", "4", "--end", "2026-03-31")
-    assert "2/4 migrations" in result.stdout and "cheeko: at cheeko_0001" in result.stdout
+    assert "2/5 migrations" in result.stdout and "cheeko: at cheeko_0002" in result.stdout
+    assert "memory_chunks" in result.stdout and "5/5 memory search" in result.stdout
+    assert "1. " in result.stdout and "memories/" in result.stdout  # the search found chunks
     assert "wrote" in result.stdout and "planted facts" in result.stdout
     assert (Path(home_env["WAREHOUSE_HOME"]) / "generated" / "planted_facts.jsonl").exists()
     assert (Path(home_env["WAREHOUSE_HOME"]) / "warehouse.duckdb").exists()

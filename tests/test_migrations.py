@@ -25,6 +25,8 @@ def test_upgrade_downgrade_upgrade(make_databases, database):
 
     migrate.downgrade(database, url)
     assert tables(url) == set()
+    with postgres.connect(url) as conn:  # the pipeline's own schema (cheeko_0002) goes too
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'warehouse'").fetchone()[0] == 0
     assert migrate.current(database, url) is None
 
     migrate.upgrade(database, url)

@@ -131,6 +131,11 @@ def _write_outputs(out_dir: Path, result: Result, meta: dict, append: bool) -> l
     return [facts_path, manifest_path]
 
 
+def _has_memory_sync_state(url: str) -> bool:
+    with postgres.connect(url) as conn:
+        return conn.execute("SELECT to_regclass('warehouse.memory_files') IS NOT NULL").fetchone()[0]
+
+
 def generate(cheeko_url: str, cognova_url: str, options: Options, out_dir: Path, *, reset: bool = False,
              progress=print) -> Result:
     """Generate a fresh dataset into two migrated, empty databases.
@@ -150,6 +155,9 @@ def generate(cheeko_url: str, cognova_url: str, options: Options, out_dir: Path,
     data = build_initial(options.seed, options.devices, options.days, end, options.messy, progress=progress)
     if reset:
         data.statements["cheeko"] = [(f"TRUNCATE {', '.join(writes.quote_identifier(t) for t in CHEEKO_LOAD_ORDER)} RESTART IDENTITY CASCADE", None)]
+        if _has_memory_sync_state(cheeko_url):
+            # The memory sync's record describes the rows being replaced (migration cheeko_0002).
+            data.statements["cheeko"].append(("TRUNCATE warehouse.memory_files CASCADE", None))
         data.statements["cognova"] = [(f"TRUNCATE {', '.join(writes.quote_identifier(t) for t in COGNOVA_LOAD_ORDER)} CASCADE", None)]
     rows: dict[tuple[str, str], int] = {}
     progress("loading cognova")

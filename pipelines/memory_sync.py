@@ -1,0 +1,371 @@
+"""Keep ``memory_chunks`` in step with ``device_memories``: incremental per file and per chunk.
+
+A run compares ``device_memories`` (ids and ``updated_at`` only) with the
+sync's own record of what it last synced (``warehouse.memory_files``, see
+migration ``cheeko_0002``). Only new or changed rows are read and
+re-chunked; only chunk texts the device does not already have are embedded
+(and each distinct text once, however many devices share it). A chunk row is
+deleted when no file of its device holds its text any more: which files hold
+which texts is recorded in ``warehouse.memory_chunk_sources``, because one
+``(mac_id, content_hash)`` row stands for every occurrence of that text.
+
+Work goes in batches of files; each batch is one transaction (through
+:mod:`pipelines.writes`), so a crash leaves every file either as it was or
+fully synced, and a re-run carries on from there. Files that cannot be
+chunked (a MAC that is not one) or embedded are counted, never fatal. One
+sync runs at a time per database (an advisory lock).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipelines import chunker, postgres, writes
+
+LOCK_KEY = 0x6D656D6F7279  # pg_advisory_lock key of the memory sync ("memory")
+BATCH_FILES = 500  # files per transaction
+BATCH_BYTES = 8_000_000  # ... or fewer, when they are large
+LARGE_FILE_BYTES = 1_000_000
+LONG_LINE_CHARS = 100_000
+FAILURE_SAMPLES = 10
+
+
+class SyncBusy(RuntimeError):
+    """Another memory sync holds the lock on this database."""
+
+
+@dataclass
+class SyncResult:
+    """What one sync did; every field becomes asset metadata."""
+
+    files_seen: int = 0
+    files_changed: int = 0
+    files_deleted: int = 0
+    files_failed: int = 0
+    chunks_added: int = 0
+    chunks_kept: int = 0
+    chunks_deleted: int = 0
+    chunks_failed: int = 0
+    chunks_moved: int = 0
+    texts_embedded: int = 0
+    embed_seconds: float = 0.0
+    seconds: float = 0.0
+    findings: Counter = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+
+    def fail(self, memory_id, reason: str) -> None:
+        self.files_failed += 1
+        if len(self.failures) < FAILURE_SAMPLES:
+            self.failures.append(f"device_memories {memory_id}: {reason}")
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """A row of device_memories as this run read it."""
+
+    memory_id: object
+    mac_id: str
+    file_type: str
+    file_date: dt.date | None
+    content: str
+    updated_at: dt.datetime | None
+
+
+def findings(version: FileVersion) -> set[str]:
+    """Bad-input kinds ``version`` shows (each becomes a count in the metadata)."""
+    found = set()
+    content = version.content or ""
+    if not content.strip():
+        found.add("empty_files")
+    if len(content.encode("utf-8", "surrogatepass")) > LARGE_FILE_BYTES:
+        found.add("large_files")
+    if any(len(line) > LONG_LINE_CHARS for line in content.split("\n")):
+        found.add("long_line_files")
+    if chunker.CONTROL.search(content):
+        found.add("control_character_files")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in content):
+        found.add("invalid_surrogate_files")
+    try:
+        if chunker.normal_mac(version.mac_id) != version.mac_id:
+            found.add("respelled_macs")
+    except chunker.ChunkerError:
+        found.add("invalid_macs")
+    return found
+
+
+def _pending(conn, chunker_id: str) -> tuple[int, list[tuple[object, int]], list[object]]:
+    """(rows in device_memories, [(id, bytes)] new or changed since their last sync, [ids] deleted since)."""
+    seen = conn.execute("SELECT count(*) FROM device_memories").fetchone()[0]
+    # New or changed rows, and rows whose chunks someone else deleted from memory_chunks (re-synced to heal).
+    changed = conn.execute(
+        """
+        SELECT d.id, octet_length(d.content) FROM device_memories d
+        LEFT JOIN warehouse.memory_files f ON f.memory_id = d.id
+        WHERE f.memory_id IS NULL OR f.source_updated_at IS DISTINCT FROM d.updated_at OR f.chunker <> %s
+           OR d.id IN (SELECT s.memory_id FROM warehouse.memory_chunk_sources s WHERE NOT EXISTS
+                       (SELECT 1 FROM memory_chunks c WHERE c.mac_id = s.mac_id AND c.content_hash = s.content_hash))
+        ORDER BY d.id
+        """,
+        (chunker_id,),
+    ).fetchall()
+    deleted = [row[0] for row in conn.execute(
+        "SELECT f.memory_id FROM warehouse.memory_files f "
+        "WHERE NOT EXISTS (SELECT 1 FROM device_memories d WHERE d.id = f.memory_id) ORDER BY 1"
+    ).fetchall()]
+    return seen, changed, deleted
+
+
+def _batches(changed: list[tuple[object, int]], files: int, size: int) -> Iterator[list[object]]:
+    batch, total = [], 0
+    for memory_id, length in changed:
+        if batch and (len(batch) >= files or total + (length or 0) > size):
+            yield batch
+            batch, total = [], 0
+        batch.append(memory_id)
+        total += length or 0
+    if batch:
+        yield batch
+
+
+def _read(conn, ids: list[object]) -> list[FileVersion]:
+    rows = conn.execute(
+        "SELECT id, mac_id, file_type, file_date, content, updated_at FROM device_memories WHERE id = ANY(%s) ORDER BY id",
+        (ids,),
+    ).fetchall()
+    return [FileVersion(*row) for row in rows]
+
+
+def _existing(conn, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (mac_id, content_hash) pairs memory_chunks already has."""
+    if not pairs:
+        return set()
+    macs, hashes = zip(*pairs)
+    rows = conn.execute(
+        "SELECT c.mac_id, c.content_hash FROM memory_chunks c "
+        "JOIN unnest(%s::text[], %s::text[]) AS k(mac_id, content_hash) USING (mac_id, content_hash)",
+        (list(macs), list(hashes)),
+    ).fetchall()
+    return {(mac, h) for mac, h in rows}
+
+
+@dataclass
+class _Batch:
+    files: list[tuple] = field(default_factory=list)  # warehouse.memory_files rows
+    sources: list[tuple] = field(default_factory=list)  # warehouse.memory_chunk_sources rows
+    chunks: dict[tuple[str, str], chunker.Chunk] = field(default_factory=dict)  # first occurrence per (mac, hash)
+
+
+def _chunk(versions: list[FileVersion], chunker_id: str, model_name: str, count_tokens, result: SyncResult) -> tuple[_Batch, dict]:
+    """Chunk each file; failures become file rows with an error and no chunks."""
+    batch, chunks_of = _Batch(), {}
+    for version in versions:
+        result.findings.update(findings(version))
+        try:
+            mac = chunker.normal_mac(version.mac_id)
+            chunks = chunker.chunk_file(version.content, mac=mac, file_type=version.file_type, file_date=version.file_date,
+                                        count_tokens=count_tokens, model_name=model_name)
+        except Exception as error:  # noqa: BLE001 - one bad row is counted, not fatal to the run
+            result.fail(version.memory_id, f"{type(error).__name__}: {error}")
+            mac = None
+            try:
+                mac = chunker.normal_mac(version.mac_id)
+            except chunker.ChunkerError:
+                pass
+            # Recorded as synced with no chunks: its old chunks go, and it is retried when the row changes.
+            batch.files.append((version.memory_id, mac, version.updated_at, chunker_id, 0, str(error)[:500]))
+            continue
+        chunks_of[version.memory_id] = (version, mac, chunks)
+    return batch, chunks_of
+
+
+def _embed_missing(conn, batch: _Batch, chunks_of: dict, embed: Callable[[Sequence[str]], np.ndarray],
+                   chunker_id: str, result: SyncResult) -> dict[str, np.ndarray]:
+    """Embed the texts of pairs memory_chunks lacks; drop files whose chunks could not be embedded."""
+    wanted = {(mac, c.content_hash) for _, mac, chunks in chunks_of.values() for c in chunks}
+    missing = wanted - _existing(conn, wanted)
+    texts: dict[str, str] = {}
+    for _, mac, chunks in chunks_of.values():
+        for c in chunks:
+            if (mac, c.content_hash) in missing:
+                texts.setdefault(c.content_hash, c.text)
+    vectors: dict[str, np.ndarray] = {}
+    if texts:
+        began = time.perf_counter()
+        hashes = list(texts)
+        embedded = embed([texts[h] for h in hashes])
+        result.embed_seconds += time.perf_counter() - began
+        result.texts_embedded += len(hashes)
+        vectors = {h: v for h, v in zip(hashes, embedded) if np.isfinite(v).all()}
+    for memory_id, (version, mac, chunks) in chunks_of.items():
+        failed = [c for c in chunks if (mac, c.content_hash) in missing and c.content_hash not in vectors]
+        if failed:
+            # Left as it was (old chunks and record kept), so the next run tries it again.
+            result.chunks_failed += len(failed)
+            result.fail(memory_id, f"{len(failed)} chunk(s) got no finite embedding")
+            continue
+        batch.files.append((memory_id, mac, version.updated_at, chunker_id, len(chunks), None))
+        for ordinal, c in enumerate(chunks):
+            batch.sources.append((memory_id, ordinal, mac, c.content_hash, c.file_path, c.start_line, c.end_line, c.category))
+            if (mac, c.content_hash) in missing:
+                batch.chunks.setdefault((mac, c.content_hash), c)
+    return vectors
+
+
+def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np.ndarray], result: SyncResult) -> None:
+    """Write one batch in one transaction: file records, chunk sources, new chunks, orphans removed."""
+
+    def work() -> tuple[int, int, int, int]:
+        with writes.transaction(url) as conn:
+            conn.execute("CREATE TEMP TABLE _files (memory_id uuid, mac_id text, source_updated_at timestamptz, "
+                         "chunker text, chunks integer, error text) ON COMMIT DROP")
+            conn.execute("CREATE TEMP TABLE _sources (LIKE warehouse.memory_chunk_sources) ON COMMIT DROP")
+            conn.execute("CREATE TEMP TABLE _chunks (mac_id text, text text, file_path text, start_line integer, "
+                         "end_line integer, embedding vector(384), category text, content_hash text) ON COMMIT DROP")
+            conn.execute("CREATE TEMP TABLE _gone (memory_id uuid) ON COMMIT DROP")
+            writes.copy_rows(conn, "_files", ["memory_id", "mac_id", "source_updated_at", "chunker", "chunks", "error"],
+                             ["uuid", "text", "timestamptz", "text", "int4", "text"], batch.files)
+            writes.copy_rows(conn, "_sources", ["memory_id", "ordinal", "mac_id", "content_hash", "file_path", "start_line",
+                                                "end_line", "category"],
+                             ["uuid", "int4", "text", "text", "text", "int4", "int4", "text"], batch.sources)
+            writes.copy_rows(conn, "_chunks", ["mac_id", "text", "file_path", "start_line", "end_line", "embedding",
+                                               "category", "content_hash"],
+                             ["text", "text", "text", "int4", "int4", "vector", "text", "text"],
+                             ((mac, c.text, c.file_path, c.start_line, c.end_line, vectors[h], c.category, h)
+                              for (mac, h), c in batch.chunks.items()))
+            writes.copy_rows(conn, "_gone", ["memory_id"], ["uuid"], ((m,) for m in deleted))
+            # Every text these files held before or hold now: the only chunks this batch can orphan or move.
+            conn.execute(
+                """
+                CREATE TEMP TABLE _affected ON COMMIT DROP AS
+                SELECT mac_id, content_hash FROM warehouse.memory_chunk_sources
+                WHERE memory_id IN (SELECT memory_id FROM _files UNION ALL SELECT memory_id FROM _gone)
+                UNION SELECT mac_id, content_hash FROM _sources
+                """
+            )
+            conn.execute("DELETE FROM warehouse.memory_chunk_sources WHERE memory_id IN "
+                         "(SELECT memory_id FROM _files UNION ALL SELECT memory_id FROM _gone)")
+            conn.execute("DELETE FROM warehouse.memory_files WHERE memory_id IN (SELECT memory_id FROM _gone)")
+            conn.execute(
+                """
+                INSERT INTO warehouse.memory_files (memory_id, mac_id, source_updated_at, chunker, chunks, error)
+                SELECT memory_id, mac_id, source_updated_at, chunker, chunks, error FROM _files
+                ON CONFLICT (memory_id) DO UPDATE SET mac_id = EXCLUDED.mac_id, source_updated_at = EXCLUDED.source_updated_at,
+                    chunker = EXCLUDED.chunker, chunks = EXCLUDED.chunks, error = EXCLUDED.error, synced_at = now()
+                """
+            )
+            conn.execute("INSERT INTO warehouse.memory_chunk_sources SELECT * FROM _sources")
+            added = conn.execute(
+                "INSERT INTO memory_chunks (mac_id, text, file_path, start_line, end_line, embedding, category, content_hash) "
+                "SELECT mac_id, text, file_path, start_line, end_line, embedding, category, content_hash FROM _chunks "
+                "ON CONFLICT (mac_id, content_hash) DO NOTHING"
+            ).rowcount
+            removed = conn.execute(
+                """
+                DELETE FROM memory_chunks c USING _affected a
+                WHERE c.mac_id = a.mac_id AND c.content_hash = a.content_hash
+                  AND NOT EXISTS (SELECT 1 FROM warehouse.memory_chunk_sources s
+                                  WHERE s.mac_id = c.mac_id AND s.content_hash = c.content_hash)
+                """
+            ).rowcount
+            # A chunk shows one place its text occurs: the newest file's first, kept current as files change.
+            moved = conn.execute(
+                """
+                UPDATE memory_chunks c SET file_path = r.file_path, start_line = r.start_line, end_line = r.end_line,
+                                           category = r.category
+                FROM (SELECT DISTINCT ON (s.mac_id, s.content_hash) s.*
+                      FROM warehouse.memory_chunk_sources s JOIN _affected a USING (mac_id, content_hash)
+                      ORDER BY s.mac_id, s.content_hash, s.file_path DESC, s.start_line, s.ordinal) r
+                WHERE c.mac_id = r.mac_id AND c.content_hash = r.content_hash
+                  AND (c.file_path, c.start_line, c.end_line, c.category)
+                      IS DISTINCT FROM (r.file_path, r.start_line, r.end_line, r.category)
+                """
+            ).rowcount
+            dangling = conn.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT mac_id, content_hash FROM _sources) s WHERE NOT EXISTS "
+                "(SELECT 1 FROM memory_chunks c WHERE c.mac_id = s.mac_id AND c.content_hash = s.content_hash)"
+            ).fetchone()[0]
+            if dangling:
+                # Only a writer outside this sync can cause it; rolling back keeps the record true.
+                raise RuntimeError(f"{dangling} chunk(s) disappeared from memory_chunks during the sync; "
+                                   "is another process deleting memory_chunks rows?")
+            held = conn.execute("SELECT count(*) FROM (SELECT DISTINCT mac_id, content_hash FROM _sources) s").fetchone()[0]
+            return added, held - added, removed, moved
+
+    added, kept, removed, moved = writes.with_retries(work)
+    result.chunks_added += added
+    result.chunks_kept += kept
+    result.chunks_deleted += removed
+    result.chunks_moved += moved
+
+
+def sync(url: str, embed: Callable[[Sequence[str]], np.ndarray], *, model_name: str = chunker.MODEL_NAME,
+         batch_files: int = BATCH_FILES, batch_bytes: int = BATCH_BYTES, count_tokens=None,
+         progress: Callable[[str], None] | None = None) -> SyncResult:
+    """Bring ``memory_chunks`` of the Cheeko database at ``url`` up to date with its ``device_memories``.
+
+    ``embed`` maps texts to normalised vectors (an :class:`~pipelines.embedding.Embedder`'s ``encode``);
+    ``model_name`` goes into every content hash, so a new model re-embeds everything.
+    """
+    began = time.perf_counter()
+    result = SyncResult()
+    chunker_id = f"{model_name}/chunker-{chunker.CHUNKER_VERSION}"
+    count_tokens = count_tokens or chunker.model_token_counter()
+    with postgres.connect(url, autocommit=True) as conn:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+            raise SyncBusy("another memory sync is running on this database; try again when it has finished")
+        try:
+            result.files_seen, changed, deleted = _pending(conn, chunker_id)
+            result.files_deleted = len(deleted)
+            if deleted:
+                _apply(url, _Batch(), deleted, {}, result)
+            done = 0
+            for ids in _batches(changed, batch_files, batch_bytes):
+                versions = _read(conn, ids)  # a row deleted since the plan is simply absent
+                batch, chunks_of = _chunk(versions, chunker_id, model_name, count_tokens, result)
+                vectors = _embed_missing(conn, batch, chunks_of, embed, chunker_id, result)
+                _apply(url, batch, [], vectors, result)
+                result.files_changed += len(versions)
+                done += len(ids)
+                if progress:
+                    rate = result.texts_embedded / result.embed_seconds if result.embed_seconds else 0.0
+                    progress(f"memory: {done:,}/{len(changed):,} changed files, {result.chunks_added:,} chunks added "
+                             f"({rate:.0f} texts/s embedded)")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def consistency(url: str) -> dict[str, int]:
+    """Counts that must be zero when the sync's record and memory_chunks agree."""
+    with postgres.read_only(url) as conn:
+        missing = conn.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT mac_id, content_hash FROM warehouse.memory_chunk_sources) s "
+            "WHERE NOT EXISTS (SELECT 1 FROM memory_chunks c WHERE c.mac_id = s.mac_id AND c.content_hash = s.content_hash)"
+        ).fetchone()[0]
+        orphaned = conn.execute(
+            "SELECT count(*) FROM memory_chunks c WHERE c.mac_id IN (SELECT mac_id FROM warehouse.memory_files) "
+            "AND NOT EXISTS (SELECT 1 FROM warehouse.memory_chunk_sources s "
+            "WHERE s.mac_id = c.mac_id AND s.content_hash = c.content_hash)"
+        ).fetchone()[0]
+        unembedded = conn.execute(
+            "SELECT count(*) FROM memory_chunks c WHERE c.embedding IS NULL "
+            "AND c.mac_id IN (SELECT mac_id FROM warehouse.memory_files)"
+        ).fetchone()[0]
+    return {"sources_without_chunk": missing, "chunks_without_source": orphaned, "chunks_without_embedding": unembedded}
+
+
+def sync_status(url: str, samples: int = FAILURE_SAMPLES) -> dict:
+    """Rows whose last sync failed (``files_failing``, with ``samples``) and the rows of memory_chunks (``chunks``)."""
+    with postgres.read_only(url) as conn:
+        failing = conn.execute("SELECT count(*) FROM warehouse.memory_files WHERE error IS NOT NULL").fetchone()[0]
+        rows = conn.execute("SELECT memory_id, error FROM warehouse.memory_files WHERE error IS NOT NULL "
+                            "ORDER BY synced_at DESC, memory_id LIMIT %s", (samples,)).fetchall()
+        chunks = conn.execute("SELECT count(*) FROM memory_chunks").fetchone()[0]
+    return {"files_failing": failing, "samples": [f"device_memories {m}: {e}" for m, e in rows], "chunks": chunks}
