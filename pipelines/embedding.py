@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -47,11 +48,13 @@ class Embedder:
 
     ``device`` is ``auto`` (CUDA when PyTorch sees a GPU, else CPU), ``cpu`` or
     ``cuda``. ``batch_size`` is how many texts go through the model at once.
+    ``backend="onnx"`` runs an int8 export on CPU instead (:mod:`pipelines.onnx_model`).
     """
 
     batch_size: int = 64
     device: str = "auto"
     backend: str = "torch"
+    cache_dir: Path | None = None  # where the onnx backend keeps its export (default: $WAREHOUSE_HOME/models)
     load_seconds: float = 0.0
     _model: object | None = field(default=None, repr=False)
 
@@ -78,6 +81,8 @@ class Embedder:
 
     def resolved_device(self) -> str:
         """The device the model runs on."""
+        if self.backend == "onnx":
+            return "cpu"
         if self.device != "auto":
             return self.device
         import torch
@@ -97,9 +102,10 @@ class Embedder:
         path = model_path()
         try:
             if self.backend == "onnx":
+                from pipelines import settings
                 from pipelines.onnx_model import load_int8
 
-                return load_int8(path)
+                return load_int8(path, self.cache_dir or settings.load().models)
             return SentenceTransformer(str(path), device=self.resolved_device())
         except Exception as error:  # noqa: BLE001 - re-raised with the setting that chose it
             raise EmbeddingError(f"could not load {self.name} ({self.backend}) from {path}: {error}") from error

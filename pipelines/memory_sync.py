@@ -55,6 +55,8 @@ class SyncResult:
     chunks_moved: int = 0
     texts_embedded: int = 0
     embed_seconds: float = 0.0
+    chunk_seconds: float = 0.0
+    write_seconds: float = 0.0
     seconds: float = 0.0
     findings: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
@@ -184,28 +186,36 @@ def _chunk(versions: list[FileVersion], chunker_id: str, model_name: str, count_
     return batch, chunks_of
 
 
-def _embed_missing(conn, batch: _Batch, chunks_of: dict, embed: Callable[[Sequence[str]], np.ndarray],
-                   chunker_id: str, result: SyncResult) -> dict[str, np.ndarray]:
-    """Embed the texts of pairs memory_chunks lacks; drop files whose chunks could not be embedded."""
-    wanted = {(mac, c.content_hash) for _, mac, chunks in chunks_of.values() for c in chunks}
-    missing = wanted - _existing(conn, wanted)
+def _texts_to_embed(chunks_of: dict, pairs: set[tuple[str, str]]) -> dict[str, str]:
+    """hash -> text for the chunks of ``pairs``: each distinct text once, whichever devices share it."""
     texts: dict[str, str] = {}
     for _, mac, chunks in chunks_of.values():
         for c in chunks:
-            if (mac, c.content_hash) in missing:
+            if (mac, c.content_hash) in pairs:
                 texts.setdefault(c.content_hash, c.text)
-    vectors: dict[str, np.ndarray] = {}
-    if texts:
-        began = time.perf_counter()
-        hashes = list(texts)
-        embedded = embed([texts[h] for h in hashes])
-        result.embed_seconds += time.perf_counter() - began
-        result.texts_embedded += len(hashes)
-        vectors = {h: v for h, v in zip(hashes, embedded) if np.isfinite(v).all()}
+    return texts
+
+
+def _embed(texts: dict[str, str], embed: Callable[[Sequence[str]], np.ndarray], vectors: dict[str, np.ndarray],
+           result: SyncResult) -> None:
+    """Add the finite embeddings of ``texts`` to ``vectors``."""
+    todo = [h for h in texts if h not in vectors]
+    if not todo:
+        return
+    began = time.perf_counter()
+    embedded = embed([texts[h] for h in todo])
+    result.embed_seconds += time.perf_counter() - began
+    result.texts_embedded += len(todo)
+    vectors.update({h: v for h, v in zip(todo, embedded) if np.isfinite(v).all()})
+
+
+def _finish(batch: _Batch, chunks_of: dict, missing: set[tuple[str, str]], vectors: dict[str, np.ndarray],
+            chunker_id: str, result: SyncResult) -> None:
+    """The batch's rows; a file with a chunk that got no finite embedding is left as it was."""
     for memory_id, (version, mac, chunks) in chunks_of.items():
         failed = [c for c in chunks if (mac, c.content_hash) in missing and c.content_hash not in vectors]
         if failed:
-            # Left as it was (old chunks and record kept), so the next run tries it again.
+            # Old chunks and record kept, so the next run tries it again.
             result.chunks_failed += len(failed)
             result.fail(memory_id, f"{len(failed)} chunk(s) got no finite embedding")
             continue
@@ -214,7 +224,6 @@ def _embed_missing(conn, batch: _Batch, chunks_of: dict, embed: Callable[[Sequen
             batch.sources.append((memory_id, ordinal, mac, c.content_hash, c.file_path, c.start_line, c.end_line, c.category))
             if (mac, c.content_hash) in missing:
                 batch.chunks.setdefault((mac, c.content_hash), c)
-    return vectors
 
 
 def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np.ndarray], result: SyncResult) -> None:
@@ -297,7 +306,9 @@ def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np
             held = conn.execute("SELECT count(*) FROM (SELECT DISTINCT mac_id, content_hash FROM _sources) s").fetchone()[0]
             return added, held - added, removed, moved
 
+    began = time.perf_counter()
     added, kept, removed, moved = writes.with_retries(work)
+    result.write_seconds += time.perf_counter() - began
     result.chunks_added += added
     result.chunks_kept += kept
     result.chunks_deleted += removed
@@ -324,18 +335,26 @@ def sync(url: str, embed: Callable[[Sequence[str]], np.ndarray], *, model_name: 
             result.files_deleted = len(deleted)
             if deleted:
                 _apply(url, _Batch(), deleted, {}, result)
+            # Writes are not overlapped with the next batch's embedding: on 2 CPU cores that was measured
+            # slower (the HNSW inserts and the model compete for the same cores).
             done = 0
             for ids in _batches(changed, batch_files, batch_bytes):
                 versions = _read(conn, ids)  # a row deleted since the plan is simply absent
+                began_chunking = time.perf_counter()
                 batch, chunks_of = _chunk(versions, chunker_id, model_name, count_tokens, result)
-                vectors = _embed_missing(conn, batch, chunks_of, embed, chunker_id, result)
+                result.chunk_seconds += time.perf_counter() - began_chunking
+                wanted = {(mac, c.content_hash) for _, mac, chunks in chunks_of.values() for c in chunks}
+                missing = wanted - _existing(conn, wanted)
+                vectors: dict[str, np.ndarray] = {}
+                _embed(_texts_to_embed(chunks_of, missing), embed, vectors, result)
+                _finish(batch, chunks_of, missing, vectors, chunker_id, result)
                 _apply(url, batch, [], vectors, result)
                 result.files_changed += len(versions)
                 done += len(ids)
                 if progress:
                     rate = result.texts_embedded / result.embed_seconds if result.embed_seconds else 0.0
-                    progress(f"memory: {done:,}/{len(changed):,} changed files, {result.chunks_added:,} chunks added "
-                             f"({rate:.0f} texts/s embedded)")
+                    progress(f"memory: {done:,}/{len(changed):,} changed files synced, {result.texts_embedded:,} texts "
+                             f"embedded ({rate:.0f}/s), {result.chunks_added:,} chunks added")
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     result.seconds = time.perf_counter() - began

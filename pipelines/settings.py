@@ -74,6 +74,11 @@ class Settings:
         return self.home / "extracts"
 
     @property
+    def models(self) -> Path:
+        """Folder of model files made on this machine (the int8 ONNX export)."""
+        return self.home / "models"
+
+    @property
     def generated(self) -> Path:
         """Folder where the fleet generator records what it planted."""
         return self.home / "generated"

@@ -268,6 +268,20 @@ def test_planted_facts_are_found_in_the_top_5_per_device(fleet, embedder):
         assert found / len(planted) >= 0.9, f"{mac}: {found} of {len(planted)} planted facts in the top 5"
 
 
+def test_the_int8_onnx_backend_keeps_the_recall(make_databases, tmp_path_factory):
+    """WAREHOUSE_EMBED_BACKEND=onnx is allowed only while this holds (issue 5)."""
+    onnx = Embedder(batch_size=32, backend="onnx", cache_dir=tmp_path_factory.mktemp("models"))
+    pair = make_databases()
+    result = generator.generate(pair.cheeko, pair.cognova,
+                                generator.Options(devices=20, days=14, seed=11, end=dt.date(2026, 3, 1)),
+                                tmp_path_factory.mktemp("onnxfleet"), progress=lambda _: None)
+    synced = memory_sync.sync(pair.cheeko, onnx.encode, model_name=onnx.name)
+    assert synced.chunks_added > 0 and onnx.name.endswith("+onnx-int8")
+    test_planted_facts_are_found_in_the_top_5_per_device((pair.cheeko, result.facts), onnx)
+    torch_vectors = Embedder(batch_size=32, device="cpu").encode([f.text for f in result.facts[:20]])
+    assert ((onnx.encode([f.text for f in result.facts[:20]]) * torch_vectors).sum(axis=1) > 0.85).all()
+
+
 def test_per_device_search_returns_k_results_on_both_paths(fleet, embedder):
     url, facts = fleet
     mac = facts[0].mac_id
