@@ -108,19 +108,23 @@ def _fits(text: str, count_tokens: Callable[[str], int]) -> bool:
 
 
 def _split_line(text: str, count_tokens: Callable[[str], int]) -> list[str]:
-    """Pieces of one over-long line, each within the limits, cut at a space where there is one."""
-    pieces, rest = [], text
-    while rest.strip():
-        size = min(len(rest), TARGET_CHARS)
+    """Pieces of one over-long line, each within the limits, cut at a space where there is one.
+
+    Walks an offset rather than slicing off the rest, so a line of many megabytes stays linear.
+    """
+    pieces, at, end = [], 0, len(text)
+    while at < end:
+        size = min(end - at, TARGET_CHARS)
         while True:
-            space = rest.rfind(" ", size // 2, size)
-            cut = size if size >= len(rest) or space <= 0 else space
-            if count_tokens(rest[:cut].strip()) <= MAX_TOKENS or size <= 1:
+            space = text.rfind(" ", at + size // 2, at + size)
+            cut = size if size >= end - at or space <= at else space - at
+            if count_tokens(text[at : at + cut].strip()) <= MAX_TOKENS or size <= 1:
                 break
             size //= 2
-        if rest[:cut].strip():
-            pieces.append(rest[:cut].strip())
-        rest = rest[cut:]
+        piece = text[at : at + cut].strip()
+        if piece:
+            pieces.append(piece)
+        at += cut
     return pieces
 
 

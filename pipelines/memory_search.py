@@ -50,17 +50,23 @@ def search_vector(url: str, vector: np.ndarray, *, mac: str | None = None, k: in
                                 "ORDER BY embedding <=> %(q)s LIMIT %(k)s", params).fetchall()
         else:
             params["mac"] = chunker.normal_mac(mac)
+            # MATERIALIZED keeps the planner from trading the mac_id filter for the approximate index.
+            exact = (f"WITH device AS MATERIALIZED (SELECT * FROM memory_chunks WHERE mac_id = %(mac)s AND embedding IS NOT NULL) "
+                     f"SELECT {columns} FROM device ORDER BY embedding <=> %(q)s, id LIMIT %(k)s")
             size = conn.execute("SELECT count(*) FROM memory_chunks WHERE mac_id = %(mac)s", params).fetchone()[0]
             if size <= exact_limit:
-                # MATERIALIZED keeps the planner from trading the mac_id filter for the approximate index.
-                rows = conn.execute(
-                    f"WITH device AS MATERIALIZED (SELECT * FROM memory_chunks WHERE mac_id = %(mac)s AND embedding IS NOT NULL) "
-                    f"SELECT {columns} FROM device ORDER BY embedding <=> %(q)s, id LIMIT %(k)s", params).fetchall()
+                rows = conn.execute(exact, params).fetchall()
             else:
                 conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
                 conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(100, k)),))
+                # This branch exists to walk the HNSW index; without this the planner may still sort
+                # the device's rows by distance, which is the exact path under another name.
+                conn.execute("SELECT set_config('enable_sort', 'off', true)")
                 rows = conn.execute(f"SELECT {columns} FROM memory_chunks WHERE mac_id = %(mac)s AND embedding IS NOT NULL "
                                     "ORDER BY embedding <=> %(q)s LIMIT %(k)s", params).fetchall()
+                if len(rows) < min(k, size):
+                    # The iterative scan stops at hnsw.max_scan_tuples; complete the answer exactly.
+                    rows = conn.execute(exact, params).fetchall()
     return [Hit(*row[:6], score=float(row[6])) for row in rows]
 
 

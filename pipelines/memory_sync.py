@@ -14,6 +14,12 @@ Work goes in batches of files; each batch is one transaction (through
 fully synced, and a re-run carries on from there. Files that cannot be
 chunked (a MAC that is not one) or embedded are counted, never fatal. One
 sync runs at a time per database (an advisory lock).
+
+A row counts as changed when its ``updated_at`` differs from the synced one
+(no watermark: a late commit with an old timestamp is still seen). The apps
+must therefore bump ``updated_at`` when they change ``content``, as the
+column's documentation implies; comparing every row's content instead would
+read the whole table on every run.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ BATCH_BYTES = 8_000_000  # ... or fewer, when they are large
 LARGE_FILE_BYTES = 1_000_000
 LONG_LINE_CHARS = 100_000
 FAILURE_SAMPLES = 10
+MAX_EMBED_FAILURES = 20  # single texts the model refused, with none embedded: the model is broken, stop
 
 
 class SyncBusy(RuntimeError):
@@ -91,8 +98,6 @@ def findings(version: FileVersion) -> set[str]:
         found.add("long_line_files")
     if chunker.CONTROL.search(content):
         found.add("control_character_files")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in content):
-        found.add("invalid_surrogate_files")
     try:
         if chunker.normal_mac(version.mac_id) != version.mac_id:
             found.add("respelled_macs")
@@ -160,7 +165,8 @@ def _existing(conn, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
 class _Batch:
     files: list[tuple] = field(default_factory=list)  # warehouse.memory_files rows
     sources: list[tuple] = field(default_factory=list)  # warehouse.memory_chunk_sources rows
-    chunks: dict[tuple[str, str], chunker.Chunk] = field(default_factory=dict)  # first occurrence per (mac, hash)
+    chunks: dict[tuple[str, str], chunker.Chunk] = field(default_factory=dict)  # one occurrence per new (mac, hash)
+    unembedded: list[tuple] = field(default_factory=list)  # (memory_id, mac_id, error): kept as they were, error noted
 
 
 def _chunk(versions: list[FileVersion], chunker_id: str, model_name: str, count_tokens, result: SyncResult) -> tuple[_Batch, dict]:
@@ -198,38 +204,63 @@ def _texts_to_embed(chunks_of: dict, pairs: set[tuple[str, str]]) -> dict[str, s
 
 def _embed(texts: dict[str, str], embed: Callable[[Sequence[str]], np.ndarray], vectors: dict[str, np.ndarray],
            result: SyncResult) -> None:
-    """Add the finite embeddings of ``texts`` to ``vectors``."""
+    """Add the finite embeddings of ``texts`` to ``vectors``.
+
+    When the model raises, the texts are retried in halves, so one text it
+    cannot take (or a batch too big for the GPU) costs only that text; a
+    model that fails on everything fails the run.
+    """
     todo = [h for h in texts if h not in vectors]
-    if not todo:
-        return
-    began = time.perf_counter()
-    embedded = embed([texts[h] for h in todo])
-    result.embed_seconds += time.perf_counter() - began
-    result.texts_embedded += len(todo)
-    vectors.update({h: v for h, v in zip(todo, embedded) if np.isfinite(v).all()})
+    failures: list[BaseException] = []
+
+    def attempt(hashes: list[str]) -> None:
+        began = time.perf_counter()
+        try:
+            embedded = embed([texts[h] for h in hashes])
+        except Exception as error:  # noqa: BLE001 - narrowed down below, re-raised if systemic
+            result.embed_seconds += time.perf_counter() - began
+            if len(hashes) == 1:
+                failures.append(error)
+                if len(failures) >= MAX_EMBED_FAILURES and not vectors:
+                    raise
+                return
+            attempt(hashes[: len(hashes) // 2])
+            attempt(hashes[len(hashes) // 2 :])
+            return
+        result.embed_seconds += time.perf_counter() - began
+        result.texts_embedded += len(hashes)
+        vectors.update({h: v for h, v in zip(hashes, embedded) if np.isfinite(v).all()})
+
+    if todo:
+        attempt(todo)
 
 
 def _finish(batch: _Batch, chunks_of: dict, missing: set[tuple[str, str]], vectors: dict[str, np.ndarray],
             chunker_id: str, result: SyncResult) -> None:
-    """The batch's rows; a file with a chunk that got no finite embedding is left as it was."""
+    """The batch's rows; a file with a chunk that got no embedding keeps its old chunks and is retried."""
+    occurrences = []
     for memory_id, (version, mac, chunks) in chunks_of.items():
         failed = [c for c in chunks if (mac, c.content_hash) in missing and c.content_hash not in vectors]
         if failed:
-            # Old chunks and record kept, so the next run tries it again.
             result.chunks_failed += len(failed)
-            result.fail(memory_id, f"{len(failed)} chunk(s) got no finite embedding")
+            reason = f"{len(failed)} chunk(s) could not be embedded"
+            result.fail(memory_id, reason)
+            batch.unembedded.append((memory_id, mac, reason))
             continue
         batch.files.append((memory_id, mac, version.updated_at, chunker_id, len(chunks), None))
         for ordinal, c in enumerate(chunks):
             batch.sources.append((memory_id, ordinal, mac, c.content_hash, c.file_path, c.start_line, c.end_line, c.category))
             if (mac, c.content_hash) in missing:
-                batch.chunks.setdefault((mac, c.content_hash), c)
+                occurrences.append((c.file_path, c.start_line, ordinal, str(memory_id), mac, c))
+    # A new chunk starts at the occurrence the UPDATE in _apply would pick, so it is not "moved" at once.
+    for *_, mac, c in sorted(occurrences, key=lambda o: o[:4]):
+        batch.chunks.setdefault((mac, c.content_hash), c)
 
 
 def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np.ndarray], result: SyncResult) -> None:
     """Write one batch in one transaction: file records, chunk sources, new chunks, orphans removed."""
 
-    def work() -> tuple[int, int, int, int]:
+    def work() -> tuple[int, int, int]:
         with writes.transaction(url) as conn:
             conn.execute("CREATE TEMP TABLE _files (memory_id uuid, mac_id text, source_updated_at timestamptz, "
                          "chunker text, chunks integer, error text) ON COMMIT DROP")
@@ -269,6 +300,13 @@ def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np
                 """
             )
             conn.execute("INSERT INTO warehouse.memory_chunk_sources SELECT * FROM _sources")
+            # Could not be embedded: the old version stays (source_updated_at untouched, NULL for a
+            # new row, so the next run retries it), and the error shows in the failing-files check.
+            for memory_id, mac, reason in batch.unembedded:
+                conn.execute(
+                    "INSERT INTO warehouse.memory_files (memory_id, mac_id, source_updated_at, chunker, chunks, error) "
+                    "VALUES (%s, %s, NULL, '', 0, %s) ON CONFLICT (memory_id) DO UPDATE SET error = EXCLUDED.error",
+                    (memory_id, mac, reason))
             added = conn.execute(
                 "INSERT INTO memory_chunks (mac_id, text, file_path, start_line, end_line, embedding, category, content_hash) "
                 "SELECT mac_id, text, file_path, start_line, end_line, embedding, category, content_hash FROM _chunks "
@@ -282,14 +320,15 @@ def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np
                                   WHERE s.mac_id = c.mac_id AND s.content_hash = c.content_hash)
                 """
             ).rowcount
-            # A chunk shows one place its text occurs: the newest file's first, kept current as files change.
+            # A chunk shows one place its text occurs: the first in path order (within a file type the
+            # oldest date), so a recurring line does not move each time a new daily file repeats it.
             moved = conn.execute(
                 """
                 UPDATE memory_chunks c SET file_path = r.file_path, start_line = r.start_line, end_line = r.end_line,
                                            category = r.category
                 FROM (SELECT DISTINCT ON (s.mac_id, s.content_hash) s.*
                       FROM warehouse.memory_chunk_sources s JOIN _affected a USING (mac_id, content_hash)
-                      ORDER BY s.mac_id, s.content_hash, s.file_path DESC, s.start_line, s.ordinal) r
+                      ORDER BY s.mac_id, s.content_hash, s.file_path, s.start_line, s.ordinal, s.memory_id::text) r
                 WHERE c.mac_id = r.mac_id AND c.content_hash = r.content_hash
                   AND (c.file_path, c.start_line, c.end_line, c.category)
                       IS DISTINCT FROM (r.file_path, r.start_line, r.end_line, r.category)
@@ -303,14 +342,12 @@ def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np
                 # Only a writer outside this sync can cause it; rolling back keeps the record true.
                 raise RuntimeError(f"{dangling} chunk(s) disappeared from memory_chunks during the sync; "
                                    "is another process deleting memory_chunks rows?")
-            held = conn.execute("SELECT count(*) FROM (SELECT DISTINCT mac_id, content_hash FROM _sources) s").fetchone()[0]
-            return added, held - added, removed, moved
+            return added, removed, moved
 
     began = time.perf_counter()
-    added, kept, removed, moved = writes.with_retries(work)
+    added, removed, moved = writes.with_retries(work)
     result.write_seconds += time.perf_counter() - began
     result.chunks_added += added
-    result.chunks_kept += kept
     result.chunks_deleted += removed
     result.chunks_moved += moved
 
@@ -333,11 +370,9 @@ def sync(url: str, embed: Callable[[Sequence[str]], np.ndarray], *, model_name: 
         try:
             result.files_seen, changed, deleted = _pending(conn, chunker_id)
             result.files_deleted = len(deleted)
-            if deleted:
-                _apply(url, _Batch(), deleted, {}, result)
             # Writes are not overlapped with the next batch's embedding: on 2 CPU cores that was measured
             # slower (the HNSW inserts and the model compete for the same cores).
-            done = 0
+            done, kept = 0, set()
             for ids in _batches(changed, batch_files, batch_bytes):
                 versions = _read(conn, ids)  # a row deleted since the plan is simply absent
                 began_chunking = time.perf_counter()
@@ -345,6 +380,7 @@ def sync(url: str, embed: Callable[[Sequence[str]], np.ndarray], *, model_name: 
                 result.chunk_seconds += time.perf_counter() - began_chunking
                 wanted = {(mac, c.content_hash) for _, mac, chunks in chunks_of.values() for c in chunks}
                 missing = wanted - _existing(conn, wanted)
+                kept |= wanted - missing
                 vectors: dict[str, np.ndarray] = {}
                 _embed(_texts_to_embed(chunks_of, missing), embed, vectors, result)
                 _finish(batch, chunks_of, missing, vectors, chunker_id, result)
@@ -355,8 +391,14 @@ def sync(url: str, embed: Callable[[Sequence[str]], np.ndarray], *, model_name: 
                     rate = result.texts_embedded / result.embed_seconds if result.embed_seconds else 0.0
                     progress(f"memory: {done:,}/{len(changed):,} changed files synced, {result.texts_embedded:,} texts "
                              f"embedded ({rate:.0f}/s), {result.chunks_added:,} chunks added")
+            # Deleted rows last: a row deleted and re-inserted under a new id keeps its chunks (the new
+            # row took them over above) instead of losing them and having them embedded again.
+            if deleted:
+                _apply(url, _Batch(), deleted, {}, result)
+            result.chunks_kept = len(kept)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+            if not conn.closed:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     result.seconds = time.perf_counter() - began
     return result
 

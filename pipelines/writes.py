@@ -87,7 +87,8 @@ def copy_rows(conn, table: str, columns: list[str], types: list[str], rows: Iter
     are PostgreSQL type names, one per column (``vector`` included: the
     connection learns pgvector's types here). Returns the rows written.
     """
-    postgres.register_vector(conn)
+    if "vector" in types:
+        postgres.register_vector(conn)
     target = quote_identifier(table)
     names = ", ".join(quote_identifier(c) for c in columns)
     written = 0

@@ -21,6 +21,10 @@ def embedder() -> Embedder:
     return Embedder(batch_size=32, device="cpu")
 
 
+class Crash(BaseException):
+    """Stands for the process dying: not an Exception, so nothing in the sync may swallow it."""
+
+
 class Counting:
     """The real model, counting the texts it is asked to embed (and able to fail on cue)."""
 
@@ -31,7 +35,7 @@ class Counting:
     def __call__(self, texts):
         self.calls += 1
         if self.calls == self.fail_on_call:
-            raise RuntimeError("model crashed")
+            raise Crash("the process died mid-run")
         self.texts += list(texts)
         vectors = self.embedder.encode(texts)
         if self.poison:
@@ -101,18 +105,45 @@ def test_sync_is_incremental_per_file_and_per_chunk(make_databases, embedder):
     # The file that held the shared Mood text is deleted: that chunk stays (the other file has it)
     # and now points at the surviving file; the deleted file's own chunks go.
     mood = chunker.content_hash("## Mood\nCheerful and curious.")
-    assert after[(MAC, mood)][1] == chunker.file_path(MAC, "daily", dt.date(2026, 2, 2))
+    assert after[(MAC, mood)][1] == chunker.file_path(MAC, "daily", dt.date(2026, 2, 1))
     with writes.transaction(url) as conn:
-        conn.execute("DELETE FROM device_memories WHERE id = %s", (second,))
+        conn.execute("DELETE FROM device_memories WHERE id = %s", (first,))
     result = memory_sync.sync(url, Counting(embedder))
-    assert (result.files_deleted, result.chunks_deleted) == (1, 3)
+    assert (result.files_deleted, result.chunks_deleted, result.chunks_moved) == (1, 3, 1)
     final = chunk_rows(url)
-    assert final[(MAC, mood)][1:3] == (chunker.file_path(MAC, "daily", dt.date(2026, 2, 1)), 6)
+    assert final[(MAC, mood)][1:3] == (chunker.file_path(MAC, "daily", dt.date(2026, 2, 2)), 6)
     assert final[(MAC, mood)][-1] == chunks[(MAC, mood)][-1]
     assert {k for k in final if k[0] == MAC} == {(MAC, c.content_hash) for c in chunker.chunk_file(
-        daily(1, "Cheerful and curious."), mac=MAC, file_type="daily", file_date=dt.date(2026, 2, 1))}
+        daily(2, "Cheerful and curious.", " Bring the poster."), mac=MAC, file_type="daily", file_date=dt.date(2026, 2, 2))}
+    assert {k for k in final if k[0] == OTHER} == {k for k in chunks if k[0] == OTHER}
     assert memory_sync.consistency(url)["chunks_without_source"] == 0
-    assert first and third
+
+
+def test_a_row_replaced_under_a_new_id_keeps_its_chunks(make_databases, embedder):
+    url = make_databases().cheeko
+    old = put(url, MAC, "daily", dt.date(2026, 2, 1), daily(1, "Calm."))
+    memory_sync.sync(url, embedder.encode)
+    before = chunk_rows(url)
+    with writes.transaction(url) as conn:
+        conn.execute("DELETE FROM device_memories WHERE id = %s", (old,))
+    put(url, MAC, "daily", dt.date(2026, 2, 1), daily(1, "Calm."), at=NOW + dt.timedelta(hours=1))
+    model = Counting(embedder)
+    result = memory_sync.sync(url, model)
+    assert (result.files_changed, result.files_deleted, model.calls) == (1, 1, 0)
+    assert (result.chunks_added, result.chunks_kept, result.chunks_deleted) == (0, 4, 0)
+    assert chunk_rows(url) == before
+
+
+def test_repeated_text_in_one_file_is_one_chunk_kept_until_its_last_copy_goes(make_databases, embedder):
+    url = make_databases().cheeko
+    text = "## Monday\nPlayed football.\n\n## Tuesday\nPlayed football.\n"
+    memory_id = put(url, MAC, "daily", dt.date(2026, 2, 1), "## Monday\nSang.\n\n## Tuesday\nSang.\n")
+    memory_sync.sync(url, embedder.encode)
+    assert len(chunk_rows(url)) == 2
+    put(url, MAC, "daily", dt.date(2026, 2, 1), text, at=NOW + dt.timedelta(hours=1), memory_id=memory_id)
+    result = memory_sync.sync(url, embedder.encode)
+    assert (result.chunks_added, result.chunks_deleted) == (2, 2)
+    assert sorted(v[0] for v in chunk_rows(url).values()) == ["## Monday\nPlayed football.", "## Tuesday\nPlayed football."]
 
 
 def test_stored_rows_are_the_chunker_output_with_the_model_vectors(make_databases, embedder):
@@ -155,11 +186,11 @@ def test_bad_input_is_counted_and_the_run_goes_on(make_databases, embedder):
     assert memory_sync.sync(url, embedder.encode).files_failed == 0
 
 
-def test_a_crash_leaves_every_file_whole_and_a_rerun_finishes(make_databases, embedder):
+def test_a_crash_leaves_every_file_whole_and_a_rerun_finishes(make_databases, embedder, monkeypatch):
     url = make_databases().cheeko
     for day in range(1, 7):
         put(url, MAC, "daily", dt.date(2026, 2, day), daily(day, f"Mood number {day}."))
-    with pytest.raises(RuntimeError, match="model crashed"):
+    with pytest.raises(Crash):
         memory_sync.sync(url, Counting(embedder, fail_on_call=2), batch_files=2)
     with postgres.connect(url) as conn:
         synced = conn.execute("SELECT count(*) FROM warehouse.memory_files").fetchone()[0]
@@ -177,12 +208,10 @@ def test_a_crash_leaves_every_file_whole_and_a_rerun_finishes(make_databases, em
             raise postgres.errors.DiskFull("no space left")
         return real_copy(*args, **kwargs)
 
-    writes.copy_rows = failing_copy
-    try:
+    with monkeypatch.context() as patched:
+        patched.setattr(writes, "copy_rows", failing_copy)
         with pytest.raises(postgres.errors.DiskFull):
             memory_sync.sync(url, embedder.encode, batch_files=2)
-    finally:
-        writes.copy_rows = real_copy
     with postgres.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM warehouse.memory_files").fetchone()[0] == 2
 
@@ -202,8 +231,32 @@ def test_unembeddable_chunks_are_counted_and_retried(make_databases, embedder):
     result = memory_sync.sync(url, Counting(embedder, poison="Poisoned"))
     assert (result.files_failed, result.chunks_failed, result.files_changed) == (1, 1, 2)
     assert memory_sync.consistency(url)["chunks_without_embedding"] == 0
+    assert memory_sync.sync_status(url)["files_failing"] == 1
     retry = memory_sync.sync(url, embedder.encode)
     assert (retry.files_changed, retry.files_failed, retry.chunks_added) == (1, 0, 4)
+    assert memory_sync.sync_status(url)["files_failing"] == 0
+
+
+def test_a_text_the_model_raises_on_costs_only_its_file(make_databases, embedder):
+    url = make_databases().cheeko
+    put(url, MAC, "daily", dt.date(2026, 2, 1), daily(1, "Cursed mood."))
+    put(url, MAC, "daily", dt.date(2026, 2, 2), daily(2, "Happy."))
+
+    def refuses_cursed(texts):
+        if any("Cursed" in t for t in texts):
+            raise RuntimeError("CUDA out of memory")
+        return embedder.encode(texts)
+
+    result = memory_sync.sync(url, refuses_cursed)
+    assert (result.files_failed, result.chunks_failed, result.chunks_added) == (1, 1, 4)
+    assert "could not be embedded" in memory_sync.sync_status(url)["samples"][0]
+
+    def broken(texts):
+        raise RuntimeError("model weights corrupt")
+
+    put(url, OTHER, "daily", dt.date(2026, 2, 3), "\n\n".join(f"## S{i}\nLine {i}." for i in range(30)))
+    with pytest.raises(RuntimeError, match="corrupt"):
+        memory_sync.sync(url, broken)
 
 
 def test_a_new_model_name_re_embeds_everything(make_databases, embedder):
@@ -254,7 +307,11 @@ def fleet(make_databases, tmp_path_factory, embedder):
 
 
 def test_planted_facts_are_found_in_the_top_5_per_device(fleet, embedder):
-    url, facts = fleet
+    assert_recall(*fleet, embedder)
+
+
+def assert_recall(url: str, facts: list, embedder: Embedder) -> None:
+    """At least 90% of each device's planted facts have their chunk in the top 5 for the paraphrased question."""
     by_device: dict[str, list] = {}
     for fact in facts:
         by_device.setdefault(fact.mac_id, []).append(fact)
@@ -277,7 +334,7 @@ def test_the_int8_onnx_backend_keeps_the_recall(make_databases, tmp_path_factory
                                 tmp_path_factory.mktemp("onnxfleet"), progress=lambda _: None)
     synced = memory_sync.sync(pair.cheeko, onnx.encode, model_name=onnx.name)
     assert synced.chunks_added > 0 and onnx.name.endswith("+onnx-int8")
-    test_planted_facts_are_found_in_the_top_5_per_device((pair.cheeko, result.facts), onnx)
+    assert_recall(pair.cheeko, result.facts, onnx)
     torch_vectors = Embedder(batch_size=32, device="cpu").encode([f.text for f in result.facts[:20]])
     assert ((onnx.encode([f.text for f in result.facts[:20]]) * torch_vectors).sum(axis=1) > 0.85).all()
 
@@ -289,7 +346,9 @@ def test_per_device_search_returns_k_results_on_both_paths(fleet, embedder):
         size = conn.execute("SELECT count(*) FROM memory_chunks WHERE mac_id = %s", (mac,)).fetchone()[0]
     vector = embedder.encode(["What does the child like?"])[0]
     exact = memory_search.search_vector(url, vector, mac=mac.upper().replace(":", "-"), k=7)
+    scans = hnsw_scans(url)
     approximate = memory_search.search_vector(url, vector, mac=mac, k=7, exact_limit=0)  # HNSW, iterative scan
+    assert hnsw_scans(url) > scans, "the approximate path did not use the HNSW index"
     assert size >= 7 and len(exact) == len(approximate) == 7
     assert {h.mac_id for h in exact + approximate} == {mac}
     assert [h.score for h in exact] == sorted((h.score for h in exact), reverse=True)
@@ -297,6 +356,16 @@ def test_per_device_search_returns_k_results_on_both_paths(fleet, embedder):
     assert [h.text for h in approximate] == [h.text for h in exact]
     everything = memory_search.search_vector(url, vector, mac=mac, k=size + 10)
     assert len(everything) == size
+
+
+def hnsw_scans(url: str) -> int:
+    """Scans of the HNSW index so far (statistics are flushed when the searching session ends)."""
+    for _ in range(50):
+        with postgres.connect(url) as conn:
+            n = conn.execute("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'idx_memory_chunks_embedding'").fetchone()[0]
+        if n is not None:
+            return n
+    return 0
 
 
 def test_search_rejects_bad_arguments(fleet, embedder):
