@@ -18,6 +18,11 @@ variable                   default                                 meaning
 ``WAREHOUSE_EMBED_BATCH_SIZE`` ``64``                              texts per forward pass of the embedding model
 ``WAREHOUSE_EMBED_DEVICE``  ``auto``                                ``auto`` (CUDA when present), ``cpu`` or ``cuda``
 ``WAREHOUSE_EMBED_BACKEND`` ``torch``                               ``torch``, or ``onnx`` (int8, CPU; faster, slightly different vectors)
+``SMTP_URL``               unset: ``.eml`` files in ``$WAREHOUSE_HOME/outbox`` ``smtp://``, ``smtp+starttls://user:pass@host:587`` or ``smtps://`` (see ``pipelines.mail``)
+``WAREHOUSE_MAIL_FROM``    ``Cheeko Reports <reports@cheeko.local>`` the From address of every email
+``WAREHOUSE_REPORT_DRY_RUN`` ``0``                                 ``1``: render and write emails to ``outbox/dry-run``; no claims, no SMTP, no history
+``WAREHOUSE_REPORT_CATCHUP_DAYS`` ``3``                            how many days late a report is still sent (marked delayed); older ones are recorded as skipped
+``WAREHOUSE_UNSUBSCRIBE_URL`` ``https://app.cheeko.example/unsubscribe`` base of the parent emails' one-click List-Unsubscribe link
 =========================  ======================================  ==========================================
 """
 
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_HOME = "./.local"
@@ -34,6 +39,9 @@ DEFAULT_PG_PORT = 54329
 DEVELOPMENT_PSEUDONYM_KEY = "companion-warehouse-development-key"
 DEFAULT_PARTITIONS_START = "2024-01-01"
 DEFAULT_EMBED_BATCH_SIZE = 64
+DEFAULT_MAIL_FROM = "Cheeko Reports <reports@cheeko.local>"
+DEFAULT_REPORT_CATCHUP_DAYS = 3
+DEFAULT_UNSUBSCRIBE_URL = "https://app.cheeko.example/unsubscribe"
 CHEEKO = "cheeko"
 COGNOVA = "cognova"
 DATABASES = (CHEEKO, COGNOVA)
@@ -57,11 +65,26 @@ class Settings:
     embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE
     embed_device: str = "auto"
     embed_backend: str = "torch"
+    smtp_url: str | None = field(default=None, repr=False)  # may hold a password
+    mail_from: str = DEFAULT_MAIL_FROM
+    report_dry_run: bool = False
+    report_catchup_days: int = DEFAULT_REPORT_CATCHUP_DAYS
+    unsubscribe_url: str = DEFAULT_UNSUBSCRIBE_URL
 
     @property
     def pgdata(self) -> Path:
         """Data directory of the embedded PostgreSQL server."""
         return self.home / "pgdata"
+
+    @property
+    def dry_run_outbox(self) -> Path:
+        """Folder where a dry run writes the emails it would have sent."""
+        return self.outbox / "dry-run"
+
+    @property
+    def reports(self) -> Path:
+        """Folder where ``warehouse report preview`` writes HTML to look at."""
+        return self.home / "reports"
 
     @property
     def outbox(self) -> Path:
@@ -168,4 +191,39 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         embed_batch_size=_batch_size(env.get("WAREHOUSE_EMBED_BATCH_SIZE")),
         embed_device=_choice("WAREHOUSE_EMBED_DEVICE", env.get("WAREHOUSE_EMBED_DEVICE"), ("auto", "cpu", "cuda")),
         embed_backend=_choice("WAREHOUSE_EMBED_BACKEND", env.get("WAREHOUSE_EMBED_BACKEND"), ("torch", "onnx")),
+        smtp_url=_smtp_url(env.get("SMTP_URL")),
+        mail_from=(env.get("WAREHOUSE_MAIL_FROM") or DEFAULT_MAIL_FROM).strip(),
+        report_dry_run=_flag("WAREHOUSE_REPORT_DRY_RUN", env.get("WAREHOUSE_REPORT_DRY_RUN")),
+        report_catchup_days=_whole("WAREHOUSE_REPORT_CATCHUP_DAYS", env.get("WAREHOUSE_REPORT_CATCHUP_DAYS"),
+                                   DEFAULT_REPORT_CATCHUP_DAYS, 1, 30),
+        unsubscribe_url=(env.get("WAREHOUSE_UNSUBSCRIBE_URL") or DEFAULT_UNSUBSCRIBE_URL).strip(),
     )
+
+
+def _smtp_url(raw: str | None) -> str | None:
+    if not raw or not raw.strip():
+        return None
+    from pipelines.mail import parse_smtp_url
+
+    try:
+        parse_smtp_url(raw.strip())
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
+    return raw.strip()
+
+
+def _flag(name: str, raw: str | None) -> bool:
+    value = (raw or "0").strip().lower()
+    if value not in ("0", "1", "true", "false", "yes", "no"):
+        raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
+    return value in ("1", "true", "yes")
+
+
+def _whole(name: str, raw: str | None, default: int, low: int, high: int) -> int:
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value

@@ -131,9 +131,11 @@ def _write_outputs(out_dir: Path, result: Result, meta: dict, append: bool) -> l
     return [facts_path, manifest_path]
 
 
-def _has_memory_sync_state(url: str) -> bool:
+def _pipeline_state_tables(url: str) -> list[str]:
+    """The pipeline's own tables (schema ``warehouse``) that exist: they describe the rows being replaced."""
     with postgres.connect(url) as conn:
-        return conn.execute("SELECT to_regclass('warehouse.memory_files') IS NOT NULL").fetchone()[0]
+        return [name for name in ("warehouse.memory_files", "warehouse.email_deliveries")
+                if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]]
 
 
 def generate(cheeko_url: str, cognova_url: str, options: Options, out_dir: Path, *, reset: bool = False,
@@ -155,9 +157,9 @@ def generate(cheeko_url: str, cognova_url: str, options: Options, out_dir: Path,
     data = build_initial(options.seed, options.devices, options.days, end, options.messy, progress=progress)
     if reset:
         data.statements["cheeko"] = [(f"TRUNCATE {', '.join(writes.quote_identifier(t) for t in CHEEKO_LOAD_ORDER)} RESTART IDENTITY CASCADE", None)]
-        if _has_memory_sync_state(cheeko_url):
-            # The memory sync's record describes the rows being replaced (migration cheeko_0002).
-            data.statements["cheeko"].append(("TRUNCATE warehouse.memory_files CASCADE", None))
+        # The memory sync's record (cheeko_0002) and the email claims (cheeko_0003) describe the old rows.
+        for table in _pipeline_state_tables(cheeko_url):
+            data.statements["cheeko"].append((f"TRUNCATE {table} CASCADE", None))
         data.statements["cognova"] = [(f"TRUNCATE {', '.join(writes.quote_identifier(t) for t in COGNOVA_LOAD_ORDER)} CASCADE", None)]
     rows: dict[tuple[str, str], int] = {}
     progress("loading cognova")

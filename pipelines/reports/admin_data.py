@@ -1,0 +1,131 @@
+"""The admin daily report's numbers, gathered from the warehouse into one JSON-able snapshot.
+
+The snapshot is what ``email_report_history.report_data`` stores and what
+the templates render, so a sent report can be read again exactly as sent.
+Days are local days of the report's zone (:func:`schedule.local_day_window`);
+each query is a file in ``sql/reports/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import duckdb
+
+from pipelines import rollups
+from pipelines.reports.schedule import local_day_window
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "reports"
+TREND_DAYS = 14
+OVERVIEW_METRICS = ("active_devices", "new_devices", "new_users")
+EVENT_TABLES = ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback", "rfid_scan_log")
+SECTIONS = ("overview", "engagement", "games", "content", "tokens", "cognova", "data_quality", "delivery")
+
+
+def _query(con: duckdb.DuckDBPyConnection, name: str, values: dict) -> list[dict]:
+    sql = (SQL_DIR / f"{name}.sql").read_text()
+    cursor = con.execute(sql, {k: v for k, v in values.items() if f"${k}" in sql})
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, (_plain(v) for v in row))) for row in cursor.fetchall()]
+
+
+def _plain(value):
+    """JSON-friendly: dates as ISO strings, decimals and non-finite floats tamed."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "is_finite"):  # Decimal
+        return float(value)
+    return value
+
+
+def data_through(con: duckdb.DuckDBPyConnection) -> dt.datetime | None:
+    """The instant up to which every Cheeko event table has been extracted (None before any load)."""
+    row = con.execute(
+        "SELECT min(through) FROM (SELECT table_name, max(window_end) AS through FROM _warehouse.loads "
+        "WHERE database = 'cheeko' AND load = 'daily' AND table_name IN (SELECT unnest($tables::VARCHAR[])) "
+        "GROUP BY table_name HAVING count(*) > 0) HAVING count(*) = len($tables::VARCHAR[])",
+        {"tables": list(EVENT_TABLES)},
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _compare(series: list[dict], metric: str) -> dict:
+    """Today's value, the day before, the 7 days before today on average, and the changes."""
+    today = series[-1][metric]
+    previous = series[-2][metric] if len(series) > 1 else None
+    week = [row[metric] for row in series[-8:-1]]
+    avg7 = sum(week) / len(week) if week else None
+    return {
+        "value": today,
+        "previous": previous,
+        "change": None if previous is None else today - previous,
+        "change_pct": None if not previous else (today - previous) / previous,
+        "avg7": avg7,
+        "vs_avg7_pct": None if not avg7 else (today - avg7) / avg7,
+    }
+
+
+def build(con: duckdb.DuckDBPyConnection, *, report_date: dt.date, tz: ZoneInfo, as_of_time: dt.datetime,
+          quality: dict[str, int] | None = None, delivery: dict | None = None) -> dict:
+    """Everything the admin report shows for ``report_date`` (a local day in ``tz``), as plain JSON values.
+
+    ``quality`` is the data-quality checks' counts (``rollups.quality_counts``);
+    ``delivery`` the delivery health from :func:`pipelines.reports.delivery.health`.
+    """
+    rollups.prepare(con)  # staging tables and the shared macros
+    days = [report_date - dt.timedelta(days=i) for i in range(TREND_DAYS - 1, -1, -1)]
+    windows = [local_day_window(day, tz) for day in days]
+    window_start, window_end = windows[-1]
+    values = {
+        "days": days, "starts": [w[0] for w in windows], "ends": [w[1] for w in windows],
+        "report_date": report_date, "window_start": window_start, "window_end": window_end,
+    }
+    trend = _query(con, "admin_trend", values)
+    today = trend[-1]
+    through = data_through(con)
+    return {
+        "report_date": report_date.isoformat(),
+        "timezone": tz.key,
+        "window": {"start": window_start.isoformat(), "end": window_end.isoformat(),
+                   "hours": round((window_end - window_start).total_seconds() / 3600, 2)},
+        "as_of": as_of_time.isoformat(),
+        "data_through": through.isoformat() if through else None,
+        "overview": {metric: _compare(trend, metric) for metric in OVERVIEW_METRICS},
+        "trend": trend,
+        "engagement": {
+            "user_turns": _compare(trend, "user_turns"),
+            "turns_per_active_device": (today["user_turns"] / today["active_devices"]) if today["active_devices"] else None,
+            "streaks": (_query(con, "admin_streaks", values) or [{}])[0],
+        },
+        "games": {
+            "sessions": _compare(trend, "game_sessions"),
+            "attempts": today["attempts"],
+            "accuracy": today["correct"] / today["attempts"] if today["attempts"] else None,
+            "by_subject": _query(con, "admin_subjects", values),
+            "mastery": _query(con, "admin_mastery", values),
+        },
+        "content": {
+            "stories_completed": _compare(trend, "stories_completed"),
+            "songs_completed": _compare(trend, "songs_completed"),
+            "top": _query(con, "admin_top_content", values),
+        },
+        "tokens": {
+            "total_tokens": _compare(trend, "total_tokens"),
+            "est_cost_usd": _compare(trend, "est_cost_usd"),
+            "avg_ttft_seconds": today["avg_ttft_seconds"],
+            "p95_ttft_seconds": today["p95_ttft_seconds"],
+            "by_model": _query(con, "admin_tokens_by_model", values),
+            "price_sheet_version": rollups.load_price_sheet().version,
+        },
+        "cognova": {
+            "cost_by_source": _query(con, "admin_cognova_cost", values),
+            "agent_runs": _query(con, "admin_agent_runs", values),
+        },
+        "data_quality": dict(sorted((quality or {}).items())),
+        "delivery": delivery or {},
+    }
