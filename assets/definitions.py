@@ -10,11 +10,14 @@ import dagster as dg
 
 from assets.memory import MEMORY_ASSETS
 from assets.raw import RAW_ASSETS
+from assets.reports import REPORT_ASSETS, email_reports_job, email_reports_schedule
 from assets.resources import EmbeddingModel, SourceDatabases, Warehouse
 from assets.rollups import ROLLUP_ASSETS
 
 defs = dg.Definitions(
-    assets=[*RAW_ASSETS, *ROLLUP_ASSETS, *MEMORY_ASSETS],
+    assets=[*RAW_ASSETS, *ROLLUP_ASSETS, *MEMORY_ASSETS, *REPORT_ASSETS],
+    jobs=[email_reports_job],
+    schedules=[email_reports_schedule],
     resources={"warehouse": Warehouse(), "sources": SourceDatabases(), "embedding_model": EmbeddingModel()},
     executor=dg.in_process_executor,
 )

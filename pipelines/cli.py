@@ -8,6 +8,8 @@
     warehouse generate --append-days K
     warehouse run [--start DATE] [--end DATE] [--select SELECTION]
     warehouse search "QUERY" [--device MAC] [-k 5]
+    warehouse report preview --date D   write the admin report for local day D as HTML to look at
+    warehouse report send [--now TIME]  one report tick: send what is due (as the hourly schedule does)
 """
 
 from __future__ import annotations
@@ -68,7 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("query", help="a question or phrase, e.g. \"what animal does the child love?\"")
     search.add_argument("--device", metavar="MAC", help="only this device's memories (any MAC spelling)")
     search.add_argument("-k", type=int, default=5, help="how many results (default 5)")
+    report = sub.add_parser("report", help="email reports: preview one, or run a tick")
+    report.add_argument("action", choices=["preview", "send"])
+    report.add_argument("--date", type=dt.date.fromisoformat, help="with preview: the local day the report covers "
+                                                                   "(default: the latest day the warehouse holds whole)")
+    report.add_argument("--out", type=Path, help="with preview: folder for the HTML (default $WAREHOUSE_HOME/reports)")
+    report.add_argument("--now", type=_instant, help="with send: the tick's time, ISO 8601 (default: now)")
     return parser
+
+
+def _instant(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,16 +198,19 @@ def cmd_demo(settings: Settings, args) -> int:
         raise SettingsError(f"warehouse demo replaces every row of the databases it uses, so it runs only on the "
                             f"embedded server; unset {', '.join(n.upper() + '_DATABASE_URL' for n in configured)} "
                             f"(or use `warehouse generate` and `warehouse run` against those databases)")
+    if settings.smtp_url:
+        raise SettingsError("warehouse demo writes its emails to the outbox folder only; unset SMTP_URL "
+                            "(the generated recipients are not real people)")
     began = time.perf_counter()
-    print("1/5 databases")
+    print("1/6 databases")
     urls = database_urls(settings)
     for name in DATABASES:
         print(f"  {name}: {postgres.redact(urls[name])}")
-    print("2/5 migrations")
+    print("2/6 migrations")
     for name in DATABASES:
         migrate.upgrade(name, urls[name])
         print(f"  {name}: at {migrate.current(name, urls[name])}")
-    print("3/5 fleet")
+    print("3/6 fleet")
     options = generator.Options(devices=args.devices, days=args.days, seed=args.seed, end=args.end)
     result = generator.generate(urls["cheeko"], urls["cognova"], options, settings.generated, reset=True,
                                 progress=lambda line: print(f"  {line}"))
@@ -204,15 +220,17 @@ def cmd_demo(settings: Settings, args) -> int:
         if stale.exists():
             stale.unlink()
             print(f"  removed the previous warehouse file {stale}")
-    print("4/5 assets")
+    print("4/6 assets")
     summary = _materialize(settings, progress=lambda line: print(f"  {line}"))
     print(f"  materialized {len(summary.rows)} asset(s) for {summary.start} .. {summary.end}")
+    print("5/6 email reports")
+    report = _demo_report(settings, urls["cheeko"])
     fact = next(iter(result.facts), None)
     if fact is not None:
         from pipelines import memory_search
         from pipelines.embedding import Embedder
 
-        print(f"5/5 memory search: {fact.question!r} on device {fact.mac_id} (planted: {fact.value})")
+        print(f"6/6 memory search: {fact.question!r} on device {fact.mac_id} (planted: {fact.value})")
         embedder = Embedder(batch_size=settings.embed_batch_size, device=settings.embed_device, backend=settings.embed_backend)
         _print_hits(memory_search.search(urls["cheeko"], fact.question, embedder, mac=fact.mac_id, k=3))
         print(f'  try: .venv/bin/warehouse search "{fact.question}" --device {fact.mac_id}')
@@ -221,9 +239,31 @@ def cmd_demo(settings: Settings, args) -> int:
     if settings.duckdb_path.exists():
         print(f"  DuckDB warehouse       {settings.duckdb_path}")
     print(f"  planted facts          {settings.generated / 'planted_facts.jsonl'}")
+    if report:
+        print(f"  admin report (email)   {report}")
+    print(f"  outbox                 {settings.outbox}")
     print("  Dagster UI             "
           f"DAGSTER_HOME={settings.home / 'dagster'} .venv/bin/dagster dev -m assets.definitions")
     return 0
+
+
+def _demo_report(settings: Settings, cheeko_url: str) -> Path | None:
+    """Send the admin report of the newest day the warehouse holds whole, as its hourly tick would have."""
+    from pipelines import warehouse
+    from pipelines.reports import service
+
+    with warehouse.connect(settings.duckdb_path) as con:
+        day = service.latest_complete_day(con, cheeko_url)
+        if day is None:
+            print("  the warehouse holds no complete day; no report")
+            return None
+        # The generated data ends before today, so the tick is replayed at the moment this day's report fell due.
+        now = service.scheduled_tick(cheeko_url, day)
+        service.run_tick(settings, con, cheeko_url, now, log=lambda line: print(f"  {line}"))
+    sent = sorted(settings.outbox.glob(f"admin_daily.{day:%Y%m%d}.*.eml"))
+    for path in sent:
+        print(f"  {path}")
+    return sent[0] if sent else None
 
 
 def _print_hits(hits) -> None:
@@ -248,6 +288,31 @@ def cmd_search(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_report(settings: Settings, args) -> int:
+    from pipelines import warehouse
+    from pipelines.reports import service
+
+    if not settings.duckdb_path.exists():
+        raise RuntimeError(f"no warehouse at {settings.duckdb_path}: run `warehouse run` first")
+    url = database_url(settings, "cheeko")
+    with warehouse.connect(settings.duckdb_path) as con:
+        if args.action == "preview":
+            day = args.date or service.latest_complete_day(con, url)
+            if day is None:
+                raise RuntimeError("the warehouse holds no complete day yet; pass --date")
+            path = service.preview(settings, con, url, day, out_dir=args.out)
+            print(f"admin report for {day}: {path}")
+            print(f"  plain-text version: {path.with_suffix('.txt')}")
+            return 0
+        result = service.run_tick(settings, con, url, args.now or dt.datetime.now(dt.UTC))
+    if result.busy:
+        print("another report tick is running; nothing done")
+        return 3
+    print(f"sent {result.count('sent')}, failed {result.count('failed')}, to retry {result.count('retry')}"
+          f" via {service.sender(settings).transport.description}")
+    return 1 if any(d.status == "error" for d in result.dispatches) else 0
+
+
 COMMANDS = {
     "config": cmd_config,
     "pg": cmd_pg,
@@ -256,6 +321,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "run": cmd_run,
     "search": cmd_search,
+    "report": cmd_report,
 }
 
 

@@ -137,6 +137,9 @@ class SmtpTransport:
             self.close()
             raise PermanentMailError(f"SMTP authentication failed: {error.smtp_code} {_text(error.smtp_error)}",
                                      error.smtp_code) from None
+        except smtplib.SMTPNotSupportedError as error:  # e.g. AUTH or STARTTLS not offered: a settings problem
+            self.close()
+            raise PermanentMailError(f"SMTP server {self.config.host}:{self.config.port}: {error}") from None
         except smtplib.SMTPResponseException as error:
             self._reset()
             raise _classify(error.smtp_code, f"SMTP {error.smtp_code} {_text(error.smtp_error)}") from None

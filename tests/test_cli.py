@@ -54,8 +54,12 @@ def _fingerprint(url: str) -> str:
 
 def test_demo_runs_from_nothing_and_again(home_env):
     result = warehouse(home_env, "demo", "--devices", "8", "--days", "4", "--end", "2026-03-31")
-    assert "2/5 migrations" in result.stdout and "cheeko: at cheeko_0002" in result.stdout
-    assert "memory_chunks" in result.stdout and "5/5 memory search" in result.stdout
+    assert "2/6 migrations" in result.stdout and "cheeko: at cheeko_0003" in result.stdout
+    assert "memory_chunks" in result.stdout and "6/6 memory search" in result.stdout
+    # The admin report of the newest whole day lands in the outbox, one .eml per recipient.
+    assert "5/6 email reports" in result.stdout and "admin report 2026-03-31: sent: 2/2 sent" in result.stdout
+    sent = sorted((Path(home_env["WAREHOUSE_HOME"]) / "outbox").glob("admin_daily.20260331.*.eml"))
+    assert len(sent) == 2 and b"Cheeko daily report for Tue 31 Mar 2026" in sent[0].read_bytes()
     assert "1. " in result.stdout and "memories/" in result.stdout  # the search found chunks
     assert "wrote" in result.stdout and "planted facts" in result.stdout
     assert (Path(home_env["WAREHOUSE_HOME"]) / "generated" / "planted_facts.jsonl").exists()

@@ -317,10 +317,11 @@ def validate(row: dict) -> AdminConfig:
     return AdminConfig(row["id"], tz, hour, valid, invalid, sections, warnings, row["updated_at"])
 
 
-def _last_handled(url: str, config_id: str) -> dt.date | None:
+def _handled_range(url: str, config_id: str) -> tuple[dt.date | None, dt.date | None]:
+    """The first and the last report date this config has any record for."""
     with postgres.read_only(url) as conn:
-        return conn.execute("SELECT max(report_date) FROM warehouse.email_deliveries WHERE report = %s "
-                            "AND subject_key = %s", (ADMIN, config_id)).fetchone()[0]
+        return conn.execute("SELECT min(report_date), max(report_date) FROM warehouse.email_deliveries "
+                            "WHERE report = %s AND subject_key = %s", (ADMIN, config_id)).fetchone()
 
 
 def _record_skipped(url: str, config: AdminConfig, last: dt.date | None, oldest_sendable: dt.date,
@@ -369,10 +370,12 @@ def admin_tick(url: str, sender: Sender, now: dt.datetime, *, build: Callable[[d
         for warning in config.warnings:
             log(f"email_report_config {config.id}: {warning}")
         due = schedule.admin_due_dates(now, config.tz, config.schedule_hour, catch_up_days)
-        last = _last_handled(url, config.id)
-        # A config's first report is the latest day only: catch-up is for downtime, not for a new config.
-        days = due.catch_up if last is not None else (due.latest,)
-        for day in ([] if sender.dry_run else _record_skipped(url, config, last, days[-1], catch_up_days)):
+        first, last = _handled_range(url, config.id)
+        # Catch-up is for downtime, not for days before a config's first report: a new config starts
+        # with the latest day only.
+        days = tuple(d for d in due.catch_up if d >= first) if first is not None else (due.latest,)
+        days = days or (due.latest,)
+        for day in ([] if sender.dry_run else _record_skipped(url, config, last, due.catch_up[-1], catch_up_days)):
             dispatches.append(Dispatch(ADMIN, config.id, day, "skipped", errors=["outside the catch-up window"]))
         for day in reversed(days):  # oldest first: the reader gets them in order
             try:

@@ -62,6 +62,30 @@ def run_tick(settings: Settings, con: duckdb.DuckDBPyConnection, cheeko_url: str
         out.transport.close()
 
 
+def latest_complete_day(con: duckdb.DuckDBPyConnection, cheeko_url: str) -> dt.date | None:
+    """The newest local day (in the first enabled config's zone, else Asia/Kolkata) the warehouse holds whole."""
+    configs = delivery.read_configs(cheeko_url)
+    try:
+        tz = schedule.zone(configs[0]["schedule_timezone"] if configs else "Asia/Kolkata")
+    except schedule.ScheduleError:
+        tz = schedule.zone("Asia/Kolkata")
+    through = admin_data.data_through(con)
+    if through is None:
+        return None
+    day = through.astimezone(tz).date()
+    while schedule.local_day_window(day, tz)[1] > through:
+        day -= dt.timedelta(days=1)
+    return day
+
+
+def scheduled_tick(cheeko_url: str, day: dt.date) -> dt.datetime:
+    """The moment the first enabled config's report for ``day`` falls due (for replaying a tick on old data)."""
+    configs = delivery.read_configs(cheeko_url)
+    tz = schedule.zone(configs[0]["schedule_timezone"]) if configs else schedule.zone("Asia/Kolkata")
+    hour = configs[0]["schedule_hour"] if configs else 8
+    return schedule.scheduled_at(day, tz, hour)
+
+
 def preview(settings: Settings, con: duckdb.DuckDBPyConnection, cheeko_url: str, day: dt.date, *,
             timezone: str = "Asia/Kolkata", sections: dict | None = None, out_dir: Path | None = None) -> Path:
     """Write the admin report for ``day`` as an HTML file (charts beside it as PNGs) and return its path.
