@@ -57,9 +57,10 @@ def test_demo_runs_from_nothing_and_again(home_env):
     assert "2/6 migrations" in result.stdout and "cheeko: at cheeko_0003" in result.stdout
     assert "memory_chunks" in result.stdout and "6/6 memory search" in result.stdout
     # The admin report of the newest whole day lands in the outbox, one .eml per recipient.
-    assert "5/6 email reports" in result.stdout and "admin report 2026-03-31: sent: 2/2 sent" in result.stdout
-    sent = sorted((Path(home_env["WAREHOUSE_HOME"]) / "outbox").glob("admin_daily.20260331.*.eml"))
-    assert len(sent) == 2 and b"Cheeko daily report for Tue 31 Mar 2026" in sent[0].read_bytes()
+    # (The data runs to 1 April UTC: local days end up to 12 hours after UTC midnight.)
+    assert "5/6 email reports" in result.stdout and "admin report 2026-04-01: sent: 2/2 sent" in result.stdout
+    sent = sorted((Path(home_env["WAREHOUSE_HOME"]) / "outbox").glob("admin_daily.20260401.*.eml"))
+    assert len(sent) == 2 and b"Cheeko daily report for Wed 01 Apr 2026" in sent[0].read_bytes()
     assert "1. " in result.stdout and "memories/" in result.stdout  # the search found chunks
     assert "wrote" in result.stdout and "planted facts" in result.stdout
     assert (Path(home_env["WAREHOUSE_HOME"]) / "generated" / "planted_facts.jsonl").exists()

@@ -31,8 +31,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
-from psycopg.types.json import Jsonb
-
 from pipelines import mail, postgres, writes
 from pipelines.reports import render, schedule
 
@@ -235,8 +233,8 @@ def write_history(url: str, report_date: dt.date, recipients: list[str], status:
         with writes.transaction(url) as conn:
             history_id = conn.execute(
                 "INSERT INTO email_report_history (report_date, recipients, status, error_message, report_data, sent_at) "
-                "VALUES (%s, %s, %s, %s, %s, now()) RETURNING id",
-                (report_date, recipients, status, error, Jsonb(report_data) if report_data is not None else None),
+                "VALUES (%s, %s, %s, %s, %s::jsonb, now()) RETURNING id",
+                (report_date, recipients, status, error, json.dumps(report_data) if report_data is not None else None),
             ).fetchone()[0]
             conn.execute("UPDATE warehouse.email_deliveries SET history_id = %s WHERE report = %s AND subject_key = %s "
                          "AND report_date = %s AND recipient = ANY(%s)",
