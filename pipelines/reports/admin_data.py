@@ -25,7 +25,8 @@ EVENT_TABLES = ("ai_agent_chat_history", "analytics_game_attempts", "analytics_m
 SECTIONS = ("overview", "engagement", "games", "content", "tokens", "cognova", "data_quality", "delivery")
 
 
-def _query(con: duckdb.DuckDBPyConnection, name: str, values: dict) -> list[dict]:
+def query(con: duckdb.DuckDBPyConnection, name: str, values: dict) -> list[dict]:
+    """Rows of ``sql/reports/<name>.sql`` as JSON-friendly dicts, with the ``$`` parameters it uses bound."""
     sql = (SQL_DIR / f"{name}.sql").read_text()
     cursor = con.execute(sql, {k: v for k, v in values.items() if f"${k}" in sql})
     columns = [d[0] for d in cursor.description]
@@ -71,11 +72,13 @@ def _compare(series: list[dict], metric: str) -> dict:
 
 
 def build(con: duckdb.DuckDBPyConnection, *, report_date: dt.date, tz: ZoneInfo, as_of_time: dt.datetime,
-          quality: dict[str, int] | None = None, delivery: dict | None = None) -> dict:
+          quality: dict[str, int] | None = None, delivery: dict | None = None,
+          through: dt.datetime | None = None) -> dict:
     """Everything the admin report shows for ``report_date`` (a local day in ``tz``), as plain JSON values.
 
     ``quality`` is the data-quality checks' counts (``rollups.quality_counts``);
-    ``delivery`` the delivery health from :func:`pipelines.reports.delivery.health`.
+    ``delivery`` the delivery health from :func:`pipelines.reports.delivery.health`;
+    ``through`` what :func:`data_through` says (read here when not given).
     """
     rollups.prepare(con)  # staging tables and the shared macros
     days = [report_date - dt.timedelta(days=i) for i in range(TREND_DAYS - 1, -1, -1)]
@@ -85,9 +88,9 @@ def build(con: duckdb.DuckDBPyConnection, *, report_date: dt.date, tz: ZoneInfo,
         "days": days, "starts": [w[0] for w in windows], "ends": [w[1] for w in windows],
         "report_date": report_date, "window_start": window_start, "window_end": window_end,
     }
-    trend = _query(con, "admin_trend", values)
+    trend = query(con, "admin_trend", values)
     today = trend[-1]
-    through = data_through(con)
+    through = through or data_through(con)
     return {
         "report_date": report_date.isoformat(),
         "timezone": tz.key,
@@ -100,31 +103,31 @@ def build(con: duckdb.DuckDBPyConnection, *, report_date: dt.date, tz: ZoneInfo,
         "engagement": {
             "user_turns": _compare(trend, "user_turns"),
             "turns_per_active_device": (today["user_turns"] / today["active_devices"]) if today["active_devices"] else None,
-            "streaks": (_query(con, "admin_streaks", values) or [{}])[0],
+            "streaks": (query(con, "admin_streaks", values) or [{}])[0],
         },
         "games": {
             "sessions": _compare(trend, "game_sessions"),
             "attempts": today["attempts"],
             "accuracy": today["correct"] / today["attempts"] if today["attempts"] else None,
-            "by_subject": _query(con, "admin_subjects", values),
-            "mastery": _query(con, "admin_mastery", values),
+            "by_subject": query(con, "admin_subjects", values),
+            "mastery": query(con, "admin_mastery", values),
         },
         "content": {
             "stories_completed": _compare(trend, "stories_completed"),
             "songs_completed": _compare(trend, "songs_completed"),
-            "top": _query(con, "admin_top_content", values),
+            "top": query(con, "admin_top_content", values),
         },
         "tokens": {
             "total_tokens": _compare(trend, "total_tokens"),
             "est_cost_usd": _compare(trend, "est_cost_usd"),
             "avg_ttft_seconds": today["avg_ttft_seconds"],
             "p95_ttft_seconds": today["p95_ttft_seconds"],
-            "by_model": _query(con, "admin_tokens_by_model", values),
+            "by_model": query(con, "admin_tokens_by_model", values),
             "price_sheet_version": rollups.load_price_sheet().version,
         },
         "cognova": {
-            "cost_by_source": _query(con, "admin_cognova_cost", values),
-            "agent_runs": _query(con, "admin_agent_runs", values),
+            "cost_by_source": query(con, "admin_cognova_cost", values),
+            "agent_runs": query(con, "admin_agent_runs", values),
         },
         "data_quality": dict(sorted((quality or {}).items())),
         "delivery": delivery or {},

@@ -33,6 +33,7 @@ def trend_chart(cid: str, title: str, days: list[str], values: list[float | None
 
     matplotlib.use("Agg", force=True)  # never a GUI backend, whatever the environment says
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     figure = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI)
     axes = figure.add_axes((0.07, 0.2, 0.91, 0.66))
@@ -44,7 +45,7 @@ def trend_chart(cid: str, title: str, days: list[str], values: list[float | None
               for i, d in enumerate(days)]
     axes.set_xticks(range(len(numbers)), labels, fontsize=7, color=INK)
     axes.tick_params(axis="y", labelsize=7, colors=INK)
-    axes.yaxis.set_major_formatter(_formatter(value_format))
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _compact(v)))
     axes.grid(axis="y", color=GRID, linewidth=0.8)
     axes.set_axisbelow(True)
     for side in ("top", "right", "left"):
@@ -58,13 +59,6 @@ def trend_chart(cid: str, title: str, days: list[str], values: list[float | None
     # No bbox "tight": it would change the pixel size the HTML promises.
     figure.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
     return Chart(cid=cid, title=title, png=buffer.getvalue())
-
-
-def _formatter(value_format: str):
-    from matplotlib.ticker import FuncFormatter
-
-    compact = lambda v, _pos: _compact(v) if "$" not in value_format else f"${v:,.2f}"  # noqa: E731
-    return FuncFormatter(compact)
 
 
 def _compact(value: float) -> str:

@@ -377,7 +377,7 @@ def admin_tick(url: str, sender: Sender, now: dt.datetime, *, build: Callable[[d
             dispatches.append(Dispatch(ADMIN, config.id, day, "skipped", errors=["outside the catch-up window"]))
         for day in reversed(days):  # oldest first: the reader gets them in order
             try:
-                dispatch = _admin_dispatch(url, sender, config, day, due.latest, now, build, after_claim, log)
+                dispatch = _admin_dispatch(url, sender, config, day, due.latest, build, after_claim, log)
             except (mail.MailError, OSError, ValueError, KeyError, TypeError) as error:
                 # Not recorded as failed: nothing was claimed, so the next tick tries again.
                 dispatch = Dispatch(ADMIN, config.id, day, "error", errors=[f"{type(error).__name__}: {error}"])
@@ -412,7 +412,7 @@ def _config_failure(url: str, row: dict, now: dt.datetime, error: str, log) -> D
     return dispatch
 
 
-def _admin_dispatch(url, sender: Sender, config: AdminConfig, day: dt.date, latest: dt.date, now, build,
+def _admin_dispatch(url, sender: Sender, config: AdminConfig, day: dt.date, latest: dt.date, build,
                     after_claim, log) -> Dispatch | None:
     pending = open_recipients(url, ADMIN, config.id, day, config.recipients + config.invalid_recipients)
     if not pending:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import duckdb
 
 from pipelines import postgres
-from pipelines.reports.admin_data import SQL_DIR, _plain
+from pipelines.reports.admin_data import query
 
 MAX_TIPS = 3
 
@@ -42,27 +42,20 @@ def recipients(url: str) -> list[Recipient]:
     return [Recipient(*row) for row in rows]
 
 
-def _query(con: duckdb.DuckDBPyConnection, name: str, values: dict) -> list[dict]:
-    sql = (SQL_DIR / f"{name}.sql").read_text()
-    cursor = con.execute(sql, {k: v for k, v in values.items() if f"${k}" in sql})
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, (_plain(v) for v in row))) for row in cursor.fetchall()]
-
-
 def build(con: duckdb.DuckDBPyConnection, recipient: Recipient, week_start: dt.date) -> dict | None:
     """The kid's Monday-to-Sunday week starting ``week_start``, or None when the kid did nothing that week."""
     last_day = week_start + dt.timedelta(days=6)
     values = {"kid_id": recipient.kid_id, "first_day": week_start, "last_day": last_day,
               "before_day": week_start - dt.timedelta(days=1)}
-    days = _query(con, "family_days", values)
+    days = query(con, "family_days", values)
     active_days = sum(1 for d in days if d["active"])
     if not active_days:
         return None
     seconds = sum(d["game_seconds"] + d["listen_seconds"] + d["talk_seconds"] for d in days)
-    streak = _query(con, "family_streak", values)[0]
-    subjects = _query(con, "family_subjects", values)
-    mastery = _query(con, "family_mastery", values)
-    content = _query(con, "family_content", values)
+    streak = query(con, "family_streak", values)[0]
+    subjects = query(con, "family_subjects", values)
+    mastery = query(con, "family_mastery", values)
+    content = query(con, "family_content", values)
     data = {
         "kid_id": recipient.kid_id,
         "kid_name": recipient.kid_name,

@@ -12,6 +12,7 @@ The MIME tree of every email::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import tomllib
 from dataclasses import dataclass, field
@@ -76,6 +77,11 @@ def _environment() -> jinja2.Environment:
 ENV = _environment()
 
 
+@functools.cache
+def _css() -> str:
+    return (TEMPLATES / "email.css").read_text()
+
+
 def _inline(html: str) -> str:
     return css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False).inline(html)
 
@@ -138,7 +144,7 @@ def render_admin(data: dict, sections: list[str], *, delayed: bool = False, due_
         "heading": "Cheeko daily report", "subheading": f"{day:%A %d %B %Y} · {data['timezone']}",
         "preheader": preheader, "charts": {c.cid: c for c in charts}, "lang": "en",
         "data_incomplete": bool(through) and through < data["window"]["end"],
-        "css": (TEMPLATES / "email.css").read_text(),
+        "css": _css(),
     }
     html = _inline(ENV.get_template("admin_daily.html.j2").render(context))
     text = ENV.get_template("admin_daily.txt.j2").render(context)
@@ -171,7 +177,7 @@ def render_parent(data: dict, *, unsubscribe_url: str) -> Rendered:
         "heading": strings["heading"].format(**fill), "subheading": strings["subheading"].format(**fill),
         "preheader": strings["preheader"].format(**fill), "unsubscribe_url": unsubscribe_url,
         "tips": [strings["tips"][tip["key"]].format(**{**fill, **tip}) for tip in data["tips"]],
-        "css": (TEMPLATES / "email.css").read_text(),
+        "css": _css(),
     }
     html = _inline(ENV.get_template("parent_weekly.html.j2").render(context))
     text = ENV.get_template("parent_weekly.txt.j2").render(context)

@@ -7,6 +7,7 @@ send`` call; :func:`preview` is ``warehouse report preview``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 from pathlib import Path
@@ -35,27 +36,41 @@ def unsubscribe_link(settings: Settings, parent_user_id: int) -> str:
 
 
 def admin_report_data(con: duckdb.DuckDBPyConnection, cheeko_url: str, day: dt.date, tz, now: dt.datetime, *,
-                      require_complete: bool = True) -> dict | None:
-    """The admin report's data for ``day``; None when ``require_complete`` and the warehouse lacks part of the day."""
+                      require_complete: bool = True, through: dt.datetime | None = None,
+                      quality: dict[str, int] | None = None) -> dict | None:
+    """The admin report's data for ``day``; None when ``require_complete`` and the warehouse lacks part of the day.
+
+    ``through`` and ``quality`` (the checks' counts) are the same for every day of a tick; a
+    tick reads them once and passes them in.
+    """
     _start, end = schedule.local_day_window(day, tz)
-    through = admin_data.data_through(con)
+    through = through or admin_data.data_through(con)
     if require_complete and (through is None or through < end):
         return None
-    quality = rollups.quality_counts(con, as_of_time=now, cheeko_url=cheeko_url)
+    if quality is None:
+        quality = rollups.quality_counts(con, as_of_time=now, cheeko_url=cheeko_url)
     return admin_data.build(con, report_date=day, tz=tz, as_of_time=now, quality=quality,
-                            delivery=delivery.health(cheeko_url, day))
+                            delivery=delivery.health(cheeko_url, day), through=through)
 
 
 def run_tick(settings: Settings, con: duckdb.DuckDBPyConnection, cheeko_url: str, now: dt.datetime, *,
              out: delivery.Sender | None = None, after_claim=None, log=print) -> delivery.TickResult:
     """Send every admin report and weekly parent email due at ``now``, reading the warehouse through ``con``."""
     out = out or sender(settings)
+    through = admin_data.data_through(con) or dt.datetime.min.replace(tzinfo=UTC)  # no run writes it meanwhile
+
+    @functools.cache
+    def quality() -> dict[str, int]:  # a whole-warehouse scan: only when some report is built, and once
+        return rollups.quality_counts(con, as_of_time=now, cheeko_url=cheeko_url)
+
     try:
         return delivery.tick(
             cheeko_url, out, now,
-            admin_build=lambda day, tz: admin_report_data(con, cheeko_url, day, tz, now),
+            admin_build=lambda day, tz: (None if schedule.local_day_window(day, tz)[1] > through else
+                                         admin_report_data(con, cheeko_url, day, tz, now, through=through,
+                                                           quality=quality())),
             parent_build=lambda target, week: family_data.build(con, target, week),
-            ready=lambda instant: (admin_data.data_through(con) or dt.datetime.min.replace(tzinfo=UTC)) >= instant,
+            ready=lambda instant: through >= instant,
             unsubscribe_url=lambda user_id: unsubscribe_link(settings, user_id),
             catch_up_days=settings.report_catchup_days, after_claim=after_claim, log=log)
     finally:

@@ -41,22 +41,23 @@ def upgrade() -> None:
             PRIMARY KEY (report, subject_key, report_date, recipient)
         )
     """)
-    comments = {
-        "report": "admin_daily or parent_weekly",
-        "subject_key": "email_report_config.id for admin_daily, kid_profile.id for parent_weekly",
-        "report_date": "the local day an admin report covers; the Monday of the week a parent email covers",
-        "recipient": "one address; an empty string records a failure of the whole report (bad config)",
-        "status": "claimed (no SMTP call yet), sending (SMTP call in flight), sent, retry (transient failure, "
-                  "retried next tick), failed (permanent), unknown (crashed mid-send; never resent), skipped",
-        "attempts": "SMTP attempts made so far",
-        "delayed": "sent after its schedule, inside the catch-up window",
-        "message_id": "Message-ID header of the email, stable per claim",
-        "history_id": "the email_report_history row of the dispatch that settled this claim",
-    }
     op.execute("COMMENT ON TABLE warehouse.email_deliveries IS "
                "'one row per report, subject, date and recipient: claimed before any SMTP call'")
-    for column, text in comments.items():
-        op.execute(f"COMMENT ON COLUMN warehouse.email_deliveries.{column} IS '{text}'")
+    op.execute("COMMENT ON COLUMN warehouse.email_deliveries.report IS 'admin_daily or parent_weekly'")
+    op.execute("COMMENT ON COLUMN warehouse.email_deliveries.subject_key IS "
+               "'email_report_config.id for admin_daily, kid_profile.id for parent_weekly'")
+    op.execute("COMMENT ON COLUMN warehouse.email_deliveries.report_date IS "
+               "'the local day an admin report covers; the Monday of the week a parent email covers'")
+    op.execute("COMMENT ON COLUMN warehouse.email_deliveries.recipient IS "
+               "'one address; an empty string records an outcome of the whole report (bad config, skipped date)'")
+    op.execute("COMMENT ON COLUMN warehouse.email_deliveries.status IS "
+               "'claimed (no SMTP call yet), sending (SMTP call in flight), sent, retry (transient failure, retried "
+               "next tick), failed (permanent), unknown (stopped mid-send; never resent), skipped'")
+    op.execute("COMMENT ON COLUMN warehouse.email_deliveries.attempts IS 'SMTP attempts made so far'")
+    op.execute("COMMENT ON COLUMN warehouse.email_deliveries.delayed IS 'sent after its schedule, inside the catch-up window'")
+    op.execute("COMMENT ON COLUMN warehouse.email_deliveries.message_id IS 'Message-ID header of the email, fixed per claim'")
+    op.execute("COMMENT ON COLUMN warehouse.email_deliveries.history_id IS "
+               "'the email_report_history row of the dispatch that settled this claim'")
     op.execute("CREATE INDEX email_deliveries_status ON warehouse.email_deliveries (status, report_date)")
 
 
