@@ -1,5 +1,7 @@
 """Device memories, chunked and embedded into Cheeko's ``memory_chunks`` (group ``memory``)."""
 
+import datetime as dt
+
 import dagster as dg
 
 from assets.resources import EmbeddingModel, SourceDatabases
@@ -21,6 +23,8 @@ NO_FAILED_FILES = "every_memory_file_synced"
         "per batch of files, through pipelines.writes. Rows that cannot be chunked are counted, not fatal."
     ),
     kinds={"postgres", "pgvector", "pytorch"},
+    # Devices upload a memory file a day, so the sensor starts a sync at least daily in a live fleet.
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=26)),
     owners=["team:data"],
     check_specs=[
         dg.AssetCheckSpec(CONSISTENT, asset=MEMORY_CHUNKS_KEY,

@@ -6,9 +6,9 @@ import warnings
 
 import dagster as dg
 
-from assets.partitions import DAILY, refresh_window
+from assets.partitions import DAILY, DAILY_FRESHNESS, PARTITIONED_TAG, refresh_window
 from assets.resources import SourceDatabases, Warehouse
-from pipelines import extract
+from pipelines import dictionary, extract
 from pipelines import warehouse as warehouse_module
 from pipelines.source_tables import SourceTable, source_tables
 
@@ -38,8 +38,7 @@ def _description(table: SourceTable) -> str:
 
 def _metadata(result: extract.LoadResult, preview: str) -> dict:
     table = result.table
-    columns = [dg.TableColumn(p.name, p.warehouse_type or "dropped",
-                              description=(table.columns.get(p.name, "") + (f" [privacy: {p.rule}]" if p.rule else "")).strip())
+    columns = [dg.TableColumn(p.name, p.warehouse_type, description=dictionary.raw_column_description(table, p.name))
                for p in result.columns if p.expression is not None]
     metadata = {
         "dagster/row_count": result.rows_total,
@@ -87,11 +86,16 @@ def raw_asset(table: SourceTable) -> dg.AssetsDefinition:
         description=_description(table),
         kinds={"postgres", "duckdb"},
         owners=RAW_OWNERS,
-        tags={"load": table.load},
+        tags={"load": table.load, **(PARTITIONED_TAG if table.partitioned else {})},
         partitions_def=DAILY if table.partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if table.partitioned else None,
         check_specs=checks,
+        # Shown before the first run; each materialization records the columns and types it found.
+        metadata={"dagster/column_schema": dg.TableSchema(columns=[
+            dg.TableColumn(name, "see the latest materialization", description=text)
+            for name, text in dictionary.raw_entry(table).columns.items()])},
         pool="warehouse_writer",
+        freshness_policy=DAILY_FRESHNESS,
     )
     def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
         window = refresh_window(context.partition_time_window) if table.partitioned else None

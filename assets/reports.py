@@ -35,6 +35,9 @@ def _tick_time(context: dg.AssetExecutionContext) -> dt.datetime:
     owners=["team:data"],
     deps=[mart_key(name) for name in REPORT_INPUTS],
     pool="warehouse_writer",
+    # The tick is hourly: two missed ticks in a row is an outage worth a look.
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=2, minutes=10),
+                                                    warn_window=dt.timedelta(hours=1, minutes=10)),
 )
 def email_reports(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
     settings = settings_module.load()

@@ -5,7 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.partitions import DAILY, refresh_window
+from assets.partitions import DAILY, DAILY_FRESHNESS, PARTITIONED_TAG, refresh_window
 from assets.raw import raw_key
 from assets.resources import SourceDatabases, Warehouse
 from pipelines import rollups
@@ -68,6 +68,7 @@ def mart_asset(definition: Mart) -> dg.AssetsDefinition:
         description=f"{definition.description}\n\n{grain} SQL: `sql/{definition.name}.sql`.",
         kinds={"duckdb", "sql"},
         owners=ROLLUP_OWNERS,
+        tags={"grain": definition.grain, **(PARTITIONED_TAG if definition.grain != "whole" else {})},
         deps=_deps(definition),
         partitions_def=None if definition.grain == "whole" else DAILY,
         backfill_policy=None if definition.grain == "whole" else dg.BackfillPolicy.single_run(),
@@ -75,6 +76,7 @@ def mart_asset(definition: Mart) -> dg.AssetsDefinition:
         metadata={"dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name, "see runtime schema", description=text) for name, text in definition.columns.items()])},
         pool="warehouse_writer",
+        freshness_policy=DAILY_FRESHNESS,
     )
     def _mart(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
         first_day, last_day = _days(context, definition)
@@ -121,6 +123,7 @@ def mart_asset(definition: Mart) -> dg.AssetsDefinition:
     owners=ROLLUP_OWNERS,
     deps=[mart_key("device_streaks"), mart_key("device_progress"), mart_key("learning_progress")],
     pool="warehouse_writer",
+    freshness_policy=DAILY_FRESHNESS,
 )
 def cheeko_analytics_tables(warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
     with warehouse.connect() as con:

@@ -3,7 +3,9 @@
 The selection is split into consecutive runs wherever partitioning changes
 along the dependency order (unpartitioned raw tables, then the daily ones for
 the whole range in one run, then whatever depends on them), so each run is a
-single query per table over the range rather than one run per day.
+single query per table over the range rather than one run per day. A
+selection that writes the warehouse ends by publishing the analyst snapshot,
+as the daemon's sensor does after runs launched from the UI.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from assets.automation import DAILY_GROUPS
 from assets.definitions import defs
+from assets.extracts import ANALYST_SNAPSHOT_KEY
 from assets.partitions import DAILY
 from assets.resources import snapshot_tag
 from pipelines.databases import database_url
@@ -41,10 +45,21 @@ def _selected(selection: str | None) -> set[dg.AssetKey]:
     return set(dg.AssetSelection.from_string(selection).resolve(graph) if selection else graph.get_all_asset_keys())
 
 
+def with_publishing(keys: set[dg.AssetKey]) -> set[dg.AssetKey]:
+    """``keys`` plus the analyst snapshot when any of them writes the warehouse file."""
+    graph = defs.resolve_asset_graph()
+    writes = any(graph.get(k).group_name in DAILY_GROUPS for k in keys if k != ANALYST_SNAPSHOT_KEY)
+    return keys | {ANALYST_SNAPSHOT_KEY} if writes else keys
+
+
 def _waves(keys: set[dg.AssetKey]) -> list[tuple[bool, list[dg.AssetKey]]]:
     """Runs in dependency order: each takes every selected asset whose selected
-    upstreams are done, unpartitioned ones first, then the partitioned ones."""
+    upstreams are done, unpartitioned ones first, then the partitioned ones.
+    The analyst snapshot, when selected, is always the last run: it copies
+    whatever the others wrote, selected upstream or not."""
     graph = defs.resolve_asset_graph()
+    publish = ANALYST_SNAPSHOT_KEY in keys
+    keys = keys - {ANALYST_SNAPSHOT_KEY}
     done: set[dg.AssetKey] = set()
     waves: list[tuple[bool, list[dg.AssetKey]]] = []
     while len(done) < len(keys):
@@ -56,7 +71,7 @@ def _waves(keys: set[dg.AssetKey]) -> list[tuple[bool, list[dg.AssetKey]]]:
             if batch:
                 waves.append((partitioned, batch))
         done |= set(ready)
-    return waves
+    return waves + [(False, [ANALYST_SNAPSHOT_KEY])] if publish else waves
 
 
 def default_range(settings: Settings, keys: set[dg.AssetKey]) -> tuple[dt.date, dt.date] | None:
@@ -91,6 +106,7 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: 
     keys = _selected(selection)
     if not keys:
         raise ValueError(f"the selection {selection!r} matches no asset")
+    keys = with_publishing(keys)
     any_partitioned = any(partitioned for partitioned, _ in _waves(keys))
     if any_partitioned and (start is None or end is None):
         found = default_range(settings, keys)

@@ -7,6 +7,8 @@
     warehouse generate --devices N --days D --seed S [--messy] [--end DATE] [--reset]
     warehouse generate --append-days K
     warehouse run [--start DATE] [--end DATE] [--select SELECTION]
+    warehouse extract --out FILE [--tables T ...] [--since DATE]   cut a file from the latest analyst snapshot
+    warehouse ui [--port 3000]          the Dagster UI and daemon (schedules, sensors) on the embedded defaults
     warehouse search "QUERY" [--device MAC] [-k 5]
     warehouse report preview --date D   write the admin report for local day D as HTML to look at
     warehouse report send [--now TIME]  one report tick: send what is due (as the hourly schedule does)
@@ -18,6 +20,7 @@ import argparse
 import datetime as dt
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -66,6 +69,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--end", type=dt.date.fromisoformat, help="last day (default: yesterday, the last complete day)")
     run.add_argument("--select", help="Dagster asset selection, e.g. 'group:cheeko_raw' or 'key:raw_cheeko/ai_device' "
                                       "(default: every asset)")
+    extract = sub.add_parser("extract", help="write some tables of the latest analyst snapshot to a file")
+    extract.add_argument("--out", type=Path, required=True, help="the file to write: .duckdb (any number of tables, "
+                                                                 "with the data dictionary), .parquet or .csv (one table)")
+    extract.add_argument("--tables", nargs="+", metavar="TABLE", help="e.g. fleet_daily, marts.device_streaks, "
+                                                                      "raw_cheeko.ai_device, 'raw_cognova.*' "
+                                                                      "(default: every mart)")
+    extract.add_argument("--since", type=dt.date.fromisoformat, help="only rows on or after this day (by each table's "
+                                                                     "day, local date or as-of date; tables without "
+                                                                     "one are copied whole)")
+    extract.add_argument("--snapshot", type=Path, help="the snapshot to read (default: $WAREHOUSE_HOME/extracts/latest.duckdb)")
+    ui = sub.add_parser("ui", help="start the Dagster UI and daemon on the warehouse's instance")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
     search = sub.add_parser("search", help="semantic search over the device memories (memory_chunks)")
     search.add_argument("query", help="a question or phrase, e.g. \"what animal does the child love?\"")
     search.add_argument("--device", metavar="MAC", help="only this device's memories (any MAC spelling)")
@@ -192,6 +208,33 @@ def cmd_run(settings: Settings, args) -> int:
     return 1 if summary.failed_checks else 0
 
 
+def cmd_extract(settings: Settings, args) -> int:
+    from pipelines import analyst_extracts
+
+    snapshot = args.snapshot or analyst_extracts.latest_snapshot(settings.extracts)
+    if snapshot is None or not snapshot.exists():
+        raise analyst_extracts.ExtractError(f"no analyst snapshot in {settings.extracts}: run `warehouse run` "
+                                            "(it publishes one when it succeeds), or pass --snapshot")
+    began = time.perf_counter()
+    result = analyst_extracts.custom_extract(snapshot, args.out, tables=args.tables, since=args.since)
+    for table, rows in result.rows.items():
+        print(f"  {table:<45} {rows:>11,} rows" + ("  (no date column: whole table)" if table in result.whole else ""))
+    print(f"wrote {result.path} from {snapshot.resolve().parent.name} in {time.perf_counter() - began:.1f}s")
+    return 0
+
+
+def cmd_ui(settings: Settings, args) -> int:
+    home = _dagster_home(settings)
+    # Start the embedded server now, so the first sensor tick does not wait for it.
+    database_urls(settings)
+    print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}); Ctrl-C stops it")
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "assets.definitions", "-h", args.host, "-p", str(args.port)]
+    try:
+        return subprocess.run(command, cwd=REPO_ROOT, check=False).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_demo(settings: Settings, args) -> int:
     configured = [name for name in DATABASES if settings.database_url(name)]
     if configured:
@@ -234,17 +277,41 @@ def cmd_demo(settings: Settings, args) -> int:
         embedder = Embedder(batch_size=settings.embed_batch_size, device=settings.embed_device, backend=settings.embed_backend)
         _print_hits(memory_search.search(urls["cheeko"], fact.question, embedder, mac=fact.mac_id, k=3))
         print(f'  try: .venv/bin/warehouse search "{fact.question}" --device {fact.mac_id}')
-    print(f"\ndone in {time.perf_counter() - began:.0f}s. Where things are:")
-    print(f"  operational databases  {', '.join(postgres.redact(u) for u in urls.values())}")
-    if settings.duckdb_path.exists():
-        print(f"  DuckDB warehouse       {settings.duckdb_path}")
-    print(f"  planted facts          {settings.generated / 'planted_facts.jsonl'}")
-    if report:
-        print(f"  admin report (email)   {report}")
-    print(f"  outbox                 {settings.outbox}")
-    print("  Dagster UI             "
-          f"DAGSTER_HOME={settings.home / 'dagster'} .venv/bin/dagster dev -m assets.definitions")
+    print(f"\ndone in {time.perf_counter() - began:.0f}s.")
+    _print_summary(settings, urls, report)
     return 0
+
+
+def _print_summary(settings: Settings, urls: dict[str, str], report: Path | None) -> None:
+    """What the demo built (read from the analyst snapshot, as an analyst would) and where it is."""
+    from pipelines import analyst_extracts, memory_sync, summary
+
+    snapshot = analyst_extracts.latest_snapshot(settings.extracts)
+    if snapshot is not None:
+        print("Rows per layer")
+        for schema, (tables, rows) in summary.layer_rows(snapshot).items():
+            print(f"  {schema:<22} {rows:>10,} rows in {tables} tables")
+        print(f"  {'memory_chunks':<22} {memory_sync.sync_status(urls['cheeko'])['chunks']:>10,} rows (PostgreSQL, pgvector)")
+        print("fleet_daily")
+        for line in summary.fleet_highlights(snapshot):
+            print(f"  {line}")
+    here = Path.cwd()
+
+    def show(path: Path) -> str:
+        return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
+    print("Where things are")
+    print(f"  operational databases  {', '.join(postgres.redact(u) for u in urls.values())}")
+    print(f"  DuckDB warehouse       {show(settings.duckdb_path)}  (the pipeline's working file)")
+    if snapshot is not None:
+        print(f"  analyst snapshot       {show(snapshot)}  (open: .venv/bin/duckdb -readonly {show(snapshot)})")
+        print(f"  data dictionary        {show(settings.extracts / analyst_extracts.LATEST / analyst_extracts.DICTIONARY_FILE)}")
+        print(f"  Parquet marts          {show(settings.extracts / analyst_extracts.LATEST / 'marts')}/")
+    if report:
+        print(f"  admin report (email)   {show(report)}")
+    print(f"  outbox                 {show(settings.outbox)}")
+    print(f"  planted facts          {show(settings.generated / 'planted_facts.jsonl')}")
+    print("  Dagster UI             .venv/bin/warehouse ui   then open http://127.0.0.1:3000")
 
 
 def _demo_report(settings: Settings, cheeko_url: str) -> Path | None:
@@ -321,6 +388,8 @@ COMMANDS = {
     "demo": cmd_demo,
     "run": cmd_run,
     "search": cmd_search,
+    "extract": cmd_extract,
+    "ui": cmd_ui,
     "report": cmd_report,
 }
 

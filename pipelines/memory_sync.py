@@ -362,7 +362,7 @@ def sync(url: str, embed: Callable[[Sequence[str]], np.ndarray], *, model_name: 
     """
     began = time.perf_counter()
     result = SyncResult()
-    chunker_id = f"{model_name}/chunker-{chunker.CHUNKER_VERSION}"
+    chunker_id = _chunker_id(model_name)
     count_tokens = count_tokens or chunker.model_token_counter()
     with postgres.connect(url, autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
@@ -401,6 +401,34 @@ def sync(url: str, embed: Callable[[Sequence[str]], np.ndarray], *, model_name: 
                 conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _chunker_id(model_name: str) -> str:
+    return f"{model_name}/chunker-{chunker.CHUNKER_VERSION}"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What the next sync would do: files new or changed since their last sync, and files deleted since."""
+
+    changed: int
+    deleted: int
+    newest_change: dt.datetime | None  # the latest updated_at among the changed rows
+
+    @property
+    def any(self) -> bool:
+        return bool(self.changed or self.deleted)
+
+
+def pending(url: str, *, model_name: str = chunker.MODEL_NAME) -> Pending:
+    """The work waiting for :func:`sync`, read without taking its lock (the sensor's question)."""
+    with postgres.read_only(url) as conn:
+        _, changed, deleted = _pending(conn, _chunker_id(model_name))
+        newest = None
+        if changed:
+            newest = conn.execute("SELECT max(updated_at) FROM device_memories WHERE id = ANY(%s)",
+                                  ([memory_id for memory_id, _ in changed],)).fetchone()[0]
+    return Pending(changed=len(changed), deleted=len(deleted), newest_change=newest)
 
 
 def consistency(url: str) -> dict[str, int]:

@@ -137,16 +137,12 @@ def build_mart(con: duckdb.DuckDBPyConnection, name: str, *, as_of_time: dt.date
 
 def _comment(con: duckdb.DuckDBPyConnection, definition) -> None:
     """The contract's descriptions as DuckDB comments, so analysts see them in the file."""
-    con.execute(f"COMMENT ON TABLE marts.{definition.name} IS {_literal(definition.description)}")
+    con.execute(f"COMMENT ON TABLE marts.{definition.name} IS {warehouse.literal(definition.description)}")
     existing = {row[0] for row in con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'marts' AND table_name = ?", [definition.name]).fetchall()}
     for column, text in definition.columns.items():
         if column in existing:
-            con.execute(f"COMMENT ON COLUMN marts.{definition.name}.{column} IS {_literal(text)}")
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+            con.execute(f"COMMENT ON COLUMN marts.{definition.name}.{column} IS {warehouse.literal(text)}")
 
 
 def build_order(names: list[str] | None = None) -> list[str]:

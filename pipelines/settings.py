@@ -23,6 +23,7 @@ variable                   default                                 meaning
 ``WAREHOUSE_REPORT_DRY_RUN`` ``0``                                 ``1``: render and write emails to ``outbox/dry-run``; no claims, no SMTP, no history
 ``WAREHOUSE_REPORT_CATCHUP_DAYS`` ``3``                            how many days late a report is still sent (marked delayed); older ones are recorded as skipped
 ``WAREHOUSE_UNSUBSCRIBE_URL`` ``https://app.cheeko.example/unsubscribe`` base of the parent emails' one-click List-Unsubscribe link
+``WAREHOUSE_EXTRACTS_KEEP`` ``7``                                  how many published analyst snapshots to keep in ``$WAREHOUSE_HOME/extracts``
 =========================  ======================================  ==========================================
 """
 
@@ -42,6 +43,7 @@ DEFAULT_EMBED_BATCH_SIZE = 64
 DEFAULT_MAIL_FROM = "Cheeko Reports <reports@cheeko.local>"
 DEFAULT_REPORT_CATCHUP_DAYS = 3
 DEFAULT_UNSUBSCRIBE_URL = "https://app.cheeko.example/unsubscribe"
+DEFAULT_EXTRACTS_KEEP = 7
 CHEEKO = "cheeko"
 COGNOVA = "cognova"
 DATABASES = (CHEEKO, COGNOVA)
@@ -70,6 +72,7 @@ class Settings:
     report_dry_run: bool = False
     report_catchup_days: int = DEFAULT_REPORT_CATCHUP_DAYS
     unsubscribe_url: str = DEFAULT_UNSUBSCRIBE_URL
+    extracts_keep: int = DEFAULT_EXTRACTS_KEEP
 
     @property
     def pgdata(self) -> Path:
@@ -197,6 +200,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         report_catchup_days=_whole("WAREHOUSE_REPORT_CATCHUP_DAYS", env.get("WAREHOUSE_REPORT_CATCHUP_DAYS"),
                                    DEFAULT_REPORT_CATCHUP_DAYS, 1, 30),
         unsubscribe_url=(env.get("WAREHOUSE_UNSUBSCRIBE_URL") or DEFAULT_UNSUBSCRIBE_URL).strip(),
+        extracts_keep=_whole("WAREHOUSE_EXTRACTS_KEEP", env.get("WAREHOUSE_EXTRACTS_KEEP"), DEFAULT_EXTRACTS_KEEP, 1, 365),
     )
 
 

@@ -94,7 +94,7 @@ def attach_source(con: duckdb.DuckDBPyConnection, alias: str, url: str) -> None:
     """Attach an operational database read-only under ``alias`` (idempotent)."""
     attached = {row[0] for row in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
     if alias not in attached:
-        con.execute(f"ATTACH {_literal(url)} AS {alias} (TYPE postgres, READ_ONLY)")
+        con.execute(f"ATTACH {literal(url)} AS {alias} (TYPE postgres, READ_ONLY)")
 
 
 def use_snapshot(con: duckdb.DuckDBPyConnection, alias: str, snapshot_id: str) -> None:
@@ -125,6 +125,7 @@ def _cell(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _literal(text: str) -> str:
-    """A DuckDB string literal. ATTACH takes no bound parameters; the URL comes from settings."""
+def literal(text: str) -> str:
+    """A DuckDB string literal, for the statements that take no bound parameters (ATTACH,
+    COMMENT ON, COPY ... TO); the text comes from settings, the contract or a file path."""
     return "'" + text.replace("'", "''") + "'"

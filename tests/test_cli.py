@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import postgres
+from pipelines import warehouse as warehouse_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,11 +66,30 @@ def test_demo_runs_from_nothing_and_again(home_env):
     assert "wrote" in result.stdout and "planted facts" in result.stdout
     assert (Path(home_env["WAREHOUSE_HOME"]) / "generated" / "planted_facts.jsonl").exists()
     assert (Path(home_env["WAREHOUSE_HOME"]) / "warehouse.duckdb").exists()
+    # The closing summary reads the analyst snapshot the run published.
+    latest = Path(home_env["WAREHOUSE_HOME"]) / "extracts" / "latest.duckdb"
+    summary = result.stdout.split("Rows per layer", 1)[1]
+    with warehouse_module.connect(latest, read_only=True) as con:
+        day, active, turns = con.execute("SELECT day, active_devices, user_turns FROM marts.fleet_daily "
+                                         "ORDER BY day DESC LIMIT 1").fetchone()
+        names = [n for (n,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts'").fetchall()]
+        marts = sum(con.execute(f"SELECT count(*) FROM marts.{n}").fetchone()[0] for n in names)
+    assert f"{day}: {active} active devices" in summary and f"{turns:,} user turns" in summary
+    assert f"  {'marts':<22} {marts:>10,} rows in 12 tables" in summary
+    assert "analyst snapshot" in summary and "warehouse ui" in summary
+    cut = Path(home_env["WAREHOUSE_HOME"]) / "fleet.csv"
+    extracted = warehouse(home_env, "extract", "--out", str(cut), "--tables", "fleet_daily", "--since", str(day))
+    assert "marts.fleet_daily" in extracted.stdout and cut.read_text().count("\n") == 2  # header and one day
     url = warehouse(home_env, "pg", "url", "--database", "cheeko").stdout.strip()
     first = _fingerprint(url)
     # A second demo replaces the data rather than doubling it.
     warehouse(home_env, "demo", "--devices", "8", "--days", "4", "--end", "2026-03-31")
     assert _fingerprint(url) == first
+
+
+def test_extract_without_a_snapshot_says_what_to_run(home_env):
+    result = warehouse(home_env, "extract", "--out", "x.duckdb", check=False)
+    assert result.returncode == 2 and "no analyst snapshot" in result.stderr and "warehouse run" in result.stderr
 
 
 def test_demo_refuses_configured_databases(home_env):

@@ -31,3 +31,50 @@ def test_code_location_loads_in_a_fresh_process_without_databases(tmp_path):
     elapsed = time.perf_counter() - began
     print(f"code location loaded in {elapsed:.1f}s")
     assert list(tmp_path.iterdir()) == []  # no server started, no warehouse file created
+
+
+GROUPS = {"cheeko_raw", "cognova_raw", "rollups", "memory", "reports", "extracts"}
+
+
+def test_every_asset_reads_well_in_the_ui():
+    """A group, a description, kinds, an owner and a freshness policy on every asset; columns on every table."""
+    from assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    by_group: dict[str, int] = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        by_group[node.group_name] = by_group.get(node.group_name, 0) + 1
+        assert node.description and len(node.description) > 80, key
+        assert node.kinds and node.owners == ["team:data"], key
+        assert node.freshness_policy is not None, key
+        if node.group_name in ("cheeko_raw", "cognova_raw", "rollups") and key.path[0] != "cheeko_analytics_tables":
+            schema = node.metadata["dagster/column_schema"]
+            assert schema.columns and all(c.description for c in schema.columns), key
+    assert set(by_group) == GROUPS
+    assert by_group["extracts"] == by_group["memory"] == by_group["reports"] == 1
+    checks = {k.name for k in graph.asset_check_keys}
+    assert {"primary_key_unique", "row_count_matches_source", "memory_chunks_match_their_files",
+            "duplicate_events"} <= checks
+
+
+def test_automation_is_declared():
+    from assets.definitions import defs
+
+    assert {s.name for s in defs.schedules} == {"warehouse_daily_0030_utc", "email_reports_hourly"}
+    daily = defs.resolve_schedule_def("warehouse_daily_0030_utc")
+    assert (daily.cron_schedule, daily.execution_timezone) == ("30 0 * * *", "UTC")
+    assert daily.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert {s.name for s in defs.sensors} == {"device_memories_changed", "publish_snapshot_after_runs"}
+    # Everything that writes the DuckDB file shares the one-slot pool; the memory sync (PostgreSQL only) does not.
+    graph = defs.resolve_asset_graph()
+    pools = {key: graph.get(key).pools for key in graph.get_all_asset_keys()}
+    assert {k for k, p in pools.items() if p != {"warehouse_writer"}} == {dg.AssetKey(["memory_chunks"])}
+
+
+def test_the_instance_configuration_is_what_the_docs_say(tmp_path):
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        pools = instance.get_concurrency_config().pool_config
+        assert (pools.default_pool_limit, pools.pool_granularity.value) == (1, "run")

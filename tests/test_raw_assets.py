@@ -102,7 +102,7 @@ def test_warehouse_run_command_selects_and_reports(configured):
         [sys.executable, "-m", "pipelines.cli", "run", "--select", "key:raw_cognova/token_usage", "--start", "2026-03-30", "--end", "2026-03-31"],
         cwd=ROOT, env={**os.environ, **env}, text=True, capture_output=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "raw_cognova/token_usage" in result.stdout and "materialized 1 asset(s) for 2026-03-30 .. 2026-03-31" in result.stdout
+    assert "raw_cognova/token_usage" in result.stdout and "materialized 2 asset(s) for 2026-03-30 .. 2026-03-31" in result.stdout  # and the analyst snapshot
     bad = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--select", "key:nothing/here"], cwd=ROOT,
                          env={**os.environ, **env}, text=True, capture_output=True, timeout=120)
     assert bad.returncode == 2 and "matches no asset" in bad.stderr

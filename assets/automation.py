@@ -1,0 +1,95 @@
+"""What starts runs without a person: the daily warehouse run, the hourly report tick (``assets.reports``),
+the memory sensor, and publishing the analyst snapshot after runs launched by hand.
+
+The daily run is a schedule, not a set of ``AutomationCondition``s. One scheduled run materializes every raw
+table, mart and the snapshot for yesterday's partition in one process: its assets read one exported snapshot
+of each source database (so the marts of a day agree with each other), and the DuckDB file has one writer from
+start to end. Declarative automation would start a run per asset or partition as each becomes eligible: each
+with its own source snapshot, each queueing for the single ``warehouse_writer`` slot, and the day's marts
+built from raw tables read at different moments.
+"""
+
+import dagster as dg
+
+from assets.extracts import ANALYST_SNAPSHOT_KEY
+from assets.memory import MEMORY_CHUNKS_KEY
+from assets.reports import EMAIL_REPORTS_KEY
+from assets.resources import SourceDatabases
+from pipelines import memory_sync
+
+DAILY_GROUPS = ("cheeko_raw", "cognova_raw", "rollups", "extracts")
+# Runs that do not write the warehouse file, or publish the snapshot themselves, need no publishing after.
+NOT_WAREHOUSE_WRITES = {MEMORY_CHUNKS_KEY, EMAIL_REPORTS_KEY}
+
+warehouse_daily_job = dg.define_asset_job(
+    "warehouse_daily",
+    selection=dg.AssetSelection.groups(*DAILY_GROUPS),
+    description="Yesterday's UTC day end to end: every raw table (the daily ones for yesterday and the day before, "
+                "the others incrementally), every mart, the write-back to Cheeko, and a new analyst snapshot. "
+                "One process, one source snapshot per database.",
+)
+
+warehouse_daily_schedule = dg.build_schedule_from_partitioned_job(
+    warehouse_daily_job,
+    name="warehouse_daily_0030_utc",
+    hour_of_day=0,
+    minute_of_hour=30,  # the UTC day has closed; rows committed in its last minutes have landed
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every day at 00:30 UTC, for the UTC day that just ended. The hourly report tick then finds "
+                "the day in the warehouse; backfills of older days are separate runs (see README, Backfills).",
+)
+
+memory_sync_job = dg.define_asset_job(
+    "memory_sync", selection=dg.AssetSelection.assets(MEMORY_CHUNKS_KEY),
+    description="Chunk and embed the device memories that are new or changed since the last sync.",
+)
+
+analyst_snapshot_job = dg.define_asset_job(
+    "publish_analyst_snapshot", selection=dg.AssetSelection.assets(ANALYST_SNAPSHOT_KEY),
+    description="Publish a new read-only analyst snapshot of the warehouse.",
+)
+
+
+@dg.sensor(
+    name="device_memories_changed",
+    job=memory_sync_job,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 2 minutes: asks Cheeko whether any device_memories row is new, changed (updated_at) or "
+                "deleted since the last sync, and starts one memory_sync run if so. A run is keyed by the newest "
+                "change it covers, so the same changes never start two runs.",
+)
+def device_memories_changed(context: dg.SensorEvaluationContext, sources: SourceDatabases):
+    waiting = memory_sync.pending(sources.url("cheeko"))
+    if not waiting.any:
+        return dg.SkipReason("every device memory is synced")
+    marker = f"{waiting.newest_change.isoformat() if waiting.newest_change else '-'}/{waiting.changed}/{waiting.deleted}"
+    if marker == context.cursor:
+        return dg.SkipReason(f"a run for these changes was already requested ({marker})")
+    context.update_cursor(marker)
+    return dg.RunRequest(run_key=marker, tags={"warehouse/memory_changes": marker})
+
+
+@dg.run_status_sensor(
+    name="publish_snapshot_after_runs",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    request_job=analyst_snapshot_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a run that wrote the warehouse succeeds (one launched from the UI, a backfill), publish a "
+                "new analyst snapshot, unless the run published one itself.",
+)
+def publish_snapshot_after_runs(context: dg.RunStatusSensorContext):
+    run = context.dagster_run
+    selected = set(run.asset_selection or ())
+    if run.job_name == analyst_snapshot_job.name or ANALYST_SNAPSHOT_KEY in selected:
+        return dg.SkipReason("the run published a snapshot itself")
+    if selected and selected <= NOT_WAREHOUSE_WRITES:
+        return dg.SkipReason("the run did not write the warehouse file")
+    if run.job_name not in ("__ASSET_JOB", warehouse_daily_job.name) and not selected:
+        return dg.SkipReason(f"job {run.job_name} does not write the warehouse file")
+    return dg.RunRequest(run_key=f"after-{run.run_id}", tags={"warehouse/after_run": run.run_id})
+
+
+AUTOMATION_JOBS = [warehouse_daily_job, memory_sync_job, analyst_snapshot_job]
+AUTOMATION_SCHEDULES = [warehouse_daily_schedule]
+AUTOMATION_SENSORS = [device_memories_changed, publish_snapshot_after_runs]

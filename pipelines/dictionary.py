@@ -1,0 +1,76 @@
+"""The data dictionary: one description for every published table and column.
+
+The same words appear in three places: the Dagster UI's column schemas, the
+``COMMENT``s embedded in every analyst extract, and the markdown dictionary
+written beside them. Raw tables are described by ``source_tables.toml``
+(from the seed documents) and the privacy policy; marts by the contract in
+:mod:`pipelines.marts`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipelines import privacy
+from pipelines.marts import MARTS
+from pipelines.source_tables import SourceTable, source_tables
+from pipelines.warehouse import RAW_SCHEMAS
+
+PRIVACY_NOTES = {
+    "hash": "pseudonymised: keyed SHA-256 of the trimmed, lower-cased value (equal values match across tables; "
+            "not reversible without the key)",
+    "year": "coarsened to 1 January of its year",
+    "length": "only its length in characters is kept",
+}
+LOAD_NOTES = {
+    "full": "replaced whole each run",
+    "incremental": "merged incrementally on its primary key",
+    "daily": "one partition per UTC day",
+}
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """One table an analyst can see: ``schema.table``, what it holds, and its columns."""
+
+    schema: str
+    table: str
+    description: str
+    columns: dict[str, str] = field(default_factory=dict)
+    dropped: tuple[str, ...] = ()  # source columns the privacy policy keeps out of the warehouse
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+def raw_column_description(table: SourceTable, column: str) -> str:
+    """A raw column's description, with the privacy rule applied to it, if any."""
+    text = table.columns.get(column, "") or "Not described in the seed documents (added at the source)."
+    rule = privacy.rule(table.database, table.name, column)
+    return f"{text} [privacy: {PRIVACY_NOTES[rule]}]" if rule in PRIVACY_NOTES else text
+
+
+def raw_entry(table: SourceTable) -> TableEntry:
+    columns = {name: raw_column_description(table, name) for name in table.columns
+               if privacy.rule(table.database, table.name, name) != "drop"}
+    dropped = tuple(name for name in table.columns if privacy.rule(table.database, table.name, name) == "drop")
+    description = (f"{table.description} Copied from {table.database}.public.{table.name} "
+                   f"({LOAD_NOTES[table.load]}).")
+    return TableEntry(RAW_SCHEMAS[table.database], table.name, description, columns, dropped)
+
+
+def entries() -> list[TableEntry]:
+    """Every table the extracts publish: the marts first, then the raw tables."""
+    marts = [TableEntry("marts", m.name, m.description, dict(m.columns)) for m in MARTS]
+    return marts + [raw_entry(t) for t in source_tables()]
+
+
+def lookup() -> dict[str, TableEntry]:
+    """``{"schema.table": entry}``."""
+    return {entry.qualified: entry for entry in entries()}
+
+
+def column_description(entry: TableEntry, column: str) -> str:
+    """The column's description; a column the contract does not know yet still gets a sentence."""
+    return entry.columns.get(column) or "Not described in the contract (added at the source or by a newer build)."

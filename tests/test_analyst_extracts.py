@@ -1,0 +1,186 @@
+"""Analyst extracts: atomic read-only snapshots, the data dictionary, custom extracts, privacy, readers while writing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines import analyst_extracts, dictionary, generator, privacy, rollups, warehouse
+from pipelines.analyst_extracts import ExtractError
+from pipelines.source_tables import source_tables
+from test_extract import extract_tables
+
+END = dt.date(2026, 3, 20)
+AS_OF = dt.datetime(2026, 3, 21, 1, 0, tzinfo=dt.UTC)
+PUBLISHED = dt.datetime(2026, 3, 21, 0, 30, tzinfo=dt.UTC)
+DUCKDB_CLI = Path(sys.executable).with_name("duckdb")
+
+
+@pytest.fixture(scope="module")
+def built(make_databases, tmp_path_factory):
+    """A small fleet, extracted and built into a working warehouse file."""
+    pair = make_databases()
+    tmp = tmp_path_factory.mktemp("extracts")
+    generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=8, days=10, seed=5, end=END, messy=True),
+                       tmp / "gen", progress=lambda _: None)
+    path = tmp / "w.duckdb"
+    extract_tables(path, {"cheeko": pair.cheeko, "cognova": pair.cognova}, source_tables(),
+                   window=(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 3, 21, tzinfo=dt.UTC)))
+    with warehouse.connect(path) as con:
+        rollups.build(con, as_of_time=AS_OF, first_day=END - dt.timedelta(days=12), last_day=END)
+    return path
+
+
+@pytest.fixture
+def working(built, tmp_path) -> Path:
+    """A private copy of the working file (publishing writes nothing to it, but tests may)."""
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(built, path)
+    return path
+
+
+def _publish(path: Path, root: Path, at: dt.datetime = PUBLISHED, keep: int = 7) -> analyst_extracts.Published:
+    with warehouse.connect(path) as con:
+        return analyst_extracts.publish(con, root, published_at=at, keep=keep, run_id="test-run")
+
+
+def _query(path: Path, sql: str, params=None) -> list[tuple]:
+    with warehouse.connect(path, read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def test_snapshot_holds_marts_and_raw_with_a_comment_on_every_table_and_column(working, tmp_path):
+    root = tmp_path / "extracts"
+    published = _publish(working, root)
+    latest = analyst_extracts.latest_snapshot(root)
+    assert latest == root / "latest.duckdb" and latest.resolve() == published.database.resolve()
+    source = {f"{s}.{t}": n for s, t, n in _query(working, "SELECT schema_name, table_name, estimated_size "
+                                                           "FROM duckdb_tables() WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova')")}
+    copied = {f"{s}.{t}" for s, t in _query(latest, "SELECT schema_name, table_name FROM duckdb_tables() "
+                                                    "WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova')")}
+    assert copied == set(source) and len(copied) == 12 + len(source_tables())
+    for qualified in copied:  # every row came along
+        assert published.rows[qualified] == _query(working, f"SELECT count(*) FROM {qualified}")[0][0]
+    assert _query(latest, "SELECT count(*) FROM duckdb_tables() WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova') AND comment IS NULL") == [(0,)]
+    assert _query(latest, "SELECT count(*) FROM duckdb_columns() WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova') "
+                          "AND (comment IS NULL OR comment = '')") == [(0,)]
+    # Every column is described by the catalogue or the mart contract, not by the fallback sentence.
+    assert _query(latest, "SELECT list(table_name || '.' || column_name) FROM duckdb_columns() "
+                          "WHERE comment LIKE 'Not described%'") == [(None,)]
+    # The comments are the contract's words: the UI shows the same.
+    assert _query(latest, "SELECT comment FROM duckdb_columns() WHERE schema_name = 'marts' AND table_name = 'fleet_daily' "
+                          "AND column_name = 'active_devices'") == [(dictionary.lookup()["marts.fleet_daily"].columns["active_devices"],)]
+    assert _query(latest, "SELECT run_id, fleet_daily_through FROM snapshot_info") == [("test-run", END)]
+    dictionary_rows = _query(latest, "SELECT count(*) FROM data_dictionary WHERE column_name IS NOT NULL")[0][0]
+    assert dictionary_rows == _query(latest, "SELECT count(*) FROM duckdb_columns() WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova')")[0][0]
+
+
+def test_the_pipelines_own_tables_are_not_published(working, tmp_path):
+    published = _publish(working, tmp_path / "extracts")
+    schemas = {s for (s,) in _query(published.database, "SELECT DISTINCT schema_name FROM duckdb_tables()")}
+    assert schemas == {"main", "marts", "raw_cheeko", "raw_cognova"}  # no _warehouse bookkeeping, no staging
+
+
+def test_privacy_policy_holds_in_the_snapshot_parquet_and_custom_extracts(working, tmp_path):
+    published = _publish(working, tmp_path / "extracts")
+    out = tmp_path / "custom.duckdb"
+    analyst_extracts.custom_extract(published.database, out, tables=["raw_cheeko.*", "raw_cognova.*"])
+    for path in (published.database, out):
+        columns = set(_query(path, "SELECT schema_name, table_name, column_name FROM duckdb_columns()"))
+        for (database, table), rules in privacy.policy().items():
+            schema = f"raw_{database}"
+            for column, rule in rules.items():
+                if rule == "drop":
+                    assert (schema, table, column) not in columns, f"{schema}.{table}.{column} must be dropped"
+                elif rule == "hash" and (schema, table, column) in columns:
+                    values = [v for (v,) in _query(path, f'SELECT DISTINCT "{column}" FROM {schema}.{table} '
+                                                         f'WHERE "{column}" IS NOT NULL LIMIT 20')]
+                    assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in values), f"{schema}.{table}.{column}"
+    # Parquet holds the marts only, and they carry no personal columns.
+    assert sorted(p.stem for p in (published.folder / "marts").glob("*.parquet")) == sorted(
+        t.split(".")[1] for t in published.rows if t.startswith("marts."))
+    emails = _query(published.database, "SELECT count(*) FROM raw_cheeko.parent_profile WHERE email LIKE '%@%'")
+    assert emails == [(0,)]
+
+
+def test_markdown_dictionary_lists_every_table_and_column(working, tmp_path):
+    published = _publish(working, tmp_path / "extracts")
+    text = (published.folder / "data_dictionary.md").read_text()
+    for schema, table, column, comment in _query(published.database,
+                                                 "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() "
+                                                 "WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova')"):
+        assert f"## {schema}.{table}" in text
+        assert f"| `{column}` |" in text and comment.replace("|", "\\|") in text
+    assert "Not in the warehouse (privacy policy): `password`" in text  # sys_user.password is dropped
+
+
+def test_latest_switches_atomically_and_old_snapshots_are_pruned(working, tmp_path):
+    root = tmp_path / "extracts"
+    first = _publish(working, root, PUBLISHED)
+    with warehouse.connect(analyst_extracts.latest_snapshot(root), read_only=True) as reader:
+        second = _publish(working, root, PUBLISHED + dt.timedelta(hours=1), keep=1)
+        # The reader opened the first snapshot; it was pruned, yet the open file still answers.
+        assert not first.folder.exists() and second.removed == [first.folder]
+        assert reader.execute("SELECT run_id FROM snapshot_info").fetchone() == ("test-run",)
+    assert os.readlink(root / "latest") == second.folder.name
+    assert sorted(p.name for p in root.iterdir()) == [second.folder.name, "latest", "latest.duckdb"]
+    # Published files are read-only.
+    assert not os.stat(second.database).st_mode & 0o222
+
+
+def test_a_snapshot_opens_while_a_run_holds_the_working_file(working, tmp_path):
+    root = tmp_path / "extracts"
+    _publish(working, root)
+    with warehouse.connect(working) as writer:  # a run writing the warehouse
+        writer.execute("CREATE TABLE marts.scratch AS SELECT 1 AS x")
+        # Another process cannot open the working file at all...
+        blocked = subprocess.run([str(DUCKDB_CLI), "-readonly", str(working), "-c", "SELECT 1"],
+                                 capture_output=True, text=True)
+        assert blocked.returncode != 0 and "lock" in (blocked.stderr + blocked.stdout).lower()
+        # ...but opens the published snapshot with the duckdb command line, as an analyst would.
+        shown = subprocess.run([str(DUCKDB_CLI), "-readonly", "-csv", str(root / "latest.duckdb"), "-c",
+                                "SELECT count(*) FROM marts.fleet_daily"], capture_output=True, text=True, check=True)
+        assert int(shown.stdout.split()[-1]) > 0
+
+
+def test_custom_extract_cuts_tables_and_days(working, tmp_path):
+    snapshot = _publish(working, tmp_path / "extracts").database
+    since = END - dt.timedelta(days=3)
+    out = tmp_path / "cut.duckdb"
+    result = analyst_extracts.custom_extract(snapshot, out, tables=["fleet_daily", "marts.device_streaks",
+                                                                    "raw_cheeko.ai_agent_chat_history", "ai_device"],
+                                             since=since)
+    assert list(result.rows) == ["marts.fleet_daily", "marts.device_streaks", "raw_cheeko.ai_agent_chat_history",
+                                 "raw_cheeko.ai_device"]  # in the order asked
+    assert result.whole == ["raw_cheeko.ai_device"]
+    assert _query(out, "SELECT min(day), max(day), count(*) FROM marts.fleet_daily") == [(since, END, 4)]
+    assert _query(out, "SELECT min(as_of_date) >= ? FROM marts.device_streaks", [since]) == [(True,)]
+    assert _query(out, "SELECT min(created_at) >= ?::TIMESTAMPTZ FROM raw_cheeko.ai_agent_chat_history",
+                  [dt.datetime.combine(since, dt.time(), dt.UTC)]) == [(True,)]
+    assert result.rows["raw_cheeko.ai_device"] == _query(snapshot, "SELECT count(*) FROM raw_cheeko.ai_device")[0][0]
+    assert _query(out, "SELECT count(*) FROM duckdb_columns() WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova') AND comment IS NULL") == [(0,)]
+    parquet = tmp_path / "fleet.parquet"
+    analyst_extracts.custom_extract(snapshot, parquet, tables=["fleet_daily"], since=since)
+    with warehouse.in_memory() as con:
+        assert con.execute("SELECT count(*) FROM read_parquet(?)", [str(parquet)]).fetchone() == (4,)
+
+
+@pytest.mark.parametrize("out, tables, message", [
+    ("x.parquet", ["marts.*"], "holds one table, and 12 were chosen"),
+    ("x.duckdb", ["no_such_table"], "no table 'no_such_table' in the snapshot; choose from: marts."),
+    ("x.duckdb", ["memory_chunks"], "'memory_chunks' is ambiguous: raw_cheeko.memory_chunks, raw_cognova.memory_chunks"),
+    ("x.xlsx", None, "must end in .duckdb, .parquet or .csv"),
+    ("x.duckdb", ["_warehouse.cursors"], "no table '_warehouse.cursors'"),
+])
+def test_custom_extract_errors_name_what_to_change(working, tmp_path, out, tables, message):
+    snapshot = _publish(working, tmp_path / "extracts").database
+    with pytest.raises(ExtractError, match=re.escape(message)):
+        analyst_extracts.custom_extract(snapshot, tmp_path / out, tables=tables)
+    assert not (tmp_path / out).exists() and not list(tmp_path.glob(".x.*"))

@@ -1,0 +1,171 @@
+"""Automation and backfills on a real Dagster instance and real databases: the daily schedule's run, a
+partition-range backfill from Dagster's own command line, the memory sensor, and publishing after runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from assets import runs
+from assets.automation import (
+    analyst_snapshot_job,
+    device_memories_changed,
+    memory_sync_job,
+    publish_snapshot_after_runs,
+    warehouse_daily_job,
+)
+from assets.definitions import defs
+from assets.extracts import ANALYST_SNAPSHOT_KEY
+from assets.raw import raw_key
+from assets.resources import SourceDatabases
+from pipelines import analyst_extracts, memory_sync, postgres, warehouse
+from pipelines.settings import load
+from test_raw_assets import END, ROOT, configured  # noqa: F401  (the fixture)
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _cursors(path: Path) -> list[tuple]:
+    with warehouse.connect(path, read_only=True) as con:
+        return con.execute("SELECT database, table_name, watermark, watermark_key FROM _warehouse.cursors ORDER BY ALL").fetchall()
+
+
+def _fake_embed(texts):
+    """Deterministic unit vectors: the sensor is under test here, not the model (tests/test_memory_sync.py)."""
+    rows = [np.frombuffer(hashlib.sha512(t.encode()).digest() * 6, dtype=np.uint8)[:384].astype(np.float32) - 127.5
+            for t in texts]
+    vectors = np.array(rows, dtype=np.float32).reshape(len(texts), 384)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_the_daily_schedule_runs_yesterday_end_to_end(configured):
+    env, home = configured
+    schedule = defs.resolve_schedule_def("warehouse_daily_0030_utc")
+    tick = dt.datetime.combine(END + dt.timedelta(days=1), dt.time(0, 30), dt.UTC)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        requests = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
+        [request] = requests.run_requests
+        assert request.partition_key == END.isoformat()  # the UTC day that just closed
+        job = defs.resolve_job_def(warehouse_daily_job.name)
+        result = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags,
+                                        run_config=QUIET)
+        assert result.success
+        done = {e.asset_key for e in result.get_asset_materialization_events()}
+        graph = defs.resolve_asset_graph()
+        assert done == {k for k in graph.get_all_asset_keys() if graph.get(k).group_name in
+                        ("cheeko_raw", "cognova_raw", "rollups", "extracts")}
+        snapshot = analyst_extracts.latest_snapshot(load().extracts)
+        with warehouse.connect(snapshot, read_only=True) as con:
+            # The run refreshed END and the day before (late rows); the mart holds exactly those days.
+            assert con.execute("SELECT min(day), max(day) FROM marts.fleet_daily").fetchone() == (END - dt.timedelta(days=1), END)
+            assert con.execute("SELECT run_id FROM snapshot_info").fetchone() == (result.run_id,)
+
+
+def test_a_partition_range_backfill_from_the_dagster_cli_is_one_run_and_leaves_cursors_alone(configured):
+    env, home = configured
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs.materialize(load(), instance, progress=lambda _: None)
+        before_runs = len(instance.get_run_records())
+    path = Path(env["WAREHOUSE_DUCKDB_PATH"])
+    cursors = _cursors(path)
+    first, last = END - dt.timedelta(days=3), END - dt.timedelta(days=1)
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "assets.definitions",
+         "--select", "tag:partitioned=daily", "--partition-range", f"{first}...{last}"],
+        cwd=ROOT, env={**os.environ, **env, "DAGSTER_HOME": str(home)}, text=True, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.get_run_records()
+        assert len(records) == before_runs + 1  # the whole range, every daily asset: one run
+        run = records[0].dagster_run
+        assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (
+            first.isoformat(), last.isoformat())
+        chat = raw_key("cheeko", "ai_agent_chat_history")
+        materialized = {e.partition_key for e in instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=chat, storage_ids=None), limit=100).records
+            if e.run_id == run.run_id}
+        assert materialized == {(first + dt.timedelta(days=i)).isoformat() for i in range(3)}
+    assert _cursors(path) == cursors
+
+
+def test_the_memory_sensor_asks_for_a_sync_only_when_memories_change(configured):
+    env, _home = configured
+    url = env["CHEEKO_DATABASE_URL"]
+    sources = SourceDatabases()
+    with dg.DagsterInstance.ephemeral() as instance:
+        def evaluate(cursor):
+            with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"sources": sources}) as context:
+                return device_memories_changed(context), context.cursor
+
+        first, cursor = evaluate(None)
+        assert isinstance(first, dg.RunRequest) and first.run_key == cursor
+        again, _ = evaluate(cursor)  # nothing synced yet, but this work was already asked for
+        assert isinstance(again, dg.SkipReason) and "already requested" in again.skip_message
+        memory_sync.sync(url, _fake_embed, count_tokens=lambda text: len(text.split()))
+        synced, _ = evaluate(cursor)
+        assert isinstance(synced, dg.SkipReason) and "every device memory is synced" in synced.skip_message
+        with postgres.connect(url) as conn:
+            conn.execute("UPDATE device_memories SET content = content || %s, updated_at = now() "
+                         "WHERE id = (SELECT id FROM device_memories ORDER BY id LIMIT 1)", ("\n- One more thing.\n",))
+            conn.commit()
+        changed, new_cursor = evaluate(cursor)
+        assert isinstance(changed, dg.RunRequest) and new_cursor != cursor and "/1/0" in changed.run_key
+        with postgres.connect(url) as conn:
+            conn.execute("DELETE FROM device_memories WHERE id = (SELECT id FROM device_memories ORDER BY id DESC LIMIT 1)")
+            conn.commit()
+        deleted, _ = evaluate(new_cursor)
+        assert isinstance(deleted, dg.RunRequest) and deleted.run_key.endswith("/1/1")
+    assert memory_sync_job.name == device_memories_changed.job_name
+
+
+def _success_context(instance: dg.DagsterInstance, run_id: str) -> dg.RunStatusSensorContext:
+    run = instance.get_run_by_id(run_id)
+    [record] = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records
+    return dg.build_run_status_sensor_context(sensor_name=publish_snapshot_after_runs.name,
+                                              dagster_event=record.event_log_entry.dagster_event,
+                                              dagster_instance=instance, dagster_run=run)
+
+
+def test_a_successful_run_that_wrote_the_warehouse_is_followed_by_a_snapshot(configured):
+    env, home = configured
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        wrote = job.execute_in_process(instance=instance, asset_selection=[raw_key("cognova", "account")], run_config=QUIET)
+        request = publish_snapshot_after_runs(_success_context(instance, wrote.run_id))
+        assert isinstance(request, dg.RunRequest) and request.run_key == f"after-{wrote.run_id}"
+        published = defs.resolve_job_def(analyst_snapshot_job.name).execute_in_process(instance=instance, run_config=QUIET)
+        assert published.success
+        again = publish_snapshot_after_runs(_success_context(instance, published.run_id))
+        assert isinstance(again, dg.SkipReason)  # the snapshot run does not trigger itself
+    snapshot = analyst_extracts.latest_snapshot(load().extracts)
+    with warehouse.connect(snapshot, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw_cognova.account").fetchone()[0] > 0
+
+
+def test_warehouse_run_publishes_a_snapshot_last(configured):
+    env, home = configured
+    lines: list[str] = []
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        summary = runs.materialize(load(), instance, selection="group:cognova_raw", start=END, end=END,
+                                   progress=lines.append)
+    assert ANALYST_SNAPSHOT_KEY.to_user_string() in summary.rows
+    assert "running 1 asset(s)" in [line for line in lines if line.startswith("running")][-1]
+    assert analyst_extracts.latest_snapshot(load().extracts) is not None
+
+
+@pytest.mark.parametrize("selection", ["group:cheeko_raw", "tag:partitioned=daily"])
+def test_partitioned_assets_backfill_as_single_runs(selection):
+    graph = defs.resolve_asset_graph()
+    for key in dg.AssetSelection.from_string(selection).resolve(graph):
+        node = graph.get(key)
+        if node.partitions_def is not None:
+            assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
+            assert node.tags.get("partitioned") == "daily", key
