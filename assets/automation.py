@@ -81,12 +81,13 @@ def device_memories_changed(context: dg.SensorEvaluationContext, sources: Source
 def publish_snapshot_after_runs(context: dg.RunStatusSensorContext):
     run = context.dagster_run
     selected = set(run.asset_selection or ())
-    if run.job_name == analyst_snapshot_job.name or ANALYST_SNAPSHOT_KEY in selected:
+    if not selected:
+        # A whole job ran: warehouse_daily publishes itself; the other jobs do not write the warehouse file.
+        return dg.SkipReason(f"job {run.job_name} ran whole: it published itself or wrote no warehouse table")
+    if ANALYST_SNAPSHOT_KEY in selected:
         return dg.SkipReason("the run published a snapshot itself")
-    if selected and selected <= NOT_WAREHOUSE_WRITES:
+    if selected <= NOT_WAREHOUSE_WRITES:
         return dg.SkipReason("the run did not write the warehouse file")
-    if run.job_name not in ("__ASSET_JOB", warehouse_daily_job.name) and not selected:
-        return dg.SkipReason(f"job {run.job_name} does not write the warehouse file")
     return dg.RunRequest(run_key=f"after-{run.run_id}", tags={"warehouse/after_run": run.run_id})
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -184,7 +185,25 @@ def _dagster_home(settings: Settings) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
+    _fleet_partitions_start(settings)
     return home
+
+
+def _fleet_partitions_start(settings: Settings) -> None:
+    """On the embedded databases, start the daily partitions where the generated fleet starts.
+
+    Otherwise the UI counts every day since WAREHOUSE_PARTITIONS_START (2024-01-01) as a missing
+    partition of a fleet that is 30 days old. An explicit setting always wins.
+    """
+    manifest = settings.generated / "manifest.json"
+    if os.environ.get("WAREHOUSE_PARTITIONS_START") or not settings.uses_embedded or not manifest.exists():
+        return
+    try:
+        first = dt.date.fromisoformat(json.loads(manifest.read_text())["dataset"]["start"])
+    except (ValueError, KeyError, TypeError):
+        return  # an unreadable manifest only costs the tidier partition range
+    # Local days west of UTC begin on the UTC day before the fleet's first day.
+    os.environ["WAREHOUSE_PARTITIONS_START"] = (first - dt.timedelta(days=1)).isoformat()
 
 
 def _materialize(settings: Settings, *, selection: str | None = None, start: dt.date | None = None,

@@ -67,6 +67,8 @@ def test_the_daily_schedule_runs_yesterday_end_to_end(configured):
             # The run refreshed END and the day before (late rows); the mart holds exactly those days.
             assert con.execute("SELECT min(day), max(day) FROM marts.fleet_daily").fetchone() == (END - dt.timedelta(days=1), END)
             assert con.execute("SELECT run_id FROM snapshot_info").fetchone() == (result.run_id,)
+        # It published in the run, so the sensor does not publish again after it.
+        assert isinstance(publish_snapshot_after_runs(_success_context(instance, result.run_id)), dg.SkipReason)
 
 
 def test_a_partition_range_backfill_from_the_dagster_cli_is_one_run_and_leaves_cursors_alone(configured):
