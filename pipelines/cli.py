@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -246,12 +245,11 @@ def cmd_ui(settings: Settings, args) -> int:
     home = _dagster_home(settings)
     # Start the embedded server now, so the first sensor tick does not wait for it.
     database_urls(settings)
-    print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}); Ctrl-C stops it")
+    print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}); Ctrl-C stops it", flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-m", "assets.definitions", "-h", args.host, "-p", str(args.port)]
-    try:
-        return subprocess.run(command, cwd=REPO_ROOT, check=False).returncode
-    except KeyboardInterrupt:
-        return 0
+    # Become `dagster dev` (same environment), so a stop signal reaches it and leaves no orphaned daemon.
+    os.chdir(REPO_ROOT)
+    os.execv(sys.executable, command)
 
 
 def cmd_demo(settings: Settings, args) -> int:
