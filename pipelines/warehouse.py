@@ -8,13 +8,18 @@ has the warehouse's bookkeeping schema ``_warehouse`` in place.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
+log = logging.getLogger(__name__)
 META_SCHEMA = "_warehouse"
+# How long a command waits for another process's run to release the file (a daily run takes seconds to minutes).
+LOCK_WAIT_SECONDS = 600.0
 RAW_SCHEMAS = {"cheeko": "raw_cheeko", "cognova": "raw_cognova"}
 
 # Bookkeeping written in the same transaction as the rows it describes.
@@ -61,12 +66,45 @@ def _load_postgres_extension(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("LOAD postgres")
 
 
+class WarehouseBusy(RuntimeError):
+    """Another process held the warehouse file for longer than the caller would wait."""
+
+
+def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, waiting up to ``wait`` seconds while another process holds the file.
+
+    DuckDB refuses a second process at once (not even a reader may open a file a writer holds).
+    Runs queued by Dagster take turns through the pool; a command run by hand while a scheduled
+    run writes waits for it here instead of failing.
+    """
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseBusy(f"{path} is held by another process (a run writing it?) and stayed so for "
+                                    f"{wait:.0f}s; try again when it has finished, or read the analyst snapshot "
+                                    f"(extracts/latest.duckdb). DuckDB said: {error}") from None
+            if not told:
+                log.warning("waiting for %s: another process holds it (up to %.0fs)", path, wait)
+                told = True
+            time.sleep(0.5)
+
+
 @contextmanager
-def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse file at ``path`` (created if missing, unless read-only)."""
+def connect(path: Path, *, read_only: bool = False, wait: float = LOCK_WAIT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse file at ``path`` (created if missing, unless read-only).
+
+    While another process holds the file, waits up to ``wait`` seconds for it, then raises
+    :class:`WarehouseBusy`.
+    """
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = _open(path, read_only, wait)
     try:
         con.execute("SET TimeZone = 'UTC'")
         _load_postgres_extension(con)

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,21 @@ def test_custom_extract_errors_name_what_to_change(working, tmp_path, out, table
     with pytest.raises(ExtractError, match=re.escape(message)):
         analyst_extracts.custom_extract(snapshot, tmp_path / out, tables=tables)
     assert not (tmp_path / out).exists() and not list(tmp_path.glob(".x.*"))
+
+
+def test_a_second_process_waits_for_the_working_file_then_names_it(working):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(float(sys.argv[2]))", str(working), "3"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(warehouse.WarehouseBusy, match=re.escape(str(working))):
+            with warehouse.connect(working, wait=0.5):
+                pass
+        began = time.monotonic()
+        with warehouse.connect(working) as con:  # waits for the holder to finish instead of failing
+            assert con.execute("SELECT count(*) FROM marts.fleet_daily").fetchone()[0] > 0
+        assert time.monotonic() - began > 1
+    finally:
+        holder.kill()
+        holder.wait()

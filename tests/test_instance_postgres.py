@@ -1,0 +1,135 @@
+"""The production instance configurations in ``deploy/`` load, and run, against a real PostgreSQL.
+
+``deploy/dagster.postgres.yaml`` is loaded as a DAGSTER_HOME's dagster.yaml,
+with its DAGSTER_PG_* variables pointing at a throwaway database on the
+session's server; a run goes through it and is read back from PostgreSQL.
+``deploy/dagster.k8s.yaml`` is loaded the same way (when dagster-k8s is
+installed) with a kubeconfig for a server that does not exist: the run
+launcher only reads its configuration until a run is launched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dagster as dg
+import pytest
+import yaml
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
+from pipelines import postgres
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_YAML = ROOT / "dagster.yaml"
+POSTGRES_YAML = ROOT / "deploy" / "dagster.postgres.yaml"
+K8S_YAML = ROOT / "deploy" / "dagster.k8s.yaml"
+HEARTBEAT_KEY = dg.AssetKey("heartbeat")
+
+
+@dg.asset(key=HEARTBEAT_KEY)
+def heartbeat() -> int:
+    """A trivial asset: enough to make the instance store a run and its events."""
+    return 1
+
+
+@pytest.fixture
+def dagster_database(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch):
+    """A throwaway database for Dagster's storage; DAGSTER_PG_* point at it. Yields its URL."""
+    name = f"test_dagster_{os.getpid()}"
+    postgres.drop_database(pg_admin_url, name)
+    postgres.ensure_database(pg_admin_url, name)
+    server = urlsplit(pg_admin_url)
+    monkeypatch.setenv("DAGSTER_PG_HOST", server.hostname or "127.0.0.1")
+    monkeypatch.setenv("DAGSTER_PG_PORT", str(server.port or 5432))
+    monkeypatch.setenv("DAGSTER_PG_USER", server.username or "postgres")
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", server.password or "")
+    monkeypatch.setenv("DAGSTER_PG_DB", name)
+    yield postgres.with_database(pg_admin_url, name)
+    postgres.drop_database(pg_admin_url, name)
+
+
+def _home(tmp_path: Path, config_text: str) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(config_text)
+    return home
+
+
+def test_deploy_configs_are_the_repository_config_plus_storage_and_launcher():
+    base = yaml.safe_load(BASE_YAML.read_text())
+    variant = yaml.safe_load(POSTGRES_YAML.read_text())
+    k8s = yaml.safe_load(K8S_YAML.read_text())
+    # Everything dagster.yaml sets (telemetry, pools, retries, ...) carries over unchanged.
+    assert {k: v for k, v in variant.items() if k != "storage"} == base, "update deploy/dagster.postgres.yaml"
+    assert {k: v for k, v in k8s.items() if k not in ("storage", "run_launcher")} == base, "update deploy/dagster.k8s.yaml"
+    assert k8s["storage"] == variant["storage"]
+    assert variant["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+
+
+def test_postgres_instance_stores_runs_and_events_in_postgres(tmp_path, dagster_database):
+    home = _home(tmp_path, POSTGRES_YAML.read_text())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        pools = instance.get_concurrency_config().pool_config
+        assert (pools.pool_granularity.value, pools.default_pool_limit) == ("run", 1)
+
+        result = dg.materialize([heartbeat], instance=instance)
+        assert result.success
+        assert instance.all_instigator_state() == []  # schedule storage answers
+
+    # A new instance (as another process would open it) reads the run back.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
+        event = instance.get_latest_materialization_event(HEARTBEAT_KEY)
+        assert event is not None and event.run_id == result.run_id
+
+    # The rows are in PostgreSQL, and no SQLite storage was made beside the config.
+    with postgres.connect(dagster_database) as conn:
+        runs = conn.execute("SELECT count(*) FROM runs WHERE run_id = %s", (result.run_id,)).fetchone()[0]
+        materializations = conn.execute(
+            "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+            (result.run_id,)).fetchone()[0]
+    assert (runs, materializations) == (1, 1)
+    assert not list(home.rglob("*.db"))
+
+
+FAKE_KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters:
+- name: nowhere
+  cluster: {server: "https://127.0.0.1:9"}
+users:
+- name: nobody
+  user: {token: not-a-token}
+contexts:
+- name: nowhere
+  context: {cluster: nowhere, user: nobody}
+current-context: nowhere
+"""
+
+
+def test_k8s_instance_builds_its_run_launcher(tmp_path, dagster_database, monkeypatch):
+    dagster_k8s = pytest.importorskip("dagster_k8s")
+    config = yaml.safe_load(K8S_YAML.read_text())
+    # No cluster here: read a kubeconfig file instead of the in-cluster service account.
+    # Nothing is contacted until a run is launched.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(FAKE_KUBECONFIG)
+    config["run_launcher"]["config"] |= {"load_incluster_config": False, "kubeconfig_file": str(kubeconfig)}
+    monkeypatch.setenv("DAGSTER_K8S_NAMESPACE", "warehouse")
+    monkeypatch.setenv("WAREHOUSE_IMAGE", "registry.example/companion-warehouse:test")
+    home = _home(tmp_path, yaml.safe_dump(config))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        launcher = instance.run_launcher
+        assert isinstance(launcher, dagster_k8s.K8sRunLauncher)
+        assert (launcher.job_namespace, launcher.job_image) == ("warehouse", "registry.example/companion-warehouse:test")
+        assert launcher.env_secrets == ["warehouse-secrets"]
+        assert [v["name"] for v in launcher.volumes] == ["warehouse"]
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        # The pool's one-run-at-a-time is enforced by the queue, so runs must go through it.
+        assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
