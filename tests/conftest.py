@@ -10,11 +10,13 @@ configured databases themselves are never touched.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +92,25 @@ def make_databases(pg_admin_url: str) -> Iterator[Callable[..., DatabasePair]]:
 def migrated(make_databases: Callable[..., DatabasePair]) -> DatabasePair:
     """One migrated pair shared by read-only tests."""
     return make_databases()
+
+
+CONFIGURED_FLEET_END = dt.date(2026, 3, 31)
+
+
+@pytest.fixture
+def configured(make_databases, tmp_path, monkeypatch):
+    """A small generated fleet (12 devices, 5 days to ``CONFIGURED_FLEET_END``), the configuration contract
+    pointing at it, and a Dagster instance folder with the repository's dagster.yaml: ``(environ, home)``."""
+    from pipelines import generator
+
+    pair = make_databases()
+    generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=12, days=5, seed=8, end=CONFIGURED_FLEET_END),
+                       tmp_path / "gen", progress=lambda _: None)
+    env = pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key", "WAREHOUSE_HOME": str(tmp_path / "home"),
+                            "WAREHOUSE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    return env, home

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import analyst_extracts, dictionary, generator, privacy, rollups, warehouse
+from pipelines import analyst_extracts, dictionary, generator, privacy, warehouse
 from pipelines.analyst_extracts import ExtractError
 from pipelines.source_tables import source_tables
-from test_extract import extract_tables
+from test_extract import built_warehouse
 
 END = dt.date(2026, 3, 20)
 AS_OF = dt.datetime(2026, 3, 21, 1, 0, tzinfo=dt.UTC)
@@ -29,13 +29,8 @@ def built(make_databases, tmp_path_factory):
     """A small fleet, extracted and built into a working warehouse file."""
     pair = make_databases()
     tmp = tmp_path_factory.mktemp("extracts")
-    generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=8, days=10, seed=5, end=END, messy=True),
-                       tmp / "gen", progress=lambda _: None)
-    path = tmp / "w.duckdb"
-    extract_tables(path, {"cheeko": pair.cheeko, "cognova": pair.cognova}, source_tables(),
-                   window=(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 3, 21, tzinfo=dt.UTC)))
-    with warehouse.connect(path) as con:
-        rollups.build(con, as_of_time=AS_OF, first_day=END - dt.timedelta(days=12), last_day=END)
+    path, _ = built_warehouse(pair, tmp, generator.Options(devices=8, days=10, seed=5, end=END, messy=True),
+                              as_of=AS_OF, first_day=END - dt.timedelta(days=12), last_day=END)
     return path
 
 

@@ -28,7 +28,9 @@ from assets.raw import raw_key
 from assets.resources import SourceDatabases
 from pipelines import analyst_extracts, memory_sync, postgres, warehouse
 from pipelines.settings import load
-from test_raw_assets import END, ROOT, configured  # noqa: F401  (the fixture)
+from conftest import CONFIGURED_FLEET_END as END
+
+ROOT = Path(__file__).resolve().parents[1]
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

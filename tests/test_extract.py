@@ -36,6 +36,20 @@ def extract_tables(path: Path, urls: dict[str, str], tables, window=ALL_DAYS) ->
     return extract.extract_tables(path, urls, tables, pseudonym_key=KEY, windows={t.key: window for t in tables})
 
 
+def built_warehouse(pair, folder: Path, options: generator.Options, *, as_of: dt.datetime, first_day: dt.date,
+                    last_day: dt.date) -> tuple[Path, generator.Result]:
+    """Generate a fleet into ``pair``, extract every table of every day and build the marts: a warehouse file."""
+    from pipelines import rollups
+
+    result = generator.generate(pair.cheeko, pair.cognova, options, folder / "gen", progress=lambda _: None)
+    path = folder / "w.duckdb"
+    extract_tables(path, {"cheeko": pair.cheeko, "cognova": pair.cognova}, source_tables(),
+                   window=(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)))
+    with warehouse.connect(path) as con:
+        rollups.build(con, as_of_time=as_of, first_day=first_day, last_day=last_day)
+    return path, result
+
+
 def content_hash(path: Path) -> dict[str, str]:
     """Order-independent hash of every raw table."""
     with warehouse.connect(path, read_only=True) as con:

@@ -10,32 +10,17 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from assets import runs
 from assets.definitions import defs
 from assets.raw import PRIMARY_KEY_UNIQUE, ROW_COUNT_MATCHES_SOURCE, raw_key
-from pipelines import generator, warehouse
+from pipelines import warehouse
 from pipelines.settings import load
 from pipelines.source_tables import source_tables
+from conftest import CONFIGURED_FLEET_END
 
-END = dt.date(2026, 3, 31)
+END = CONFIGURED_FLEET_END
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def configured(make_databases, tmp_path, monkeypatch):
-    """A small generated fleet, and the configuration contract pointing at it."""
-    pair = make_databases()
-    generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=12, days=5, seed=8, end=END), tmp_path / "gen",
-                       progress=lambda _: None)
-    env = pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key", "WAREHOUSE_HOME": str(tmp_path / "home"), "WAREHOUSE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    home = tmp_path / "dagster"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    return env, home
 
 
 def test_one_asset_per_source_table_in_two_groups():

@@ -16,11 +16,10 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from pipelines import generator, mail, postgres, rollups, warehouse
+from pipelines import generator, mail, postgres, warehouse
 from pipelines.reports import delivery, family_data, schedule, service
 from pipelines.settings import load
-from pipelines.source_tables import source_tables
-from test_extract import extract_tables
+from test_extract import built_warehouse
 
 END = dt.date(2026, 3, 29)  # a Sunday: the fleet's last week is Monday 23 to Sunday 29 March
 AS_OF = dt.datetime(2026, 3, 31, tzinfo=dt.UTC)
@@ -76,13 +75,8 @@ def fleet(make_databases, tmp_path_factory):
     """Two weeks of a small fleet, extracted and built, as the report tick reads it."""
     pair = make_databases()
     tmp = tmp_path_factory.mktemp("reports")
-    generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=14, days=14, seed=11, end=END),
-                       tmp / "gen", progress=lambda _: None)
-    path = tmp / "w.duckdb"
-    extract_tables(path, {"cheeko": pair.cheeko, "cognova": pair.cognova}, source_tables(),
-                   window=(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 3, 31, tzinfo=dt.UTC)))
-    with warehouse.connect(path) as con:
-        rollups.build(con, as_of_time=AS_OF, first_day=END - dt.timedelta(days=20), last_day=END)
+    path, _ = built_warehouse(pair, tmp, generator.Options(devices=14, days=14, seed=11, end=END),
+                              as_of=AS_OF, first_day=END - dt.timedelta(days=20), last_day=END)
     return pair, path
 
 

@@ -15,8 +15,7 @@ from assets import runs
 from assets.rollups import QUALITY_CHECKS_ON, mart_key
 from pipelines import generator, postgres, rollups, warehouse, writes
 from pipelines.settings import load
-from pipelines.source_tables import source_tables
-from test_extract import extract_tables
+from test_extract import built_warehouse
 
 END = dt.date(2026, 3, 31)
 AS_OF = dt.datetime(2026, 4, 2, tzinfo=dt.UTC)
@@ -96,13 +95,8 @@ def built(make_databases, tmp_path_factory):
     """A messy fleet, extracted and built for every day."""
     pair = make_databases()
     tmp = tmp_path_factory.mktemp("rollups")
-    result = generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=25, days=10, seed=6, end=END, messy=True),
-                                tmp / "gen", progress=lambda _: None)
-    path = tmp / "w.duckdb"
-    extract_tables(path, {"cheeko": pair.cheeko, "cognova": pair.cognova}, source_tables(),
-                   window=(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)))
-    with warehouse.connect(path) as con:
-        rollups.build(con, as_of_time=AS_OF, first_day=END - dt.timedelta(days=9), last_day=END)
+    path, result = built_warehouse(pair, tmp, generator.Options(devices=25, days=10, seed=6, end=END, messy=True),
+                                   as_of=AS_OF, first_day=END - dt.timedelta(days=9), last_day=END)
     return pair, path, result
 
 
