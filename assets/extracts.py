@@ -5,11 +5,13 @@ import datetime as dt
 import dagster as dg
 
 from assets.partitions import DAILY_FRESHNESS
-from assets.rollups import mart_key
+from assets.raw import raw_key
+from assets.rollups import WRITE_BACK_KEY, mart_key
 from assets.resources import Warehouse
 from pipelines import analyst_extracts
 from pipelines import settings as settings_module
 from pipelines.marts import MARTS
+from pipelines.source_tables import source_tables
 
 ANALYST_SNAPSHOT_KEY = dg.AssetKey(["extracts", "analyst_snapshot"])
 
@@ -28,7 +30,8 @@ ANALYST_SNAPSHOT_KEY = dg.AssetKey(["extracts", "analyst_snapshot"])
     ),
     kinds={"duckdb", "parquet"},
     owners=["team:data"],
-    deps=[mart_key(m.name) for m in MARTS],
+    # Everything the snapshot copies, so a run that selects it with any of them runs it last.
+    deps=[*(raw_key(t.database, t.name) for t in source_tables()), *(mart_key(m.name) for m in MARTS), WRITE_BACK_KEY],
     pool="warehouse_writer",
     freshness_policy=DAILY_FRESHNESS,
 )

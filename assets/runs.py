@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from assets.automation import DAILY_GROUPS
+from assets.automation import DAILY_GROUPS, PUBLISHES_LAST_TAG
 from assets.definitions import defs
 from assets.extracts import ANALYST_SNAPSHOT_KEY
 from assets.partitions import DAILY
@@ -122,6 +122,8 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: 
     with ExitStack() as stack:
         snapshots = {db: stack.enter_context(Snapshot(database_url(settings, db))) for db in DATABASES}
         shared = {snapshot_tag(db): snapshot.id for db, snapshot in snapshots.items()}
+        if ANALYST_SNAPSHOT_KEY in keys:
+            shared[PUBLISHES_LAST_TAG] = "true"  # the daemon's sensor need not publish after each run
         _run_waves(job, instance, keys, start, end, shared, summary, progress)
     for name in summary.failed_checks:
         progress(f"  check failed: {name}")

@@ -28,6 +28,7 @@ from the latest snapshot, never from the working file.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import shutil
 import stat
@@ -38,11 +39,14 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines import dictionary, warehouse
+from pipelines import dictionary, privacy, warehouse
 from pipelines.dictionary import TableEntry
 from pipelines.marts import MARTS
+from pipelines.privacy import quote
 from pipelines.source_tables import source_tables
 from pipelines.warehouse import RAW_SCHEMAS
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_FILE = "warehouse.duckdb"
 DICTIONARY_FILE = "data_dictionary.md"
@@ -98,6 +102,20 @@ def _order(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda q: (PUBLISHED_SCHEMAS.index(q.split(".")[0]), q))
 
 
+def _name(qualified: str, alias: str | None = None) -> str:
+    """``schema.table`` (and a database alias) as quoted identifiers: names come from catalogues, not code."""
+    parts = ([alias] if alias else []) + qualified.split(".", 1)
+    return ".".join(quote(part) for part in parts)
+
+
+def _withheld(qualified: str) -> set[str]:
+    """Columns of a raw table the privacy policy now drops: never published, even if an older load kept them."""
+    schema, table = qualified.split(".", 1)
+    database = next((db for db, s in RAW_SCHEMAS.items() if s == schema), None)
+    rules = privacy.policy().get((database, table), {}) if database else {}
+    return {column for column, rule in rules.items() if rule == "drop"}
+
+
 def _entry(qualified: str, entries: dict[str, TableEntry]) -> TableEntry:
     schema, table = qualified.split(".", 1)
     return entries.get(qualified) or TableEntry(schema, table, "Not described in the contract.")
@@ -109,11 +127,11 @@ def _describe(con: duckdb.DuckDBPyConnection, alias: str, tables: dict[str, list
     rows = []
     for qualified, columns in tables.items():
         entry = _entry(qualified, entries)
-        con.execute(f"COMMENT ON TABLE {alias}.{qualified} IS {warehouse.literal(entry.description)}")
+        con.execute(f"COMMENT ON TABLE {_name(qualified, alias)} IS {warehouse.literal(entry.description)}")
         rows.append((entry.schema, entry.table, None, None, entry.description))
         for column, type_ in columns:
             text = dictionary.column_description(entry, column)
-            con.execute(f'COMMENT ON COLUMN {alias}.{qualified}."{column}" IS {warehouse.literal(text)}')
+            con.execute(f"COMMENT ON COLUMN {_name(qualified, alias)}.{quote(column)} IS {warehouse.literal(text)}")
             rows.append((entry.schema, entry.table, column, type_, text))
     con.execute(f"CREATE TABLE {alias}.main.data_dictionary (table_schema VARCHAR, table_name VARCHAR, "
                 "column_name VARCHAR, data_type VARCHAR, description VARCHAR)")
@@ -179,16 +197,27 @@ def _remove(folder: Path) -> None:
 
 
 def _prune(root: Path, keep: int, current: str) -> list[Path]:
-    """Delete all but the newest ``keep`` snapshots (never the current one) and failed partial folders."""
+    """Delete all but the newest ``keep`` snapshots (never the current one), partial folders of
+    publishes that died, and stray symlinks of an interrupted switch.
+
+    Never fatal: the new snapshot is already published when this runs, so a folder that cannot
+    be removed (someone else's permissions, a network file system) is logged and left.
+    """
     removed = []
-    for partial in root.glob(".*.partial"):
-        _remove(partial)
+    leftovers = [p for p in root.glob(".*.partial") if p.is_dir() and p.name[1:2].isdigit()]
+    leftovers += [p for p in root.glob(".*.new") if p.is_symlink()]
     published = sorted((p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and p.name[:1].isdigit()),
                        key=lambda p: p.name, reverse=True)
-    for old in published[keep:]:
-        if old.name != current:
-            _remove(old)  # a reader holding it open keeps reading: the inode lives on until closed
-            removed.append(old)
+    old = [p for p in published[keep:] if p.name != current]
+    for path in leftovers + old:
+        try:
+            # A reader holding an old snapshot open keeps reading it: the file lives on until closed.
+            path.unlink() if path.is_symlink() else _remove(path)
+        except OSError as error:
+            log.warning("could not remove %s: %s", path, error)
+            continue
+        if path in old:
+            removed.append(path)
     return removed
 
 
@@ -203,15 +232,17 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, published_at: dt.date
         _remove(partial)
     (partial / "marts").mkdir(parents=True)
     found = _tables(con)
-    tables = {q: found[q] for q in _order(found)}
+    # A column the policy drops today never leaves, whatever an older load put in the working file.
+    tables = {q: [(c, t) for c, t in found[q] if c not in _withheld(q)] for q in _order(found)}
     result = Published(folder=root / stamp)
     con.execute(f"ATTACH {warehouse.literal(str(partial / SNAPSHOT_FILE))} AS {SNAPSHOT_ALIAS}")
     try:
         for schema in PUBLISHED_SCHEMAS:
-            con.execute(f"CREATE SCHEMA {SNAPSHOT_ALIAS}.{schema}")
-        for qualified in tables:
-            con.execute(f"CREATE TABLE {SNAPSHOT_ALIAS}.{qualified} AS SELECT * FROM {qualified}")
-            result.rows[qualified] = con.execute(f"SELECT count(*) FROM {SNAPSHOT_ALIAS}.{qualified}").fetchone()[0]
+            con.execute(f"CREATE SCHEMA {SNAPSHOT_ALIAS}.{quote(schema)}")
+        for qualified, columns in tables.items():
+            select = ", ".join(quote(c) for c, _ in columns)
+            con.execute(f"CREATE TABLE {_name(qualified, SNAPSHOT_ALIAS)} AS SELECT {select} FROM {_name(qualified)}")
+            result.rows[qualified] = con.execute(f"SELECT count(*) FROM {_name(qualified, SNAPSHOT_ALIAS)}").fetchone()[0]
         _describe(con, SNAPSHOT_ALIAS, tables)
         latest_day = (con.execute("SELECT max(day) FROM marts.fleet_daily").fetchone()[0]
                       if "marts.fleet_daily" in tables else None)
@@ -223,7 +254,7 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, published_at: dt.date
     for mart in (m.name for m in MARTS):
         if f"marts.{mart}" in tables:
             target = partial / "marts" / f"{mart}.parquet"
-            con.execute(f"COPY marts.{mart} TO {warehouse.literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
+            con.execute(f"COPY {_name(f'marts.{mart}')} TO ? (FORMAT parquet, COMPRESSION zstd)", [str(target)])
     title = f"Data dictionary: warehouse snapshot {stamp}"
     (partial / DICTIONARY_FILE).write_text(markdown(tables, result.rows, title=title))
     _freeze(partial)
@@ -290,11 +321,11 @@ def _selects(tables: dict[str, list[tuple[str, str]]], chosen: list[str], since:
     for qualified in chosen:
         column = date_column(qualified, [c for c, _ in tables[qualified]]) if since else None
         if column is None:
-            yield qualified, f"SELECT * FROM {qualified}", [], None
+            yield qualified, f"SELECT * FROM {_name(qualified)}", [], None
         elif column == "month":
-            yield qualified, f"SELECT * FROM {qualified} WHERE month >= date_trunc('month', ?::DATE)", [since], column
+            yield qualified, f"SELECT * FROM {_name(qualified)} WHERE month >= date_trunc('month', ?::DATE)", [since], column
         else:
-            yield qualified, f'SELECT * FROM {qualified} WHERE "{column}" >= ?::DATE', [since], column
+            yield qualified, f"SELECT * FROM {_name(qualified)} WHERE {quote(column)} >= ?::DATE", [since], column
 
 
 def custom_extract(snapshot: Path, out: Path, *, tables: list[str] | None = None,
@@ -309,37 +340,55 @@ def custom_extract(snapshot: Path, out: Path, *, tables: list[str] | None = None
     if kind not in (".duckdb", ".parquet", ".csv"):
         raise ExtractError(f"--out {out}: the name must end in .duckdb, .parquet or .csv")
     out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    wal = out.with_name(out.name + ".wal")
+    if kind == ".duckdb" and wal.exists():
+        # DuckDB would replay this log into the new file: someone has the old one open, or crashed in it.
+        raise ExtractError(f"--out {out}: {wal.name} exists beside it (the file is open somewhere, or a session "
+                           "crashed in it); close it or remove the .wal, or choose another name")
     partial = out.with_name(f".{out.name}.partial")
-    if partial.exists():
-        partial.unlink()
     result = CustomExtract(out)
-    with warehouse.connect(snapshot, read_only=True) as con:
-        available = _tables(con)
-        chosen = resolve_tables(available, tables)
-        if kind != ".duckdb" and len(chosen) != 1:
-            raise ExtractError(f"--out {out.name}: a {kind} file holds one table, and {len(chosen)} were chosen "
-                               f"({', '.join(chosen)}); pick one with --tables, or write a .duckdb file")
-        chosen_tables = {q: available[q] for q in chosen}
-        if kind == ".duckdb":
-            con.execute(f"ATTACH {warehouse.literal(str(partial))} AS custom_extract (READ_WRITE)")
-            try:
-                for schema in sorted({q.split('.')[0] for q in chosen}):
-                    con.execute(f"CREATE SCHEMA custom_extract.{schema}")
-                for qualified, select, params, column in _selects(available, chosen, since):
-                    con.execute(f"CREATE TABLE custom_extract.{qualified} AS {select}", params)
-                    result.rows[qualified] = con.execute(f"SELECT count(*) FROM custom_extract.{qualified}").fetchone()[0]
-                    if since and column is None:
-                        result.whole.append(qualified)
-                _describe(con, "custom_extract", chosen_tables)
-            finally:
-                con.execute("DETACH custom_extract")
-        else:
-            qualified, select, params, column = next(_selects(available, chosen, since))
-            fmt = "parquet" if kind == ".parquet" else "csv, HEADER true"
-            con.execute(f"COPY ({select}) TO {warehouse.literal(str(partial))} (FORMAT {fmt})", params)
-            result.rows[qualified] = con.execute(f"SELECT count(*) FROM ({select})", params).fetchone()[0]
-            if since and column is None:
-                result.whole.append(qualified)
-    os.replace(partial, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for stale in (partial, partial.with_name(partial.name + ".wal")):
+            stale.unlink(missing_ok=True)
+        with warehouse.connect(snapshot, read_only=True, wait=0) as con:
+            _write_extract(con, kind, partial, result, tables, since)
+        os.replace(partial, out)
+    except (duckdb.Error, OSError) as error:
+        raise ExtractError(f"--out {out}: {error}") from error
+    finally:
+        for stale in (partial, partial.with_name(partial.name + ".wal")):
+            if stale.exists():
+                stale.unlink()
     return result
+
+
+def _write_extract(con: duckdb.DuckDBPyConnection, kind: str, partial: Path, result: CustomExtract,
+                   tables: list[str] | None, since: dt.date | None) -> None:
+    available = _tables(con)
+    chosen = resolve_tables(available, tables)
+    if kind != ".duckdb" and len(chosen) != 1:
+        raise ExtractError(f"--out {result.path.name}: a {kind} file holds one table, and {len(chosen)} were chosen "
+                           f"({', '.join(chosen)}); pick one with --tables, or write a .duckdb file")
+    chosen_tables = {q: available[q] for q in chosen}
+    if kind == ".duckdb":
+        con.execute(f"ATTACH {warehouse.literal(str(partial))} AS custom_extract (READ_WRITE)")
+        try:
+            for schema in sorted({q.split('.')[0] for q in chosen}):
+                con.execute(f"CREATE SCHEMA custom_extract.{quote(schema)}")
+            for qualified, select, params, column in _selects(available, chosen, since):
+                con.execute(f"CREATE TABLE {_name(qualified, 'custom_extract')} AS {select}", params)
+                result.rows[qualified] = con.execute(f"SELECT count(*) FROM {_name(qualified, 'custom_extract')}").fetchone()[0]
+                if since and column is None:
+                    result.whole.append(qualified)
+            _describe(con, "custom_extract", chosen_tables)
+        finally:
+            con.execute("DETACH custom_extract")
+    else:
+        qualified, select, params, column = next(_selects(available, chosen, since))
+        fmt = "parquet" if kind == ".parquet" else "csv, HEADER true"
+        con.execute(f"COPY ({select}) TO {warehouse.literal(str(partial))} (FORMAT {fmt})", params)
+        result.rows[qualified] = con.execute(f"SELECT count(*) FROM ({select})", params).fetchone()[0]
+        if since and column is None:
+            result.whole.append(qualified)
+

@@ -179,10 +179,13 @@ def _print_generation(result: generator.Result) -> None:
 
 
 def _dagster_home(settings: Settings) -> Path:
-    """Point DAGSTER_HOME at ``$WAREHOUSE_HOME/dagster`` holding the repo's dagster.yaml."""
-    home = settings.home / "dagster"
+    """The Dagster instance: ``$DAGSTER_HOME`` when set (a deployment's, e.g. deploy/dagster.postgres.yaml),
+    else ``$WAREHOUSE_HOME/dagster`` holding this repository's dagster.yaml."""
+    configured = os.environ.get("DAGSTER_HOME")
+    home = Path(configured).resolve() if configured else settings.home / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    if not configured or not (home / "dagster.yaml").exists():
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     _fleet_partitions_start(settings)
     return home
@@ -208,11 +211,11 @@ def _fleet_partitions_start(settings: Settings) -> None:
 def _materialize(settings: Settings, *, selection: str | None = None, start: dt.date | None = None,
                  end: dt.date | None = None, progress=print):
     """Run ``selection`` for ``start..end`` on the instance under ``$WAREHOUSE_HOME/dagster``."""
+    _dagster_home(settings)  # first: it may set the partitions' start, read when assets are imported
     import dagster as dg
 
     from assets import runs
 
-    _dagster_home(settings)
     with dg.DagsterInstance.get() as instance:
         return runs.materialize(settings, instance, selection=selection, start=start, end=end, progress=progress)
 
@@ -233,11 +236,12 @@ def cmd_extract(settings: Settings, args) -> int:
     if snapshot is None or not snapshot.exists():
         raise analyst_extracts.ExtractError(f"no analyst snapshot in {settings.extracts}: run `warehouse run` "
                                             "(it publishes one when it succeeds), or pass --snapshot")
+    snapshot = snapshot.resolve()  # now: `latest` may switch while this runs
     began = time.perf_counter()
     result = analyst_extracts.custom_extract(snapshot, args.out, tables=args.tables, since=args.since)
     for table, rows in result.rows.items():
         print(f"  {table:<45} {rows:>11,} rows" + ("  (no date column: whole table)" if table in result.whole else ""))
-    print(f"wrote {result.path} from {snapshot.resolve().parent.name} in {time.perf_counter() - began:.1f}s")
+    print(f"wrote {result.path} from snapshot {snapshot.parent.name} in {time.perf_counter() - began:.1f}s")
     return 0
 
 
@@ -248,6 +252,9 @@ def cmd_ui(settings: Settings, args) -> int:
     print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}); Ctrl-C stops it", flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-m", "assets.definitions", "-h", args.host, "-p", str(args.port)]
     # Become `dagster dev` (same environment), so a stop signal reaches it and leaves no orphaned daemon.
+    # It runs from the repository; the paths the settings resolved here must not move with it.
+    os.environ["WAREHOUSE_HOME"] = str(settings.home)
+    os.environ["WAREHOUSE_DUCKDB_PATH"] = str(settings.duckdb_path)
     os.chdir(REPO_ROOT)
     os.execv(sys.executable, command)
 

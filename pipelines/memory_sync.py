@@ -106,25 +106,26 @@ def findings(version: FileVersion) -> set[str]:
     return found
 
 
+# Rows new or changed since their last sync, and rows whose chunks someone else deleted from
+# memory_chunks (re-synced to heal); and rows synced before but gone from device_memories.
+CHANGED_ROWS = """
+    FROM device_memories d
+    LEFT JOIN warehouse.memory_files f ON f.memory_id = d.id
+    WHERE f.memory_id IS NULL OR f.source_updated_at IS DISTINCT FROM d.updated_at OR f.chunker <> %(chunker)s
+       OR d.id IN (SELECT s.memory_id FROM warehouse.memory_chunk_sources s WHERE NOT EXISTS
+                   (SELECT 1 FROM memory_chunks c WHERE c.mac_id = s.mac_id AND c.content_hash = s.content_hash))
+"""
+DELETED_ROWS = """
+    FROM warehouse.memory_files f WHERE NOT EXISTS (SELECT 1 FROM device_memories d WHERE d.id = f.memory_id)
+"""
+
+
 def _pending(conn, chunker_id: str) -> tuple[int, list[tuple[object, int]], list[object]]:
     """(rows in device_memories, [(id, bytes)] new or changed since their last sync, [ids] deleted since)."""
     seen = conn.execute("SELECT count(*) FROM device_memories").fetchone()[0]
-    # New or changed rows, and rows whose chunks someone else deleted from memory_chunks (re-synced to heal).
-    changed = conn.execute(
-        """
-        SELECT d.id, octet_length(d.content) FROM device_memories d
-        LEFT JOIN warehouse.memory_files f ON f.memory_id = d.id
-        WHERE f.memory_id IS NULL OR f.source_updated_at IS DISTINCT FROM d.updated_at OR f.chunker <> %s
-           OR d.id IN (SELECT s.memory_id FROM warehouse.memory_chunk_sources s WHERE NOT EXISTS
-                       (SELECT 1 FROM memory_chunks c WHERE c.mac_id = s.mac_id AND c.content_hash = s.content_hash))
-        ORDER BY d.id
-        """,
-        (chunker_id,),
-    ).fetchall()
-    deleted = [row[0] for row in conn.execute(
-        "SELECT f.memory_id FROM warehouse.memory_files f "
-        "WHERE NOT EXISTS (SELECT 1 FROM device_memories d WHERE d.id = f.memory_id) ORDER BY 1"
-    ).fetchall()]
+    changed = conn.execute(f"SELECT d.id, octet_length(d.content) {CHANGED_ROWS} ORDER BY d.id",
+                           {"chunker": chunker_id}).fetchall()
+    deleted = [row[0] for row in conn.execute(f"SELECT f.memory_id {DELETED_ROWS} ORDER BY 1").fetchall()]
     return seen, changed, deleted
 
 
@@ -414,6 +415,7 @@ class Pending:
     changed: int
     deleted: int
     newest_change: dt.datetime | None  # the latest updated_at among the changed rows
+    fingerprint: str  # differs whenever the set of (id, updated_at) changed or of ids deleted differs
 
     @property
     def any(self) -> bool:
@@ -421,14 +423,17 @@ class Pending:
 
 
 def pending(url: str, *, model_name: str = chunker.MODEL_NAME) -> Pending:
-    """The work waiting for :func:`sync`, read without taking its lock (the sensor's question)."""
+    """The work waiting for :func:`sync`, counted in the database without taking its lock (the sensor's question)."""
     with postgres.read_only(url) as conn:
-        _, changed, deleted = _pending(conn, _chunker_id(model_name))
-        newest = None
-        if changed:
-            newest = conn.execute("SELECT max(updated_at) FROM device_memories WHERE id = ANY(%s)",
-                                  ([memory_id for memory_id, _ in changed],)).fetchone()[0]
-    return Pending(changed=len(changed), deleted=len(deleted), newest_change=newest)
+        changed, newest, changed_md5 = conn.execute(
+            "SELECT count(*), max(d.updated_at), "
+            "md5(coalesce(string_agg(d.id::text || '@' || coalesce(d.updated_at::text, ''), ',' ORDER BY d.id), '')) "
+            + CHANGED_ROWS, {"chunker": _chunker_id(model_name)}).fetchone()
+        deleted, deleted_md5 = conn.execute(
+            "SELECT count(*), md5(coalesce(string_agg(f.memory_id::text, ',' ORDER BY f.memory_id), '')) "
+            + DELETED_ROWS).fetchone()
+    return Pending(changed=changed, deleted=deleted, newest_change=newest,
+                   fingerprint=f"{changed_md5[:12]}.{deleted_md5[:12]}")
 
 
 def consistency(url: str) -> dict[str, int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from pipelines import warehouse, writes
 from pipelines.marts import MARTS, mart
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+RAW_REFERENCE = re.compile(r"\braw_(?:cheeko|cognova)\.\w+")
 PRICE_SHEET = Path(__file__).with_name("price_sheet.toml")
 STAGING = ("devices", "zone_offsets", "chat_turns", "game_attempts", "media_events", "rfid_scans", "game_sessions",
            "qualifying_events", "priced_usage")
@@ -162,9 +164,28 @@ def build_order(names: list[str] | None = None) -> list[str]:
     return order
 
 
+class MissingInputs(RuntimeError):
+    """The raw tables a mart reads are not in the warehouse yet; the message names them and what to run."""
+
+
+def missing_inputs(con: duckdb.DuckDBPyConnection, names: list[str]) -> list[str]:
+    """Raw tables that the staging SQL or the SQL of ``names`` reads and the warehouse does not hold."""
+    files = [SQL_DIR / "staging" / f"{name}.sql" for name in STAGING] + [SQL_DIR / f"{name}.sql" for name in names]
+    needed = {match.group(0) for path in files for match in RAW_REFERENCE.finditer(path.read_text())}
+    present = {f"{schema}.{table}" for schema, table in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
+    return sorted(needed - present)
+
+
 def build(con: duckdb.DuckDBPyConnection, names: list[str] | None = None, *, as_of_time: dt.datetime,
           first_day: dt.date, last_day: dt.date, prices: PriceSheet | None = None) -> dict[str, int]:
     """Build ``names`` (default: every mart) for ``first_day..last_day``; returns rows written per mart."""
+    missing = missing_inputs(con, build_order(names))
+    if missing:
+        # Typically a backfill of marts on a warehouse whose raw layer was never loaded.
+        raise MissingInputs(f"cannot build {', '.join(f'marts.{n}' for n in build_order(names))}: the warehouse "
+                            f"holds no {', '.join(missing)} yet. Load the raw layer once first (`warehouse run`, or "
+                            f"materialize groups cheeko_raw and cognova_raw in the UI)")
     prepare(con, prices)
     return {name: build_mart(con, name, as_of_time=as_of_time, first_day=first_day, last_day=last_day)
             for name in build_order(names)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines import warehouse
+from pipelines.privacy import quote
 from pipelines.warehouse import RAW_SCHEMAS
 
 LAYERS = (*RAW_SCHEMAS.values(), "marts")
@@ -17,8 +18,7 @@ def layer_rows(snapshot: Path) -> dict[str, tuple[int, int]]:
         tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name IN (SELECT unnest(?)) "
                              "ORDER BY 1, 2", [list(LAYERS)]).fetchall()
         for schema, table in tables:
-            # Names come from the catalogue of the file itself, not from input.
-            rows = con.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]
+            rows = con.execute(f"SELECT count(*) FROM {quote(schema)}.{quote(table)}").fetchone()[0]
             count, total = out.get(schema, (0, 0))
             out[schema] = (count + 1, total + rows)
     return {schema: out[schema] for schema in LAYERS if schema in out}

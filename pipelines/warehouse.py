@@ -83,7 +83,7 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as error:
-            if "lock" not in str(error).lower():
+            if "could not set lock on file" not in str(error).lower():
                 raise
             if time.monotonic() >= deadline:
                 raise WarehouseBusy(f"{path} is held by another process (a run writing it?) and stayed so for "
@@ -96,12 +96,14 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
 
 
 @contextmanager
-def connect(path: Path, *, read_only: bool = False, wait: float = LOCK_WAIT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(path: Path, *, read_only: bool = False, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse file at ``path`` (created if missing, unless read-only).
 
-    While another process holds the file, waits up to ``wait`` seconds for it, then raises
-    :class:`WarehouseBusy`.
+    While another process holds the file, waits up to ``wait`` seconds for it (default: a writer
+    waits ``LOCK_WAIT_SECONDS``, a reader not at all), then raises :class:`WarehouseBusy`.
     """
+    if wait is None:
+        wait = 0.0 if read_only else LOCK_WAIT_SECONDS
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     con = _open(path, read_only, wait)

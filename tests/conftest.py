@@ -15,6 +15,7 @@ import itertools
 import os
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,3 +115,59 @@ def configured(make_databases, tmp_path, monkeypatch):
     home.mkdir()
     (home / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
     return env, home
+
+
+@contextmanager
+def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[..., dict]]:
+    """``warehouse ui`` (webserver and daemon) in a process group of its own, ready to answer GraphQL.
+
+    Yields ``graphql(query, **variables) -> data``. On exit it is stopped with Ctrl-C, as a person
+    would, and every process of the group must be gone within a minute (no orphaned daemon).
+    """
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ui = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)],
+                          cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def graphql(query: str, **variables) -> dict:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
+                                         data=json.dumps({"query": query, "variables": variables}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.load(response)
+        if body.get("errors"):
+            raise AssertionError(body["errors"])
+        return body["data"]
+
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if graphql("{ assetNodes { id } }")["assetNodes"]:
+                    break
+            except (OSError, ValueError):
+                pass
+            assert ui.poll() is None, "warehouse ui exited"
+            assert time.monotonic() < deadline, f"the UI did not answer within {timeout:.0f}s"
+            time.sleep(2)
+        yield graphql
+    finally:
+        os.killpg(ui.pid, signal.SIGINT)
+        ui.wait(timeout=90)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                os.killpg(ui.pid, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline, "processes of warehouse ui outlived it by a minute"
+            time.sleep(1)

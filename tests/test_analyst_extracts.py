@@ -198,3 +198,25 @@ def test_a_second_process_waits_for_the_working_file_then_names_it(working):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_columns_the_policy_drops_today_are_never_published_and_odd_names_are_quoted(working, tmp_path):
+    # An older load kept a column the policy drops now; a source column has a quote in its name.
+    with warehouse.connect(working) as con:
+        con.execute("ALTER TABLE raw_cheeko.sys_user ADD COLUMN password VARCHAR DEFAULT 'hunter2'")
+        con.execute('ALTER TABLE raw_cognova.account ADD COLUMN "odd""name; --" INTEGER DEFAULT 7')
+    published = _publish(working, tmp_path / "extracts")
+    columns = {(t, c) for t, c in _query(published.database, "SELECT table_name, column_name FROM duckdb_columns() "
+                                                             "WHERE schema_name IN ('raw_cheeko', 'raw_cognova')")}
+    assert ("sys_user", "password") not in columns
+    assert ("account", 'odd"name; --') in columns
+    assert _query(published.database, 'SELECT DISTINCT "odd""name; --" FROM raw_cognova.account') == [(7,)]
+
+
+def test_a_custom_extract_never_replays_a_stale_write_ahead_log(working, tmp_path):
+    snapshot = _publish(working, tmp_path / "extracts").database
+    out = tmp_path / "mine.duckdb"
+    (tmp_path / "mine.duckdb.wal").write_bytes(b"left by a session that crashed")
+    with pytest.raises(ExtractError, match="mine.duckdb.wal exists beside it"):
+        analyst_extracts.custom_extract(snapshot, out, tables=["fleet_daily"])
+    assert not out.exists()

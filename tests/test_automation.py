@@ -8,6 +8,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ import pytest
 
 from assets import runs
 from assets.automation import (
+    PUBLISHES_LAST_TAG,
     analyst_snapshot_job,
     device_memories_changed,
     memory_sync_job,
@@ -24,11 +26,13 @@ from assets.automation import (
 )
 from assets.definitions import defs
 from assets.extracts import ANALYST_SNAPSHOT_KEY
+from assets.memory import MEMORY_CHUNKS_KEY
 from assets.raw import raw_key
 from assets.resources import SourceDatabases
 from pipelines import analyst_extracts, memory_sync, postgres, warehouse
 from pipelines.settings import load
 from conftest import CONFIGURED_FLEET_END as END
+from conftest import running_ui
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,10 +114,15 @@ def test_the_memory_sensor_asks_for_a_sync_only_when_memories_change(configured)
                 return device_memories_changed(context), context.cursor
 
         first, cursor = evaluate(None)
-        assert isinstance(first, dg.RunRequest) and first.run_key == cursor
+        assert isinstance(first, dg.RunRequest) and cursor
+        assert first.tags["warehouse/memory_changes"].endswith("changed, 0 deleted")
         again, _ = evaluate(cursor)  # nothing synced yet, but this work was already asked for
         assert isinstance(again, dg.SkipReason) and "already requested" in again.skip_message
         memory_sync.sync(url, _fake_embed, count_tokens=lambda text: len(text.split()))
+        # Synced, but memory_chunks was never materialized in this instance: the daily re-check asks for a run.
+        recheck, _ = evaluate(cursor)
+        assert isinstance(recheck, dg.RunRequest) and "re-check" in recheck.tags["warehouse/memory_changes"]
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=MEMORY_CHUNKS_KEY))
         synced, _ = evaluate(cursor)
         assert isinstance(synced, dg.SkipReason) and "every device memory is synced" in synced.skip_message
         with postgres.connect(url) as conn:
@@ -121,12 +130,18 @@ def test_the_memory_sensor_asks_for_a_sync_only_when_memories_change(configured)
                          "WHERE id = (SELECT id FROM device_memories ORDER BY id LIMIT 1)", ("\n- One more thing.\n",))
             conn.commit()
         changed, new_cursor = evaluate(cursor)
-        assert isinstance(changed, dg.RunRequest) and new_cursor != cursor and "/1/0" in changed.run_key
+        assert isinstance(changed, dg.RunRequest) and new_cursor != cursor
+        assert changed.tags["warehouse/memory_changes"] == "1 changed, 0 deleted"
         with postgres.connect(url) as conn:
             conn.execute("DELETE FROM device_memories WHERE id = (SELECT id FROM device_memories ORDER BY id DESC LIMIT 1)")
             conn.commit()
         deleted, _ = evaluate(new_cursor)
-        assert isinstance(deleted, dg.RunRequest) and deleted.run_key.endswith("/1/1")
+        assert isinstance(deleted, dg.RunRequest) and deleted.tags["warehouse/memory_changes"] == "1 changed, 1 deleted"
+        # While a sync is queued or running, no second one is asked for (it would only fail on the sync's lock).
+        instance.add_run(dg.DagsterRun(job_name=memory_sync_job.name, run_id="a" * 36,
+                                       status=dg.DagsterRunStatus.STARTED))
+        busy, _ = evaluate(None)
+        assert isinstance(busy, dg.SkipReason) and "queued or running" in busy.skip_message
     assert memory_sync_job.name == device_memories_changed.job_name
 
 
@@ -145,6 +160,12 @@ def test_a_successful_run_that_wrote_the_warehouse_is_followed_by_a_snapshot(con
         wrote = job.execute_in_process(instance=instance, asset_selection=[raw_key("cognova", "account")], run_config=QUIET)
         request = publish_snapshot_after_runs(_success_context(instance, wrote.run_id))
         assert isinstance(request, dg.RunRequest) and request.run_key == f"after-{wrote.run_id}"
+        # Runs of `warehouse run` (it publishes after its last one) and of a UI backfill (published when the
+        # backfill completes) are not followed by a snapshot each.
+        for tag in ({PUBLISHES_LAST_TAG: "true"}, {"dagster/backfill": "abcdefgh"}):
+            tagged = job.execute_in_process(instance=instance, asset_selection=[raw_key("cognova", "account")],
+                                            tags=tag, run_config=QUIET)
+            assert isinstance(publish_snapshot_after_runs(_success_context(instance, tagged.run_id)), dg.SkipReason)
         published = defs.resolve_job_def(analyst_snapshot_job.name).execute_in_process(instance=instance, run_config=QUIET)
         assert published.success
         again = publish_snapshot_after_runs(_success_context(instance, published.run_id))
@@ -173,3 +194,56 @@ def test_partitioned_assets_backfill_as_single_runs(selection):
         if node.partitions_def is not None:
             assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
             assert node.tags.get("partitioned") == "daily", key
+
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }"
+
+
+def test_a_backfill_from_the_ui_runs_each_layer_once_and_publishes_once(configured):
+    """The UI's path end to end: the daemon runs the backfill, the sensors publish one snapshot after it."""
+    env, _home = configured
+    first, last = END - dt.timedelta(days=2), END
+    keys = [raw_key("cheeko", "ai_agent_chat_history"), raw_key("cheeko", "ai_device"),
+            dg.AssetKey(["marts", "daily_device_activity"])]
+    days = [(first + dt.timedelta(days=i)).isoformat() for i in range(3)]
+    # The raw layer loaded once, as in any warehouse that is backfilled (marts need all their inputs).
+    home = Path(env["WAREHOUSE_HOME"]) / "dagster"
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs.materialize(load(), instance, selection="group:cheeko_raw or group:cognova_raw", progress=lambda _: None)
+    with running_ui({**os.environ, **env}) as graphql:
+        launched = graphql(LAUNCH_BACKFILL, params={"assetSelection": [{"path": k.path} for k in keys],
+                                                    "partitionNames": days, "fromFailure": False})
+        backfill_id = launched["launchPartitionBackfill"]["backfillId"]
+        deadline = time.monotonic() + 420
+        published = []
+        while not published:
+            assert time.monotonic() < deadline, "the backfill and its snapshot did not finish in 7 minutes"
+            time.sleep(3)
+            status = graphql(BACKFILL_STATUS, id=backfill_id)["partitionBackfillOrError"]["status"]
+            assert status in ("REQUESTED", "COMPLETED_SUCCESS", "COMPLETED"), status
+            with dg.DagsterInstance.from_config(str(Path(env["WAREHOUSE_HOME"]) / "dagster")) as instance:
+                runs_ = instance.get_runs()
+                published = [r for r in runs_ if r.tags.get("warehouse/after_backfill") == backfill_id
+                             and r.status == dg.DagsterRunStatus.SUCCESS]
+        backfill_runs = [r for r in runs_ if r.tags.get("dagster/backfill") == backfill_id]
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in backfill_runs)
+        # One run per layer, each for the whole range: raw chat history, ai_device (unpartitioned), the mart.
+        ranges = sorted((r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"))
+                        for r in backfill_runs if "dagster/asset_partition_range_start" in r.tags)
+        assert ranges == [(first.isoformat(), last.isoformat())] * 2 and len(backfill_runs) == 3
+        # Exactly one snapshot for the backfill, none per run.
+        assert len(published) == 1
+        assert not [r for r in runs_ if r.tags.get("warehouse/after_run") in {b.run_id for b in backfill_runs}]
+    snapshot = analyst_extracts.latest_snapshot(Path(env["WAREHOUSE_HOME"]) / "extracts")
+    with warehouse.connect(snapshot) as con:
+        assert con.execute("SELECT count(DISTINCT activity_date) FROM marts.daily_device_activity").fetchone()[0] >= 3

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import running_ui
 from pipelines import postgres
 from pipelines import warehouse as warehouse_module
 
@@ -133,44 +134,12 @@ def test_errors_are_reported_without_a_traceback(home_env):
 
 
 def test_ui_serves_the_whole_graph_and_stops_cleanly(make_databases, tmp_path):
-    import json
-    import urllib.request
-
     from assets.definitions import defs
 
     pair = make_databases()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {**os.environ, **pair.environ(), "WAREHOUSE_HOME": str(tmp_path / "home"), "WAREHOUSE_PSEUDONYM_KEY": "k"}
-    ui = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)], cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    query = json.dumps({"query": "{ assetNodes { assetKey { path } groupName } }"}).encode()
-    nodes = None
-    try:
-        deadline = time.monotonic() + 180
-        while nodes is None:
-            try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
-                                                 headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    nodes = json.load(response)["data"]["assetNodes"] or None
-            except (OSError, ValueError, KeyError, TypeError):
-                assert ui.poll() is None, "warehouse ui exited"
-                assert time.monotonic() < deadline, "the UI did not answer within 3 minutes"
-                time.sleep(2)
+    with running_ui(env) as graphql:  # stopping it cleanly, with no process left, is checked on the way out
+        nodes = graphql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
         assert len(nodes) == len(defs.resolve_asset_graph().get_all_asset_keys())
         assert {n["groupName"] for n in nodes} == {"cheeko_raw", "cognova_raw", "rollups", "memory", "reports", "extracts"}
         assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()  # the instance the CLI uses too
-    finally:
-        os.killpg(ui.pid, signal.SIGINT)  # Ctrl-C
-        ui.wait(timeout=90)
-    # Nothing of the process group is left (the daemon and code server stop within seconds): no orphans.
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            os.killpg(ui.pid, 0)
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "processes of warehouse ui outlived it by a minute"
-        time.sleep(1)

@@ -65,7 +65,8 @@ def test_automation_is_declared():
     daily = defs.resolve_schedule_def("warehouse_daily_0030_utc")
     assert (daily.cron_schedule, daily.execution_timezone) == ("30 0 * * *", "UTC")
     assert daily.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert {s.name for s in defs.sensors} == {"device_memories_changed", "publish_snapshot_after_runs"}
+    assert {s.name for s in defs.sensors} == {"device_memories_changed", "publish_snapshot_after_runs",
+                                            "publish_snapshot_after_backfills"}
     # Everything that writes the DuckDB file shares the one-slot pool; the memory sync (PostgreSQL only) does not.
     graph = defs.resolve_asset_graph()
     pools = {key: graph.get(key).pools for key in graph.get_all_asset_keys()}

@@ -210,3 +210,11 @@ def test_day_by_day_runs_equal_one_backfill(make_databases, tmp_path, monkeypatc
     for m in marts:
         assert results["daily"][m] == results["backfill"][m], m
         assert results["daily"][m], m
+
+
+def test_marts_on_a_warehouse_without_their_raw_tables_name_what_is_missing(tmp_path):
+    with warehouse.connect(tmp_path / "w.duckdb") as con:
+        con.execute("CREATE SCHEMA raw_cheeko; CREATE TABLE raw_cheeko.ai_device (id BIGINT)")
+        with pytest.raises(rollups.MissingInputs, match=r"cannot build marts.fleet_daily: the warehouse holds no "
+                                                        r"raw_cheeko.ai_agent, .*raw_cheeko.kid_profile.* Load the raw layer"):
+            rollups.build(con, ["fleet_daily"], as_of_time=AS_OF, first_day=END, last_day=END)
