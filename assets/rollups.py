@@ -84,7 +84,7 @@ def mart_asset(definition: Mart) -> dg.AssetsDefinition:
         with warehouse.connect() as con:
             written = rollups.build(con, [definition.name], as_of_time=as_of_time, first_day=first_day, last_day=last_day)
             name = definition.name
-            total = con.execute(f"SELECT count(*) FROM marts.{name}").fetchone()[0]
+            total = con.execute("SELECT count(*) FROM query_table(?)", [f"marts.{name}"]).fetchone()[0]
             columns = con.execute("SELECT column_name, data_type, comment FROM duckdb_columns() "
                                   "WHERE schema_name = 'marts' AND table_name = ? ORDER BY column_index", [name]).fetchall()
             results = []

@@ -78,7 +78,7 @@ def main() -> None:
             streaks_all_dates = per_mart["device_streaks"]
             streaks_one = timed(lambda: rollups.build_mart(con, "device_streaks", as_of_time=as_of, first_day=END, last_day=END))
             one_day = timed(restage) + timed(lambda: rollups.build(con, as_of_time=as_of, first_day=END, last_day=END))
-            rows = sum(con.execute(f"SELECT count(*) FROM marts.{m} WHERE as_of_date = ?", [END]).fetchone()[0]
+            rows = sum(con.execute("SELECT count(*) FROM query_table(?) WHERE as_of_date = ?", [f"marts.{m}", END]).fetchone()[0]
                        for m in ("device_streaks", "device_progress", "learning_progress"))
             first_write = timed(lambda: rollups.write_back(con, urls["cheeko"], as_of_date=END))
             rewrite = timed(lambda: rollups.write_back(con, urls["cheeko"], as_of_date=END))

@@ -180,20 +180,15 @@ target, table, commits, rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(s
 began = time.perf_counter()
 try:
     if target.startswith("ducklake:"):
-        from duckdb_extensions import import_extension
         opened = warehouse.in_memory()
     else:
         opened = warehouse.connect(Path(target), wait=0)
     with opened as con:
         if target.startswith("ducklake:"):
             for extension in ("postgres", "ducklake"):
-                try:
-                    con.execute(f"LOAD {extension}")
-                except Exception:
-                    import_extension(extension, con=con)
-                    con.execute(f"LOAD {extension}")
+                warehouse.load_extension(con, extension)
             catalog, data = target.split("|")
-            con.execute(f"ATTACH '{catalog}' AS lake (DATA_PATH '{data}')")
+            con.execute(f"ATTACH {warehouse.literal(catalog)} AS lake (DATA_PATH {warehouse.literal(data)})")
             con.execute("USE lake")
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} (day DATE, device BIGINT, value DOUBLE)")
         for i in range(commits):

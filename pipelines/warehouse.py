@@ -55,15 +55,20 @@ CREATE TABLE IF NOT EXISTS {META_SCHEMA}.loads (
 """
 
 
-def _load_postgres_extension(con: duckdb.DuckDBPyConnection) -> None:
-    """Install the postgres extension from the ``duckdb-extension-postgres`` wheel."""
+EXTENSIONS = ("postgres", "ducklake")  # each installed from its pip wheel, never downloaded
+
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Load a DuckDB extension, installing it from its ``duckdb-extension-<name>`` wheel when missing."""
+    if name not in EXTENSIONS:
+        raise ValueError(f"unknown extension {name!r}; expected one of {EXTENSIONS}")
     try:
-        con.execute("LOAD postgres")
+        con.execute(f"LOAD {name}")  # a name from EXTENSIONS: LOAD takes no parameters
     except duckdb.Error:
         from duckdb_extensions import import_extension
 
-        import_extension("postgres", con=con)
-        con.execute("LOAD postgres")
+        import_extension(name, con=con)
+        con.execute(f"LOAD {name}")
 
 
 class WarehouseBusy(RuntimeError):
@@ -109,7 +114,7 @@ def connect(path: Path, *, read_only: bool = False, wait: float | None = None) -
     con = _open(path, read_only, wait)
     try:
         con.execute("SET TimeZone = 'UTC'")
-        _load_postgres_extension(con)
+        load_extension(con, "postgres")
         # The extension's default ctid scan ignores indexes; event windows need them.
         con.execute("SET pg_use_ctid_scan = false")
         if not read_only:
