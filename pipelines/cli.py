@@ -3,7 +3,7 @@
     warehouse demo                      start, migrate, generate a small fleet, materialize, summarise
     warehouse config                    print the resolved configuration
     warehouse pg start|stop|status|url  manage the embedded PostgreSQL server
-    warehouse db upgrade|downgrade|current [--database NAME] [--revision REV]
+    warehouse db upgrade|downgrade|current|adopt [--database NAME] [--revision REV]
     warehouse generate --devices N --days D --seed S [--messy] [--end DATE] [--reset]
     warehouse generate --append-days K
     warehouse run [--start DATE] [--end DATE] [--select SELECTION]
@@ -34,6 +34,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DEVICES, DEMO_DAYS, DEMO_SEED = 60, 30, 7
 
 
+class WorkFailed(RuntimeError):
+    """The work started and did not finish (exit 1, not 2: the configuration was fine)."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="warehouse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,8 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     pg.add_argument("action", choices=["start", "stop", "status", "url"])
     pg.add_argument("--database", choices=DATABASES, help="with `url`: print only this database's URL")
 
-    db = sub.add_parser("db", help="schema migrations (Alembic)")
-    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    db = sub.add_parser("db", help="schema migrations (Alembic); adopt a database the app created",
+                        description="upgrade: the app's schema (embedded databases) and the pipeline's own tables; "
+                                    "on a database the app created, the same as adopt. adopt: check that the app's "
+                                    "tables hold what the pipeline reads and writes, then install only the "
+                                    "pipeline's tables (Cheeko's schema `warehouse`); the app's tables are never "
+                                    "touched. downgrade: remove what this project made. current: the revisions.")
+    db.add_argument("action", choices=["upgrade", "downgrade", "current", "adopt"])
     db.add_argument("--database", choices=[*DATABASES, "all"], default="all")
     db.add_argument("--revision", help="target revision (default: head for upgrade, base for downgrade)")
 
@@ -106,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load()
         return COMMANDS[args.command](settings, args)
+    except WorkFailed as failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
     except (SettingsError, EmbeddedServerError, generator.GeneratorError, TimeoutError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -142,13 +154,30 @@ def cmd_pg(settings: Settings, args) -> int:
 
 def cmd_db(settings: Settings, args) -> int:
     names = list(DATABASES) if args.database == "all" else [args.database]
+    if args.action == "adopt" and args.revision:
+        raise SettingsError("warehouse db adopt installs the pipeline's tables at their head; it takes no --revision")
     for name in names:
         url = database_url(settings, name)
-        if args.action == "upgrade":
-            migrate.upgrade(name, url, args.revision or "head")
-        elif args.action == "downgrade":
-            migrate.downgrade(name, url, args.revision or "base")
-        print(f"{name}: {migrate.current(name, url) or '(empty)'} (head {migrate.head(name)})")
+        try:
+            if args.action == "upgrade":
+                if migrate.upgrade(name, url, args.revision or "head").adopted:
+                    print(f"{name}: the app made this database: adopted (its tables checked, left as they are)")
+            elif args.action == "adopt":
+                if not migrate.made_by_app(name, url):
+                    print(f"{name}: not made by the app (no app tables, or this project's own migrations made them): "
+                          f"use `warehouse db upgrade`")
+                    return 2
+                for line in migrate.adopt(name, url):
+                    print(f"  {line}")
+                print(f"{name}: adopted; the pipeline's tables are installed, the app's untouched")
+            elif args.action == "downgrade":
+                migrate.downgrade(name, url, args.revision or "base")
+        except migrate.MigrationError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        heads = migrate.head(name)
+        for history, revision in migrate.current(name, url).items():
+            print(f"{name}: {history} at {revision or '(not applied)'} (head {heads[history]})")
     return 0
 
 
@@ -217,7 +246,10 @@ def _materialize(settings: Settings, *, selection: str | None = None, start: dt.
     from assets import runs
 
     with dg.DagsterInstance.get() as instance:
-        return runs.materialize(settings, instance, selection=selection, start=start, end=end, progress=progress)
+        try:
+            return runs.materialize(settings, instance, selection=selection, start=start, end=end, progress=progress)
+        except runs.RunFailed as failed:
+            raise WorkFailed(str(failed)) from None
 
 
 def cmd_run(settings: Settings, args) -> int:
@@ -275,8 +307,8 @@ def cmd_demo(settings: Settings, args) -> int:
         print(f"  {name}: {postgres.redact(urls[name])}")
     print("2/6 migrations")
     for name in DATABASES:
-        migrate.upgrade(name, urls[name])
-        print(f"  {name}: at {migrate.current(name, urls[name])}")
+        outcome = migrate.upgrade(name, urls[name])
+        print(f"  {name}: at {', '.join(r or '(none)' for r in outcome.revisions.values())}")
     print("3/6 fleet")
     options = generator.Options(devices=args.devices, days=args.days, seed=args.seed, end=args.end)
     result = generator.generate(urls["cheeko"], urls["cognova"], options, settings.generated, reset=True,

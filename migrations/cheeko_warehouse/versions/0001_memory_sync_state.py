@@ -6,27 +6,30 @@ same "Mood" line on many days. To delete a chunk exactly when no file has it
 any more, the sync records which file holds which chunk
 (``memory_chunk_sources``), and which version of each file it last synced
 (``memory_files``), so only changed rows are re-chunked. The apps never read
-this schema; the pipeline is its only writer.
+these tables; the pipeline is their only writer.
 
-Revision ID: cheeko_0002
-Revises: cheeko_0001
+The schema itself is made by the history's environment (its version table
+lives there too), so adopting a database the app created adds one schema and
+touches nothing of the app's.
+
+Revision ID: cheeko_warehouse_0001
+Revises:
 """
 
 from alembic import op
 
-revision = "cheeko_0002"
-down_revision = "cheeko_0001"
+revision = "cheeko_warehouse_0001"
+down_revision = None
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("CREATE SCHEMA warehouse")
-    op.execute("COMMENT ON SCHEMA warehouse IS 'companion-warehouse pipeline state; written only by the pipeline'")
-    # No foreign key to device_memories: the sync must see a row's deletion to remove its chunks.
+    # No foreign key to device_memories: the sync must see a row's deletion to remove its chunks. The id is
+    # kept as text: the app's ids are uuid or varchar(36), depending on how its schema spells them.
     op.execute("""
         CREATE TABLE warehouse.memory_files (
-            memory_id          uuid PRIMARY KEY,
+            memory_id          text PRIMARY KEY,
             mac_id             text,
             source_updated_at  timestamptz,
             chunker            text NOT NULL,
@@ -38,12 +41,12 @@ def upgrade() -> None:
     op.execute("COMMENT ON TABLE warehouse.memory_files IS "
                "'one row per device_memories row as last synced into memory_chunks'")
     op.execute("COMMENT ON COLUMN warehouse.memory_files.mac_id IS 'normalised MAC; NULL when the row''s MAC is not one'")
-    op.execute("COMMENT ON COLUMN warehouse.memory_files.source_updated_at IS 'device_memories.updated_at of the synced version'")
+    op.execute("COMMENT ON COLUMN warehouse.memory_files.source_updated_at IS 'device_memories.updated_at of the synced version (a timestamp without time zone read as UTC)'")
     op.execute("COMMENT ON COLUMN warehouse.memory_files.chunker IS 'model and chunker version the chunks were made with'")
     op.execute("COMMENT ON COLUMN warehouse.memory_files.error IS 'why the row could not be chunked; NULL when it was'")
     op.execute("""
         CREATE TABLE warehouse.memory_chunk_sources (
-            memory_id     uuid NOT NULL REFERENCES warehouse.memory_files ON DELETE CASCADE,
+            memory_id     text NOT NULL REFERENCES warehouse.memory_files ON DELETE CASCADE,
             ordinal       integer NOT NULL,
             mac_id        text NOT NULL,
             content_hash  text NOT NULL,
@@ -60,4 +63,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP SCHEMA warehouse CASCADE")
+    op.execute("DROP TABLE warehouse.memory_chunk_sources")
+    op.execute("DROP TABLE warehouse.memory_files")

@@ -9,14 +9,14 @@ crash after the claim but before ``sending`` leaves a claim that the next
 tick sends (no SMTP call was made); a crash during the SMTP call leaves
 ``sending``, which the next tick marks ``unknown`` and never resends.
 
-Revision ID: cheeko_0003
-Revises: cheeko_0002
+Revision ID: cheeko_warehouse_0002
+Revises: cheeko_warehouse_0001
 """
 
 from alembic import op
 
-revision = "cheeko_0003"
-down_revision = "cheeko_0002"
+revision = "cheeko_warehouse_0002"
+down_revision = "cheeko_warehouse_0001"
 branch_labels = None
 depends_on = None
 
