@@ -30,7 +30,7 @@ def _description(table: SourceTable) -> str:
         "full": "Full refresh each run: rows deleted at the source disappear here.",
         "incremental": (f"Incremental on {' / '.join(table.cursor)} with a {table.lookback_minutes}-minute lookback, "
                         f"merged on the primary key" + ("; rows hard-deleted at the source are removed." if table.reconcile_deletes else ".")),
-        "daily": f"Partitioned by UTC day of `{table.event_time}`; each partition is replaced whole, and each run "
+        "daily": f"Partitioned by UTC day of `{' / '.join(table.event_time)}` (the first that is set); each partition is replaced whole, and each run "
                  f"refreshes the day before too (late rows, rows that change after their day).",
     }[table.load]
     return f"{table.description}\n\n{how} Source: `{table.database}.public.{table.name}`."

@@ -29,6 +29,10 @@ from pipelines.source_tables import source_table
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+class RunFailed(RuntimeError):
+    """Assets failed; the message names each with its one-line error. What did not depend on them ran."""
+
+
 @dataclass
 class RunSummary:
     """What ``materialize`` did: per asset, its row count and checks."""
@@ -74,7 +78,7 @@ def _waves(keys: set[dg.AssetKey]) -> list[tuple[bool, list[dg.AssetKey]]]:
     return waves + [(False, [ANALYST_SNAPSHOT_KEY])] if publish else waves
 
 
-def default_range(settings: Settings, keys: set[dg.AssetKey]) -> tuple[dt.date, dt.date] | None:
+def default_range(settings: Settings, keys: set[dg.AssetKey], progress=print) -> tuple[dt.date, dt.date] | None:
     """The days with data, up to the last complete day, over the selected daily raw tables."""
     last = DAILY.get_last_partition_key()
     if last is None:
@@ -89,11 +93,17 @@ def default_range(settings: Settings, keys: set[dg.AssetKey]) -> tuple[dt.date, 
     for database, tables in by_database.items():
         with Snapshot(database_url(settings, database)) as snapshot:
             for name in tables:
-                column = source_table(database, name).event_time
+                table = source_table(database, name)
+                columns = snapshot.columns(name)
+                if problem := table.undeclarable({c.name for c in columns}):
+                    # The table's own step fails with the same line; the other tables still give their days.
+                    progress(f"  skipped in the date range: {problem}")
+                    continue
                 # Bound by a timestamp for time columns, by a date for date columns (usage_date).
-                is_date = any(c.name == column and c.type == "date" for c in snapshot.columns(name))
+                is_date = any(c.name in table.event_time and c.type == "date" for c in columns)
                 before = cutoff if is_date else dt.datetime.combine(cutoff, dt.time(0), dt.UTC)
-                days += [v if is_date else v.astimezone(dt.UTC).date() for v in snapshot.bounds(name, column, before) if v is not None]
+                days += [v if is_date else v.astimezone(dt.UTC).date()
+                         for v in snapshot.bounds(name, table.event_time, before) if v is not None]
     if not days:
         return None
     start = max(min(days), settings.partitions_start)
@@ -109,7 +119,7 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: 
     keys = with_publishing(keys)
     any_partitioned = any(partitioned for partitioned, _ in _waves(keys))
     if any_partitioned and (start is None or end is None):
-        found = default_range(settings, keys)
+        found = default_range(settings, keys, progress)
         if found is None:
             progress("no complete day with data yet: daily assets skipped")
         start, end = (start or (found[0] if found else None)), (end or (found[1] if found else None))
@@ -132,9 +142,24 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: 
 
 def _run_waves(job, instance: dg.DagsterInstance, keys: set[dg.AssetKey], start: dt.date | None, end: dt.date | None,
                shared_tags: dict[str, str], summary: RunSummary, progress) -> None:
+    """Run the waves in order. An asset that fails holds back only what depends on it: the other
+    tables and marts still run (one source table the app changed must not stop the rest), and the
+    run fails at the end, naming each failure. The analyst snapshot is published only when nothing failed."""
+    graph = defs.resolve_asset_graph()
+    failures: list[str] = []
+    held_back: set[dg.AssetKey] = set()
     for partitioned, wave in _waves(keys):
         if partitioned and not (start and end):
             continue
+        blocked = [k for k in wave if k == ANALYST_SNAPSHOT_KEY and failures
+                   or graph.get(k).parent_keys & held_back]
+        if blocked:
+            held_back |= set(blocked)
+            for key in blocked:
+                progress(f"  {key.to_user_string():<45} not run: an asset it depends on failed")
+            wave = [k for k in wave if k not in blocked]
+            if not wave:
+                continue
         tags = dict(shared_tags)
         label = f"{len(wave)} asset(s)"
         if partitioned:
@@ -159,6 +184,14 @@ def _run_waves(job, instance: dg.DagsterInstance, keys: set[dg.AssetKey], start:
             if not check.passed:
                 summary.failed_checks.append(f"{check.asset_key.to_user_string()}:{check.check_name}")
         if not result.success:
-            failures = [e for e in result.all_events if e.is_step_failure]
-            detail = "; ".join(f"{e.step_key}: {e.step_failure_data.error.message.strip()}" for e in failures)
-            raise RuntimeError(f"run {result.run_id} failed: {detail or 'see the Dagster UI'}")
+            failed_steps = [e for e in result.all_events if e.is_step_failure]
+            for event in failed_steps:
+                message = event.step_failure_data.error.message.strip().splitlines()[0]
+                failures.append(f"{event.step_key}: {message}")
+                progress(f"  failed: {event.step_key}: {message}")
+            done = {e.event_specific_data.materialization.asset_key for e in result.get_asset_materialization_events()}
+            held_back |= set(wave) - done
+            if not failed_steps:
+                failures.append(f"run {result.run_id} failed: see the Dagster UI")
+    if failures:
+        raise RunFailed(f"{len(failures)} asset(s) failed (what depends on them was not run): " + "; ".join(failures))

@@ -296,14 +296,16 @@ def resolve_tables(available: Iterable[str], asked: list[str] | None) -> list[st
 
 
 def date_column(qualified: str, columns: list[str]) -> str | None:
-    """The column ``--since`` cuts ``qualified`` on; None for a table with no date (copied whole)."""
+    """The SQL ``--since`` cuts ``qualified`` on (a column, or the first non-null of a raw table's event
+    times); None for a table with no date (copied whole)."""
     schema, table = qualified.split(".", 1)
     if schema == "marts":
-        return next((c for c in MART_DATE_COLUMNS if c in columns), None)
+        return next((quote(c) for c in MART_DATE_COLUMNS if c in columns), None)
     database = next((db for db, s in RAW_SCHEMAS.items() if s == schema), None)
     for source in source_tables():
         if (source.database, source.name) == (database, table) and source.partitioned:
-            return source.event_time if source.event_time in columns else None
+            present = [quote(c) for c in source.event_time if c in columns]
+            return (present[0] if len(present) == 1 else f"coalesce({', '.join(present)})") if present else None
     return None
 
 
@@ -322,10 +324,10 @@ def _selects(tables: dict[str, list[tuple[str, str]]], chosen: list[str], since:
         column = date_column(qualified, [c for c, _ in tables[qualified]]) if since else None
         if column is None:
             yield qualified, f"SELECT * FROM {_name(qualified)}", [], None
-        elif column == "month":
+        elif column == quote("month"):
             yield qualified, f"SELECT * FROM {_name(qualified)} WHERE month >= date_trunc('month', ?::DATE)", [since], column
         else:
-            yield qualified, f"SELECT * FROM {_name(qualified)} WHERE {quote(column)} >= ?::DATE", [since], column
+            yield qualified, f"SELECT * FROM {_name(qualified)} WHERE {column} >= ?::DATE", [since], column
 
 
 def custom_extract(snapshot: Path, out: Path, *, tables: list[str] | None = None,

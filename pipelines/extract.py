@@ -15,6 +15,7 @@ leaves the previous state intact. Three strategies (see ``source_tables.toml``):
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -38,9 +39,16 @@ SCALAR_TYPES = {
     "json": "JSON",
     "jsonb": "JSON",
     "date": "DATE",
+    "bytea": "BLOB",
+    "interval": "INTERVAL",
     "timestamp with time zone": "TIMESTAMPTZ",
-    "timestamp without time zone": "TIMESTAMP",
+    # Read as UTC (the ORMs store UTC wall time there): see plan_columns.
+    "timestamp without time zone": "TIMESTAMPTZ",
+    "time without time zone": "TIME",
 }
+# A precision changes nothing the warehouse keeps: timestamp(3) and timestamp(6) hold the same instants.
+_PRECISION = re.compile(r"^(timestamp|time)\(\d+\)")
+NAIVE_TIMESTAMP = "timestamp without time zone"
 
 
 class ExtractionError(RuntimeError):
@@ -49,6 +57,15 @@ class ExtractionError(RuntimeError):
 
 class SchemaDriftError(ExtractionError):
     """A source column changed type since the warehouse last loaded it."""
+
+
+def base_type(source_type: str) -> str:
+    """``source_type`` without a time precision: ``timestamp(3) with time zone`` is ``timestamp with time zone``."""
+    return _PRECISION.sub(r"\1", source_type)
+
+
+def is_naive_timestamp(source_type: str) -> bool:
+    return base_type(source_type) == NAIVE_TIMESTAMP
 
 
 def warehouse_type(source_type: str) -> str | None:
@@ -61,6 +78,7 @@ def warehouse_type(source_type: str) -> str | None:
     if source_type.endswith("[]"):
         inner = warehouse_type(source_type[:-2])
         return f"{inner}[]" if inner else None
+    source_type = base_type(source_type)
     if source_type.startswith(("character varying", "character(")) or source_type == "character":
         return "VARCHAR"
     if source_type.startswith("numeric"):
@@ -84,20 +102,39 @@ class PlannedColumn:
 
 
 def plan_columns(table: SourceTable, columns: list[SourceColumn]) -> list[PlannedColumn]:
-    """Apply the type map and the privacy policy to the source's columns."""
-    if not columns:
-        raise ExtractionError(f"{table.key}: table not found in the source database")
+    """Apply the type map and the privacy policy to the source's columns.
+
+    Refuses, in one line naming the table and its declaration, a table the
+    source lacks, a declared event time or cursor the source table lacks, and
+    a column with no exact warehouse type.
+    """
+    problem = table.undeclarable({c.name for c in columns})
+    if problem:
+        raise ExtractionError(problem)
     planned = []
     for col in columns:
         rule = privacy.rule(table.database, table.name, col.name)
         wtype = warehouse_type(col.type)
         if wtype is None and rule != "drop":
-            raise ExtractionError(f"{table.key}.{col.name}: no exact warehouse type for {col.type!r}; "
-                                  f"add a rule for it in privacy.toml or a mapping in extract.py")
-        selected = privacy.select_expression(rule, col.name, wtype or "VARCHAR")
+            raise ExtractionError(f"{table.key}.{col.name}: no exact warehouse type for {col.type!r}, so the table is "
+                                  f"not extracted (declared in {table.declaration}); a column nobody needs can be "
+                                  f"dropped by a rule in pipelines/privacy.toml")
+        source = col.name
+        if rule is None and is_naive_timestamp(col.type):
+            selected = (f"timezone('UTC', {privacy.quote(col.name)})", "TIMESTAMPTZ")
+        else:
+            selected = privacy.select_expression(rule, source, wtype or "VARCHAR")
         planned.append(PlannedColumn(col.name, col.type, rule, selected[0] if selected else None,
                                      selected[1] if selected else None, col.ordinal))
     return planned
+
+
+def instant(planned: list[PlannedColumn], names: tuple[str, ...]) -> str:
+    """SQL for the first non-null of ``names`` as read from the source (naive timestamps as UTC)."""
+    by_name = {p.name: p for p in planned}
+    parts = [f"timezone('UTC', {privacy.quote(n)})" if is_naive_timestamp(by_name[n].source_type) else privacy.quote(n)
+             for n in names]
+    return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
 
 
 @dataclass
@@ -125,9 +162,11 @@ def target_name(table: SourceTable) -> str:
 
 def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: list[PlannedColumn]) -> list[str]:
     """Create the warehouse table, add new source columns, refuse changed types."""
-    recorded = dict(con.execute(
-        f"SELECT column_name, source_type FROM {META_SCHEMA}.source_columns WHERE database = $db AND table_name = $t",
-        {"db": table.database, "t": table.name}).fetchall())
+    recorded_rows = con.execute(
+        f"SELECT column_name, source_type, warehouse_type FROM {META_SCHEMA}.source_columns "
+        f"WHERE database = $db AND table_name = $t", {"db": table.database, "t": table.name}).fetchall()
+    recorded = {name: source for name, source, _ in recorded_rows}
+    recorded_wtype = {name: wtype for name, _, wtype in recorded_rows}
     target = target_name(table)
     kept = [p for p in planned if p.expression is not None]
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMAS[table.database]}")
@@ -138,7 +177,10 @@ def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: li
     else:
         for p in planned:
             old = recorded.get(p.name)
-            if old is not None and old != p.source_type:
+            # Only a change of what the warehouse holds is drift: varchar(20) -> varchar(50) or
+            # timestamptz -> timestamptz(6) keeps the warehouse column as it is.
+            was = recorded_wtype.get(p.name)
+            if old is not None and was is not None and p.warehouse_type is not None and was != p.warehouse_type:
                 raise SchemaDriftError(f"{table.key}.{p.name}: source type changed from {old} to {p.source_type}; "
                                        f"migrate the warehouse table before extracting it again")
             if old is None and p.expression is not None:
@@ -211,8 +253,7 @@ def extract_table(
             result.source_rows = snapshot.count(table.name)
 
         elif table.load == "incremental":
-            cursor = ", ".join(privacy.quote(c) for c in table.cursor)
-            cursor_expr = f"coalesce({cursor})" if len(table.cursor) > 1 else cursor
+            cursor_expr = instant(planned, table.cursor)
             watermark = con.execute(f"SELECT watermark FROM {META_SCHEMA}.cursors WHERE database = $db AND table_name = $t",
                                     {"db": table.database, "t": table.name}).fetchone()
             if result.added_columns:
@@ -244,13 +285,16 @@ def extract_table(
 
         else:
             start, end = window
-            if any(p.name == table.event_time and p.source_type == "date" for p in planned):
+            if any(p.name in table.event_time and p.source_type == "date" for p in planned):
                 start, end = start.date(), end.date()
             values |= {"start": start, "end": end}
-            event = privacy.quote(table.event_time)
+            # In the warehouse every event time is an instant already; at the source a naive one is UTC.
+            event = "coalesce(" + ", ".join(privacy.quote(c) for c in table.event_time) + ")"
             scope = f" WHERE {event} >= $start AND {event} < $end"
+            read = instant(planned, table.event_time)
             result.rows_deleted = _run(con, f"DELETE FROM {target}{scope}", values)
-            result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {source}{scope}", values)
+            result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {source} "
+                                            f"WHERE {read} >= $start AND {read} < $end", values)
             result.source_rows = snapshot.count(table.name, table.event_time, start, end)
 
         in_scope = scope.replace(" WHERE ", "", 1) or "true"

@@ -34,6 +34,12 @@ import numpy as np
 
 from pipelines import chunker, postgres, writes
 
+# The app's tables the sync reads and writes directly, and the columns it uses (also what adopting a
+# database checks, pipelines.adoption). device_memories' are read in this order (FileVersion).
+APP_COLUMNS = {
+    "device_memories": ("id", "mac_id", "file_type", "file_date", "content", "updated_at"),
+    "memory_chunks": ("mac_id", "text", "file_path", "start_line", "end_line", "embedding", "category", "content_hash"),
+}
 LOCK_KEY = 0x6D656D6F7279  # pg_advisory_lock key of the memory sync ("memory")
 BATCH_FILES = 500  # files per transaction
 BATCH_BYTES = 8_000_000  # ... or fewer, when they are large
@@ -45,6 +51,10 @@ MAX_EMBED_FAILURES = 20  # single texts the model refused, with none embedded: t
 
 class SyncBusy(RuntimeError):
     """Another memory sync holds the lock on this database."""
+
+
+class SyncError(RuntimeError):
+    """The database does not hold what the sync reads or writes; the message names table and column."""
 
 
 @dataclass
@@ -110,20 +120,20 @@ def findings(version: FileVersion) -> set[str]:
 # memory_chunks (re-synced to heal); and rows synced before but gone from device_memories.
 CHANGED_ROWS = """
     FROM device_memories d
-    LEFT JOIN warehouse.memory_files f ON f.memory_id = d.id
+    LEFT JOIN warehouse.memory_files f ON f.memory_id = d.id::text
     WHERE f.memory_id IS NULL OR f.source_updated_at IS DISTINCT FROM d.updated_at OR f.chunker <> %(chunker)s
-       OR d.id IN (SELECT s.memory_id FROM warehouse.memory_chunk_sources s WHERE NOT EXISTS
+       OR d.id::text IN (SELECT s.memory_id FROM warehouse.memory_chunk_sources s WHERE NOT EXISTS
                    (SELECT 1 FROM memory_chunks c WHERE c.mac_id = s.mac_id AND c.content_hash = s.content_hash))
 """
 DELETED_ROWS = """
-    FROM warehouse.memory_files f WHERE NOT EXISTS (SELECT 1 FROM device_memories d WHERE d.id = f.memory_id)
+    FROM warehouse.memory_files f WHERE NOT EXISTS (SELECT 1 FROM device_memories d WHERE d.id::text = f.memory_id)
 """
 
 
 def _pending(conn, chunker_id: str) -> tuple[int, list[tuple[object, int]], list[object]]:
     """(rows in device_memories, [(id, bytes)] new or changed since their last sync, [ids] deleted since)."""
     seen = conn.execute("SELECT count(*) FROM device_memories").fetchone()[0]
-    changed = conn.execute(f"SELECT d.id, octet_length(d.content) {CHANGED_ROWS} ORDER BY d.id",
+    changed = conn.execute(f"SELECT d.id::text, octet_length(d.content) {CHANGED_ROWS} ORDER BY 1",
                            {"chunker": chunker_id}).fetchall()
     deleted = [row[0] for row in conn.execute(f"SELECT f.memory_id {DELETED_ROWS} ORDER BY 1").fetchall()]
     return seen, changed, deleted
@@ -141,12 +151,11 @@ def _batches(changed: list[tuple[object, int]], files: int, size: int) -> Iterat
         yield batch
 
 
-def _read(conn, ids: list[object]) -> list[FileVersion]:
-    rows = conn.execute(
-        "SELECT id, mac_id, file_type, file_date, content, updated_at FROM device_memories WHERE id = ANY(%s) ORDER BY id",
-        (ids,),
-    ).fetchall()
-    return [FileVersion(*row) for row in rows]
+def _read(conn, ids: list[str]) -> list[FileVersion]:
+    columns = ", ".join(APP_COLUMNS["device_memories"])
+    rows = conn.execute(f"SELECT {columns} FROM device_memories WHERE id::text = ANY(%s) ORDER BY id::text",
+                        (ids,)).fetchall()
+    return [FileVersion(str(row[0]), *row[1:]) for row in rows]
 
 
 def _existing(conn, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -263,23 +272,22 @@ def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np
 
     def work() -> tuple[int, int, int]:
         with writes.transaction(url) as conn:
-            conn.execute("CREATE TEMP TABLE _files (memory_id uuid, mac_id text, source_updated_at timestamptz, "
+            conn.execute("CREATE TEMP TABLE _files (memory_id text, mac_id text, source_updated_at timestamptz, "
                          "chunker text, chunks integer, error text) ON COMMIT DROP")
             conn.execute("CREATE TEMP TABLE _sources (LIKE warehouse.memory_chunk_sources) ON COMMIT DROP")
             conn.execute("CREATE TEMP TABLE _chunks (mac_id text, text text, file_path text, start_line integer, "
                          "end_line integer, embedding vector(384), category text, content_hash text) ON COMMIT DROP")
-            conn.execute("CREATE TEMP TABLE _gone (memory_id uuid) ON COMMIT DROP")
+            conn.execute("CREATE TEMP TABLE _gone (memory_id text) ON COMMIT DROP")
             writes.copy_rows(conn, "_files", ["memory_id", "mac_id", "source_updated_at", "chunker", "chunks", "error"],
-                             ["uuid", "text", "timestamptz", "text", "int4", "text"], batch.files)
+                             ["text", "text", "timestamptz", "text", "int4", "text"], batch.files)
             writes.copy_rows(conn, "_sources", ["memory_id", "ordinal", "mac_id", "content_hash", "file_path", "start_line",
                                                 "end_line", "category"],
-                             ["uuid", "int4", "text", "text", "text", "int4", "int4", "text"], batch.sources)
-            writes.copy_rows(conn, "_chunks", ["mac_id", "text", "file_path", "start_line", "end_line", "embedding",
-                                               "category", "content_hash"],
+                             ["text", "int4", "text", "text", "text", "int4", "int4", "text"], batch.sources)
+            writes.copy_rows(conn, "_chunks", list(APP_COLUMNS["memory_chunks"]),
                              ["text", "text", "text", "int4", "int4", "vector", "text", "text"],
                              ((mac, c.text, c.file_path, c.start_line, c.end_line, vectors[h], c.category, h)
                               for (mac, h), c in batch.chunks.items()))
-            writes.copy_rows(conn, "_gone", ["memory_id"], ["uuid"], ((m,) for m in deleted))
+            writes.copy_rows(conn, "_gone", ["memory_id"], ["text"], ((m,) for m in deleted))
             # Every text these files held before or hold now: the only chunks this batch can orphan or move.
             conn.execute(
                 """
@@ -308,11 +316,9 @@ def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np
                     "INSERT INTO warehouse.memory_files (memory_id, mac_id, source_updated_at, chunker, chunks, error) "
                     "VALUES (%s, %s, NULL, '', 0, %s) ON CONFLICT (memory_id) DO UPDATE SET error = EXCLUDED.error",
                     (memory_id, mac, reason))
-            added = conn.execute(
-                "INSERT INTO memory_chunks (mac_id, text, file_path, start_line, end_line, embedding, category, content_hash) "
-                "SELECT mac_id, text, file_path, start_line, end_line, embedding, category, content_hash FROM _chunks "
-                "ON CONFLICT (mac_id, content_hash) DO NOTHING"
-            ).rowcount
+            columns = ", ".join(APP_COLUMNS["memory_chunks"])
+            added = conn.execute(f"INSERT INTO memory_chunks ({columns}) SELECT {columns} FROM _chunks "
+                                 "ON CONFLICT (mac_id, content_hash) DO NOTHING").rowcount
             removed = conn.execute(
                 """
                 DELETE FROM memory_chunks c USING _affected a
@@ -329,7 +335,7 @@ def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np
                                            category = r.category
                 FROM (SELECT DISTINCT ON (s.mac_id, s.content_hash) s.*
                       FROM warehouse.memory_chunk_sources s JOIN _affected a USING (mac_id, content_hash)
-                      ORDER BY s.mac_id, s.content_hash, s.file_path, s.start_line, s.ordinal, s.memory_id::text) r
+                      ORDER BY s.mac_id, s.content_hash, s.file_path, s.start_line, s.ordinal, s.memory_id) r
                 WHERE c.mac_id = r.mac_id AND c.content_hash = r.content_hash
                   AND (c.file_path, c.start_line, c.end_line, c.category)
                       IS DISTINCT FROM (r.file_path, r.start_line, r.end_line, r.category)
@@ -369,6 +375,10 @@ def sync(url: str, embed: Callable[[Sequence[str]], np.ndarray], *, model_name: 
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
             raise SyncBusy("another memory sync is running on this database; try again when it has finished")
         try:
+            missing = postgres.missing_columns(conn, APP_COLUMNS)
+            if missing:
+                raise SyncError(f"cheeko lacks {', '.join(missing)}, which the memory sync reads and writes "
+                                f"(pipelines/memory_sync.py APP_COLUMNS); nothing was synced")
             result.files_seen, changed, deleted = _pending(conn, chunker_id)
             result.files_deleted = len(deleted)
             # Writes are not overlapped with the next batch's embedding: on 2 CPU cores that was measured
@@ -427,7 +437,7 @@ def pending(url: str, *, model_name: str = chunker.MODEL_NAME) -> Pending:
     with postgres.read_only(url) as conn:
         changed, newest, changed_md5 = conn.execute(
             "SELECT count(*), max(d.updated_at), "
-            "md5(coalesce(string_agg(d.id::text || '@' || coalesce(d.updated_at::text, ''), ',' ORDER BY d.id), '')) "
+            "md5(coalesce(string_agg(d.id::text || '@' || coalesce(d.updated_at::text, ''), ',' ORDER BY d.id::text), '')) "
             + CHANGED_ROWS, {"chunker": _chunker_id(model_name)}).fetchone()
         deleted, deleted_md5 = conn.execute(
             "SELECT count(*), md5(coalesce(string_agg(f.memory_id::text, ',' ORDER BY f.memory_id), '')) "

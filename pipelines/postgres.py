@@ -7,6 +7,7 @@ databases go through :mod:`pipelines.writes`.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.datetime import TimestampBinaryLoader, TimestampLoader
 
 # Re-exported so callers can type and catch without importing psycopg.
 Connection = psycopg.Connection
@@ -54,9 +57,35 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+class _UtcTimestampLoader(TimestampLoader):
+    """``timestamp without time zone`` read as UTC (see :func:`connect`)."""
+
+    def load(self, data):
+        value = super().load(data)
+        return value.replace(tzinfo=dt.UTC)
+
+
+class _UtcTimestampBinaryLoader(TimestampBinaryLoader):
+    def load(self, data):
+        value = super().load(data)
+        return value.replace(tzinfo=dt.UTC)
+
+
 def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 10) -> psycopg.Connection:
-    """Open a connection; the caller closes it (or uses it as a context manager)."""
-    return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
+    """Open a connection; the caller closes it (or uses it as a context manager).
+
+    Every connection runs with ``TimeZone=UTC`` and reads ``timestamp``
+    columns without a time zone as UTC instants: the ORMs (Prisma's default
+    ``timestamp(3)``) store UTC wall time there, and a naive value must never
+    meet an aware one, in Python or in a comparison PostgreSQL makes with the
+    session's zone.
+    """
+    options = conninfo_to_dict(url).get("options") or ""
+    conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout,
+                           options=f"{options} -c TimeZone=UTC".strip())
+    conn.adapters.register_loader("timestamp", _UtcTimestampLoader)
+    conn.adapters.register_loader("timestamp", _UtcTimestampBinaryLoader)
+    return conn
 
 
 @contextmanager
@@ -116,6 +145,25 @@ def is_transient(error: BaseException) -> bool:
     if state is None:
         return isinstance(error, psycopg.OperationalError)
     return state in TRANSIENT_SQLSTATES or state.startswith("08")
+
+
+def missing_columns(conn: psycopg.Connection, needed: dict[str, tuple[str, ...]]) -> list[str]:
+    """``table.column`` for each of ``needed``'s columns that ``public`` lacks (``table`` alone when the table is missing)."""
+    rows = conn.execute(
+        "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped",
+        (list(needed),)).fetchall()
+    present: dict[str, set[str]] = {}
+    for table, column in rows:
+        present.setdefault(table, set()).add(column)
+    out = []
+    for table, columns in needed.items():
+        if table not in present:
+            out.append(table)
+        else:
+            out += [f"{table}.{c}" for c in columns if c not in present[table]]
+    return out
 
 
 @dataclass(frozen=True)
@@ -203,16 +251,23 @@ class Snapshot:
             self._tables = (columns, keys)
         return self._tables
 
-    def count(self, table: str, column: str | None = None, start=None, end=None) -> int:
-        """Rows of ``table``, or those with ``start <= column < end``."""
+    def count(self, table: str, columns: tuple[str, ...] = (), start=None, end=None) -> int:
+        """Rows of ``table``, or those whose first non-null of ``columns`` is in ``[start, end)``."""
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
         params: tuple = ()
-        if column is not None:
-            query += sql.SQL(" WHERE {c} >= %s AND {c} < %s").format(c=sql.Identifier(column))
+        if columns:
+            query += sql.SQL(" WHERE {c} >= %s AND {c} < %s").format(c=_first_of(columns))
             params = (start, end)
         return self._conn.execute(query, params).fetchone()[0]
 
-    def bounds(self, table: str, column: str, before) -> tuple:
-        """(smallest, largest) value of ``column`` in ``table`` below ``before``; (None, None) when none."""
-        query = sql.SQL("SELECT min({c}), max({c}) FROM {t} WHERE {c} < %s").format(c=sql.Identifier(column), t=sql.Identifier(table))
+    def bounds(self, table: str, columns: tuple[str, ...], before) -> tuple:
+        """(smallest, largest) first non-null of ``columns`` in ``table`` below ``before``; (None, None) when none."""
+        c = _first_of(columns)
+        query = sql.SQL("SELECT min({c}), max({c}) FROM {t} WHERE {c} < %s").format(c=c, t=sql.Identifier(table))
         return tuple(self._conn.execute(query, (before,)).fetchone())
+
+
+def _first_of(columns: tuple[str, ...]) -> sql.Composable:
+    """``coalesce(a, b, ...)`` of quoted columns (just the column when there is one)."""
+    names = [sql.Identifier(c) for c in columns]
+    return names[0] if len(names) == 1 else sql.SQL("coalesce({})").format(sql.SQL(", ").join(names))

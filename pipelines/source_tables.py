@@ -27,7 +27,7 @@ class SourceTable:
     load: str
     description: str
     columns: dict[str, str] = field(default_factory=dict)  # column -> description
-    event_time: str | None = None  # daily: the column partitions are cut on
+    event_time: tuple[str, ...] = ()  # daily: partitions are cut on the first non-null of these
     cursor: tuple[str, ...] = ()  # incremental: first non-null of these is the row's update time
     reconcile_deletes: bool = False  # incremental: drop rows whose key is gone at the source
     lookback_minutes: int = 60
@@ -40,6 +40,37 @@ class SourceTable:
     @property
     def partitioned(self) -> bool:
         return self.load == "daily"
+
+    @property
+    def declaration(self) -> str:
+        """Where the table is declared, for messages: ``pipelines/source_tables.toml [cheeko.ai_device]``."""
+        name = self.name if self.name.isidentifier() else f'"{self.name}"'
+        return f"pipelines/{CATALOGUE_FILE.name} [{self.database}.{name}]"
+
+    def declared_columns(self) -> dict[str, tuple[str, ...]]:
+        """The columns the declaration names for its load, by setting (``event_time``, ``cursor``)."""
+        return {name: value for name, value in (("event_time", self.event_time), ("cursor", self.cursor)) if value}
+
+    def undeclarable(self, present: set[str]) -> str | None:
+        """Why the table cannot load as declared when the source has only ``present`` columns; None if it can.
+
+        One line that names the table, the setting, the missing columns and the declaration.
+        """
+        if not present:
+            return f"{self.key}: no such table in the source database (declared in {self.declaration})"
+        for setting, columns in self.declared_columns().items():
+            missing = [c for c in columns if c not in present]
+            if missing:
+                return (f"{self.key}: {setting} {', '.join(missing)} is not a column of the source table "
+                        f"(declared in {self.declaration}; the table has {', '.join(sorted(present))})")
+        return None
+
+
+def _names(value: str | list[str] | None) -> tuple[str, ...]:
+    """A column setting, given as one name or a list of names (the first non-null wins)."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _table(database: str, name: str, body: dict, lookback: int) -> SourceTable:
@@ -56,8 +87,8 @@ def _table(database: str, name: str, body: dict, lookback: int) -> SourceTable:
         load=load,
         description=body.get("description", ""),
         columns=dict(body.get("columns", {})),
-        event_time=body.get("event_time"),
-        cursor=tuple(body.get("cursor", ())),
+        event_time=_names(body.get("event_time")),
+        cursor=_names(body.get("cursor")),
         reconcile_deletes=bool(body.get("reconcile_deletes", False)),
         lookback_minutes=int(body.get("lookback_minutes", lookback)),
     )

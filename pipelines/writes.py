@@ -120,16 +120,16 @@ class UpsertResult:
 
 
 def upsert(conn, table: str, frame: pl.DataFrame, key: list[str], *, delete_missing: bool = False,
-           touch: str | None = "updated_at") -> UpsertResult:
+           touch: str | None = "updated_at", schema: str | None = None) -> UpsertResult:
     """Make ``table`` hold ``frame``'s rows, matched on ``key``, inside the caller's transaction.
 
     The rows are copied into a temporary table, then ``INSERT ... ON CONFLICT
     (key) DO UPDATE``, but only where a value differs: an unchanged row keeps
     its ``touch`` column (``updated_at``), so a re-run with no new data
     changes nothing. With ``delete_missing`` rows whose key ``frame`` lacks
-    are deleted.
+    are deleted. ``schema`` names the table's schema when it is not on the search path.
     """
-    target = quote_identifier(table)
+    target = quote_identifier(table) if schema is None else f"{quote_identifier(schema)}.{quote_identifier(table)}"
     stage = quote_identifier(f"_upsert_{table}")
     conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP")
     if frame.height:

@@ -112,6 +112,81 @@ def test_every_type_round_trips_exactly(make_databases, tmp_path):
     assert all(v is None for v in (second[1], second[2], second[6], second[9], second[13]))
 
 
+def test_every_orm_type_spelling_extracts(make_databases, tmp_path):
+    """The spellings Prisma and Drizzle produce: precision on times, naive timestamps (read as UTC), varchar ids,
+    smallint flags, arrays, json and jsonb, and a pgvector column without a dimension (the policy drops it)."""
+    url = make_databases().cheeko
+    run_sql(url, """CREATE TABLE orm_probe (
+        id varchar(36) PRIMARY KEY, at6 timestamp(6) with time zone, at3 timestamp(3), naive timestamp without time zone,
+        at0 timestamptz(0), flag smallint, tags text[], doc jsonb, raw json, day date, price numeric(10,3), clock time(3),
+        blob bytea)""")
+    run_sql(url, "INSERT INTO orm_probe VALUES ('0f8fad5b-d9cb-469f-a165-70867728950e', '2026-03-29 01:30:00.123456+05:30', "
+                 "'2026-03-29 01:30:00.123', '2024-02-29 23:59:59.999999', '2026-01-01 00:00:00.6+00', 1, '{a,b}', "
+                 "'{\"k\": [1]}', '{\"j\": 2}', '2026-03-29', 1.5, '10:11:12.345', '\\x00ff')")
+    run_sql(url, "ALTER TABLE memory_chunks ALTER COLUMN embedding TYPE vector")
+    path = tmp_path / "w.duckdb"
+    probe = SourceTable("cheeko", "orm_probe", "full", "probe")
+    extract_tables(path, {"cheeko": url}, [probe, source_table("cheeko", "memory_chunks")])
+    with warehouse.connect(path, read_only=True) as con:
+        types = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'orm_probe'").fetchall())
+        row = con.execute("SELECT * FROM raw_cheeko.orm_probe").fetchone()
+        recorded = dict(con.execute("SELECT column_name, source_type FROM _warehouse.source_columns "
+                                    "WHERE table_name = 'orm_probe'").fetchall())
+    assert types["id"] == "VARCHAR" and types["flag"] == "SMALLINT" and types["tags"] == "VARCHAR[]"
+    assert {types[c] for c in ("at6", "at3", "naive", "at0")} == {"TIMESTAMP WITH TIME ZONE"}
+    assert types["doc"] == types["raw"] == "JSON" and types["price"] == "DECIMAL(10,3)" and types["clock"] == "TIME"
+    assert row[1] == dt.datetime(2026, 3, 28, 20, 0, 0, 123456, tzinfo=dt.UTC)
+    assert row[2] == dt.datetime(2026, 3, 29, 1, 30, 0, 123000, tzinfo=dt.UTC)  # naive: its wall time is UTC
+    assert row[3] == dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC)
+    assert row[4] == dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=dt.UTC)  # timestamptz(0) rounded at the source
+    assert row[5] == 1 and row[6] == ["a", "b"] and json.loads(row[7]) == {"k": [1]} and row[12] == b"\x00\xff"
+    # The exact spelling is what the bookkeeping records.
+    assert recorded["at6"] == "timestamp(6) with time zone" and recorded["at3"] == "timestamp(3) without time zone"
+    assert recorded["id"] == "character varying(36)"
+
+
+def test_naive_timestamps_load_incrementally_and_by_day(make_databases, tmp_path):
+    """Prisma's default timestamp(3) without a time zone as cursor and as event time: never compared with an aware value."""
+    url = make_databases().cheeko
+    run_sql(url, "CREATE TABLE naive_dim (id varchar(36) PRIMARY KEY, name text, updated_at timestamp(3))")
+    run_sql(url, "CREATE TABLE naive_events (id bigint PRIMARY KEY, happened_at timestamp(3) NOT NULL)")
+    run_sql(url, "INSERT INTO naive_dim VALUES ('a', 'one', '2026-03-01 10:00:00'), ('b', 'two', '2026-03-01 11:00:00')")
+    run_sql(url, "INSERT INTO naive_events VALUES (1, '2026-03-01 23:59:59.999'), (2, '2026-03-02 00:00:00'), "
+                 "(3, '2026-03-02 23:30:00')")
+    dim = SourceTable("cheeko", "naive_dim", "incremental", "probe", cursor=("updated_at",), reconcile_deletes=True)
+    events = SourceTable("cheeko", "naive_events", "daily", "probe", event_time=("happened_at",))
+    path = tmp_path / "w.duckdb"
+    day = (dt.datetime(2026, 3, 2, tzinfo=dt.UTC), dt.datetime(2026, 3, 3, tzinfo=dt.UTC))
+    first = extract_tables(path, {"cheeko": url}, [dim, events], window=day)
+    assert first[dim.key].watermark == dt.datetime(2026, 3, 1, 11, tzinfo=dt.UTC)
+    loaded = first[events.key]
+    assert loaded.rows_written == loaded.source_rows == loaded.warehouse_rows == 2  # UTC day 2 March: ids 2 and 3
+    run_sql(url, "UPDATE naive_dim SET name = 'changed', updated_at = '2026-03-01 12:00:00' WHERE id = 'a'")
+    run_sql(url, "DELETE FROM naive_dim WHERE id = 'b'")
+    second = extract_tables(path, {"cheeko": url}, [dim], window=day)[dim.key]
+    assert second.watermark == dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC) and second.rows_deleted == 1
+    assert scalar_rows(path, "SELECT id, name FROM raw_cheeko.naive_dim") == [("a", "changed")]
+    with Snapshot(url) as snapshot:
+        assert snapshot.bounds("naive_events", ("happened_at",), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)) == (
+            dt.datetime(2026, 3, 1, 23, 59, 59, 999000, tzinfo=dt.UTC), dt.datetime(2026, 3, 2, 23, 30, tzinfo=dt.UTC))
+
+
+def test_a_declared_column_the_source_lacks_fails_that_table_alone_in_one_line(make_databases, tmp_path):
+    pair = make_databases()
+    run_sql(pair.cheeko, "ALTER TABLE rfid_scan_log RENAME COLUMN created_at TO scanned_at")
+    path = tmp_path / "w.duckdb"
+    urls = {"cheeko": pair.cheeko}
+    with pytest.raises(extract.ExtractionError) as failed:
+        extract_tables(path, urls, [source_table("cheeko", "rfid_scan_log")])
+    message = str(failed.value)
+    assert "\n" not in message
+    assert message.startswith("cheeko.rfid_scan_log: event_time created_at is not a column of the source table "
+                              "(declared in pipelines/source_tables.toml [cheeko.rfid_scan_log]; the table has ")
+    # The other tables are not held back by it.
+    result = extract_tables(path, urls, [source_table("cheeko", "ai_device")])
+    assert result["cheeko.ai_device"].rows_total == 0
+
+
 @pytest.mark.parametrize(("column", "pg_type"), [("spot", "point"), ("loose", "numeric"), ("wide", "numeric(40,2)")])
 def test_a_type_without_an_exact_mapping_is_refused_by_name(make_databases, tmp_path, column, pg_type):
     """Better a clear error than a silently rounded number (the extension reads bare numeric as DOUBLE)."""
@@ -189,16 +264,16 @@ def test_a_backfill_replaces_exactly_its_days(fleet):
     urls, path = fleet
     table = source_table("cheeko", "analytics_media_playback")
     extract_tables(path, urls, [table])
-    before = dict(scalar_rows(path, "SELECT CAST(occurred_at AS DATE), count(*) FROM raw_cheeko.analytics_media_playback GROUP BY 1"))
+    before = dict(scalar_rows(path, "SELECT CAST(created_at AS DATE), count(*) FROM raw_cheeko.analytics_media_playback GROUP BY 1"))
     day = dt.date(2026, 3, 29)
     # At the source: one day loses its rows, the next day gains one. Backfill only the first day.
-    run_sql(urls["cheeko"], "DELETE FROM analytics_media_playback WHERE occurred_at >= %s AND occurred_at < %s",
+    run_sql(urls["cheeko"], "DELETE FROM analytics_media_playback WHERE created_at >= %s AND created_at < %s",
             (dt.datetime.combine(day, dt.time(0), dt.UTC), dt.datetime.combine(day, dt.time(0), dt.UTC) + dt.timedelta(days=1)))
-    run_sql(urls["cheeko"], "INSERT INTO analytics_media_playback (mac_address, content_type, content_id, event_type, position_seconds, occurred_at) "
-                            "VALUES ('aa:bb:cc:dd:ee:ff', 'story', 'x', 'play', 0, %s)", (dt.datetime(2026, 3, 30, 12, tzinfo=dt.UTC),))
+    run_sql(urls["cheeko"], "INSERT INTO analytics_media_playback (mac_address, content_type, content_id, event_type, position_seconds, created_at) "
+                            "VALUES ('aa:bb:cc:dd:ee:ff', 'story', 1, 'play', 0, %s)", (dt.datetime(2026, 3, 30, 12, tzinfo=dt.UTC),))
     window = (dt.datetime.combine(day, dt.time(0), dt.UTC), dt.datetime.combine(day, dt.time(0), dt.UTC) + dt.timedelta(days=1))
     result = extract_tables(path, urls, [table], window=window)[table.key]
-    after = dict(scalar_rows(path, "SELECT CAST(occurred_at AS DATE), count(*) FROM raw_cheeko.analytics_media_playback GROUP BY 1"))
+    after = dict(scalar_rows(path, "SELECT CAST(created_at AS DATE), count(*) FROM raw_cheeko.analytics_media_playback GROUP BY 1"))
     assert after.get(day, 0) == 0 and result.rows_deleted == before[day]
     assert {d: n for d, n in after.items() if d != day} == {d: n for d, n in before.items() if d != day}  # 30th untouched
     assert result.source_rows == result.warehouse_rows == 0
@@ -258,9 +333,15 @@ def test_a_new_source_column_appears_and_a_changed_type_fails_by_name(fleet):
     extract_tables(path, urls, [table])
     assert scalar(path, "SELECT count(*) FROM raw_cheeko.ai_device WHERE firmware_channel IS DISTINCT FROM 'stable'") == 0
     assert scalar(path, "SELECT count(*) FROM raw_cheeko.ai_device WHERE battery_level IS NULL") == 0
+    # A wider varchar or another time precision holds the same values: the warehouse column stays as it is.
     run_sql(urls["cheeko"], "ALTER TABLE ai_device ALTER COLUMN app_version TYPE varchar(80)")
-    with pytest.raises(extract.SchemaDriftError, match=r"cheeko.ai_device.app_version: source type changed from "
-                                                       r"character varying\(50\) to character varying\(80\)"):
+    run_sql(urls["cheeko"], "ALTER TABLE ai_device ALTER COLUMN update_date TYPE timestamptz(3)")
+    extract_tables(path, urls, [table])
+    assert scalar(path, "SELECT source_type FROM _warehouse.source_columns WHERE column_name = 'app_version' "
+                        "AND table_name = 'ai_device'") == "character varying(80)"
+    run_sql(urls["cheeko"], "ALTER TABLE ai_device ALTER COLUMN sort TYPE varchar(10)")
+    with pytest.raises(extract.SchemaDriftError, match=r"cheeko.ai_device.sort: source type changed from "
+                                                       r"integer to character varying\(10\)"):
         extract_tables(path, urls, [table])
 
 
@@ -274,8 +355,8 @@ def test_tables_of_one_run_see_one_snapshot(fleet):
         warehouse.attach_source(con, "src_cheeko", urls["cheeko"])
         extract.extract_table(con, sessions, snapshot, alias="src_cheeko", pseudonym_key=KEY, window=ALL_DAYS)
         # Someone writes between the two tables of the run...
-        run_sql(urls["cheeko"], "INSERT INTO analytics_game_attempts (session_id, mac_address, question_key, subject, topic, difficulty, "
-                                "is_correct, attempted_at) VALUES ('gs_new', 'aa:bb:cc:dd:ee:ff', 'k', 'math', 'counting', 1, true, %s)",
+        run_sql(urls["cheeko"], "INSERT INTO analytics_game_attempts (session_id, mac_address, game_type, question_type, "
+                                "is_correct, attempt_time) VALUES ('gs_new', 'aa:bb:cc:dd:ee:ff', 'math_tutor', 'addition', true, %s)",
                 (dt.datetime(2026, 3, 30, tzinfo=dt.UTC),))
         result = extract.extract_table(con, attempts, snapshot, alias="src_cheeko", pseudonym_key=KEY, window=ALL_DAYS)
     # ...and the run does not see it: both tables are as of the same moment.
@@ -319,6 +400,7 @@ KNOWN = {
     # Free text kept only as its length.
     "cheeko.ai_agent_chat_history.content": "KNOWN-TEXT my name is Zyxwvut and I live on Elm Street",
     "cheeko.device_memories.content": "KNOWN-TEXT Zyxwvut's best friend is Qwertyuiop",
+    "cheeko.analytics_game_attempts.user_answer": "KNOWN-TEXT my answer is Zyxwvut's dog",
     "cognova.conversations.title": "KNOWN-TEXT planning the surprise party",
     "cognova.tasks.title": "KNOWN-TEXT call the cardiologist",
 }

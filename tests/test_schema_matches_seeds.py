@@ -41,9 +41,9 @@ CHEEKO_TYPES = {
     "String": "text",
     "String[]": "text[]",
     "Boolean": "boolean",
-    # Prisma DateTime carries a time zone in our convention (metrics.md: all
-    # times are timestamptz); "@db.Date" is rendered "DateTime (Date)".
-    "DateTime": "timestamp with time zone",
+    # Prisma DateTime is @db.Timestamptz(6) in Cheeko's schema (metrics.md: every time
+    # is timestamptz(6)); "@db.Date" is rendered "DateTime (Date)".
+    "DateTime": "timestamp(6) with time zone",
     "DateTime (Date)": "date",
     "Json": "jsonb",
     "UUID": "uuid",

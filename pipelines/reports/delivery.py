@@ -42,6 +42,13 @@ WHOLE_REPORT = ""  # the recipient of a row that records the whole report (bad c
 SKIP_RECORD_LIMIT = 90  # dates recorded as skipped in one tick, at most
 HEALTH_DAYS = 7
 _ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# The app's tables delivery reads and writes directly, and the columns it uses (checked when a database
+# is adopted, pipelines.adoption).
+APP_COLUMNS = {
+    "email_report_config": ("id", "enabled", "schedule_hour", "schedule_timezone", "recipients", "sections",
+                            "created_at", "updated_at"),
+    "email_report_history": ("id", "report_date", "recipients", "status", "error_message", "report_data", "sent_at"),
+}
 
 
 class ConfigError(ValueError):

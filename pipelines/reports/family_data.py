@@ -30,6 +30,15 @@ class Recipient:
     language: str | None
 
 
+# The app's tables read directly to find the parents who want the weekly email (checked when a database
+# is adopted, pipelines.adoption).
+APP_COLUMNS = {
+    "kid_profile": ("id", "name", "nickname", "user_id"),
+    "parent_profile": ("user_id", "email", "timezone", "language", "weekly_report", "email_notifications"),
+    "sys_user": ("id", "email", "status"),
+}
+
+
 def recipients(url: str) -> list[Recipient]:
     """Kids whose parent has ``weekly_report`` and ``email_notifications`` on (unset means on, the defaults)."""
     with postgres.read_only(url) as conn:
