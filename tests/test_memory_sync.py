@@ -178,7 +178,7 @@ def test_bad_input_is_counted_and_the_run_goes_on(make_databases, embedder):
     assert dict(result.findings) == {"invalid_macs": 1, "empty_files": 2, "long_line_files": 1,
                                      "control_character_files": 1, "large_files": 1, "respelled_macs": 1}
     with postgres.connect(url) as conn:
-        error = conn.execute("SELECT error FROM warehouse.memory_files WHERE memory_id = %s", (bad_mac,)).fetchone()[0]
+        error = conn.execute("SELECT error FROM warehouse.memory_files WHERE memory_id = %s", (str(bad_mac),)).fetchone()[0]
         longest = conn.execute("SELECT max(length(text)) FROM memory_chunks").fetchone()[0]
         macs = {m for (m,) in conn.execute("SELECT DISTINCT mac_id FROM memory_chunks")}
     assert "not a MAC" in error and longest <= chunker.TARGET_CHARS and macs == {MAC}
@@ -290,6 +290,28 @@ def test_one_sync_at_a_time(make_databases, embedder):
         holder.execute("SELECT pg_advisory_lock(%s)", (memory_sync.LOCK_KEY,))
         with pytest.raises(memory_sync.SyncBusy):
             memory_sync.sync(url, embedder.encode)
+
+
+def test_a_prisma_spelled_table_syncs_and_a_missing_column_is_named(make_databases, embedder):
+    """varchar(36) ids and a naive timestamp(3) updated_at (Prisma's defaults) sync like uuid and timestamptz;
+    a column the sync needs and the table lacks stops it with one line naming it, before any work."""
+    url = make_databases().cheeko
+    with postgres.connect(url) as conn:
+        conn.execute("ALTER TABLE device_memories ALTER COLUMN id TYPE varchar(36), "
+                     "ALTER COLUMN updated_at TYPE timestamp(3) USING updated_at AT TIME ZONE 'UTC'")
+    memory_id = put(url, MAC, "daily", dt.date(2026, 2, 1), daily(1, "Calm."), memory_id=str(uuid.uuid4()))
+    first = memory_sync.sync(url, embedder.encode)
+    assert first.files_changed == 1 and first.chunks_added > 0 and not first.failures
+    assert memory_sync.sync(url, embedder.encode).files_changed == 0  # naive and aware times compare equal
+    put(url, MAC, "daily", dt.date(2026, 2, 1), daily(1, "Sleepy."), at=NOW + dt.timedelta(hours=1), memory_id=memory_id)
+    assert memory_sync.sync(url, embedder.encode).files_changed == 1
+    assert memory_sync.pending(url).changed == 0
+    with postgres.connect(url) as conn:
+        conn.execute("ALTER TABLE device_memories DROP COLUMN file_type")
+    with pytest.raises(memory_sync.SyncError) as stopped:
+        memory_sync.sync(url, embedder.encode)
+    assert "\n" not in str(stopped.value)
+    assert str(stopped.value).startswith("cheeko lacks device_memories.file_type, which the memory sync reads and writes")
 
 
 # -- search ------------------------------------------------------------------------------------------------
