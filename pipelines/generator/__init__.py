@@ -10,7 +10,10 @@ Cheeko's own ``sys_params`` table (``warehouse.generator``), so an append
 needs nothing but the database.
 
 Everything is loaded with ``COPY`` through :mod:`pipelines.writes`, one
-transaction per database. Cognova is loaded first and skips rows it already
+transaction per database (an append's updates and deletes run before its new
+rows; the app's own upserts of its analytics tables, :mod:`.app_tables`, after
+them). Every run records ``app_counter_drift``, the devices whose counters the
+app drifted, among its faults. Cognova is loaded first and skips rows it already
 has (its ids are deterministic); Cheeko, which holds the dataset's parameters,
 commits last. So a run that fails between the two can simply be run again.
 """
@@ -87,16 +90,21 @@ def _read_meta(cheeko_url: str) -> dict | None:
     return json.loads(row[0]) if row else None
 
 
+def _run(conn, statements: list[tuple[str, object]]) -> None:
+    for statement, params in statements:
+        if isinstance(params, list):  # one statement, many rows, in order
+            if params:
+                conn.cursor().executemany(statement, params)
+        else:
+            conn.execute(statement, params)
+
+
 def _load(url: str, order: list[str], data: Dataset, database: str, rows: dict, progress=print) -> None:
-    """One transaction: deletes, updates, then COPY of new rows in FK order."""
+    """One transaction: deletes and updates, COPY of new rows in FK order, then the
+    statements that follow them (the app's own upserts in an append)."""
     def work() -> None:
         with writes.transaction(url) as conn:
-            for statement, params in data.statements.get(database, []):
-                if isinstance(params, list):  # one statement, many rows
-                    if params:
-                        conn.cursor().executemany(statement, params)
-                else:
-                    conn.execute(statement, params)
+            _run(conn, data.statements.get(database, []))
             for table in order:
                 frame = data.tables.get((database, table))
                 if frame is not None:
@@ -105,6 +113,7 @@ def _load(url: str, order: list[str], data: Dataset, database: str, rows: dict, 
                     rows[(database, table)] = writes.copy_frame(conn, table, frame, skip_existing=database == "cognova")
                     if "id" in frame.columns and frame.schema["id"].is_integer():
                         writes.sync_identity(conn, table)
+            _run(conn, data.after.get(database, []))
     writes.with_retries(work)
 
 

@@ -4,12 +4,17 @@ Activity follows a two-state chain per device (used yesterday or not), so
 children build streaks and break them; weekends are busier; devices churn.
 Each day's events come from that day's own random stream, in the child's
 local time, converted to UTC with that day's offset (DST included).
+
+Every session of a day (a chat, a game, a story or a song) also ends before the
+child's local midnight, so each event falls on the local day it was made for:
+the app's own tables (:mod:`app_tables`) count a day's facts without time zones.
+Each chat, game, story and song is a *mode session* (``analytics_game_sessions``:
+Conversation, Math, Riddle, WordLadder, Story, Music), stored as the app stores it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass
@@ -17,16 +22,24 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from pipelines.generator import vocab
+from pipelines.generator import app_tables, questions, vocab
 from pipelines.generator.catalogue import Catalogue
 from pipelines.generator.fleet import SUBJECT_NAMES, TZ_NAMES, Population
 from pipelines.generator.memories import daily_files
 from pipelines.generator.randomness import day_stream, epoch_seconds, hex_ids, local_seconds_of_day, pick, utc_offsets, uuids
 
 US = 1_000_000
-EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 # Mean time to first token per LLM (index into Catalogue.llm_ids); -1 = default model.
 TTFT_BY_LLM = {0: 0.9, 1: 1.1, 2: 0.7, 3: 0.45, -1: 1.0}
+# Per game mode (index into questions.MODES): the attempts' game_type and the skill (SUBJECT_NAMES) it draws on.
+GAME_TYPE_OF_MODE = np.array([game_type for game_type, *_ in vocab.GAME_MODES.values()], dtype=object)
+SKILL_OF_MODE = np.array([SUBJECT_NAMES.index(subject) for _, subject, *_ in vocab.GAME_MODES.values()])
+MODE_SHARES = [share for _, _, share, _ in vocab.GAME_MODES.values()]
+# Shares of the app's stored-value quirks: an older app version stored no session duration; older firmware sent
+# no attempt_time (answered_at only), and the oldest neither (the row has only its created_at).
+OLD_APP_SHARE = 0.04
+NO_ATTEMPT_TIME_SHARE, NO_ANSWER_TIME_SHARE = 0.04, 0.015
+ACTIONS = {"question": "ask_question", "question_pack": "ask_question", "content_pack": "play_content"}
 
 
 I64, STR, BOOL, F64 = pl.Int64, pl.String, pl.Boolean, pl.Float64
@@ -40,23 +53,44 @@ SCHEMAS = {
                            "avg_ttft_seconds": F64, "message_count": I64, "session_duration_seconds": F64,
                            "total_response_duration_seconds": F64, "session_count": I64, "usage_date": pl.Date,
                            "created_at": I64, "update_date": I64},
-    "analytics_game_sessions": {"session_id": STR, "mac_address": STR, "kid_id": I64, "game_type": STR, "started_at": I64,
-                                "ended_at": I64, "total_questions": I64, "correct_answers": I64, "created_at": I64},
-    "analytics_game_attempts": {"session_id": STR, "mac_address": STR, "question_id": I64, "question_key": STR,
-                                "subject": STR, "topic": STR, "difficulty": I64, "is_correct": BOOL,
-                                "response_time_ms": I64, "attempted_at": I64},
-    "analytics_media_playback": {"mac_address": STR, "content_type": STR, "content_id": STR, "event_type": STR,
-                                 "position_seconds": I64, "occurred_at": I64},
-    "rfid_scan_log": {"uid": STR, "mac_address": STR, "resolved_type": STR, "resolved_id": I64, "scanned_at": I64},
+    "analytics_game_sessions": {"session_id": STR, "mac_address": STR, "agent_id": STR, "mode_type": STR,
+                                "started_at": I64, "ended_at": I64, "duration_seconds": I64, "interaction_count": I64,
+                                "completion_status": STR, "metadata": STR, "created_at": I64, "updated_at": I64},
+    "analytics_game_attempts": {"session_id": STR, "mac_address": STR, "game_type": STR, "question_text": STR,
+                                "question_type": STR, "difficulty_level": STR, "user_answer": STR, "correct_answer": STR,
+                                "is_correct": BOOL, "attempt_number": I64, "attempt_time": I64, "response_time_ms": I64,
+                                "answered_at": I64, "metadata": STR, "created_at": I64},
+    "analytics_media_playback": {"mac_address": STR, "content_id": I64, "content_type": STR, "event_type": STR,
+                                 "position_seconds": I64, "duration_seconds": I64, "metadata": STR, "created_at": I64},
+    "rfid_scan_log": {"mac_address": STR, "rfid_uid": STR, "action_taken": STR, "created_at": I64},
+    "kid_activity_log": {"id": STR, "kid_id": I64, "activity_type": STR, "content_type": STR, "content_id": STR,
+                         "duration": I64, "metadata": STR, "created_at": I64},
 }
 
 
 def _frame(table: str, columns: dict) -> pl.DataFrame:
-    """``columns`` (numpy arrays or lists) as a frame with ``table``'s schema."""
-    plain = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in columns.items()}
-    return pl.DataFrame(plain, schema=SCHEMAS[table])
+    """``columns`` (numpy arrays, lists or polars Series) as a frame with ``table``'s schema."""
+    out = []
+    for name, dtype in SCHEMAS[table].items():
+        values = columns[name]
+        if isinstance(values, pl.Series):
+            series = values.alias(name)
+        elif isinstance(values, np.ndarray) and values.dtype != object:
+            series = pl.Series(name, values)
+        else:
+            series = pl.Series(name, values.tolist() if isinstance(values, np.ndarray) else values, dtype=dtype)
+        out.append(series.cast(dtype))
+    return pl.DataFrame(out)
 
 
+def _nullable(values: np.ndarray, null: np.ndarray) -> pl.Series:
+    """``values`` with a null wherever ``null`` is true."""
+    return pl.select(pl.when(pl.Series(null, dtype=pl.Boolean)).then(None).otherwise(pl.Series(values))).to_series()
+
+
+def _strings(template: str, *columns: np.ndarray) -> list[str]:
+    """``template`` formatted row by row (JSON metadata, question texts): values are our own, never quoted input."""
+    return [template.format(*row) for row in zip(*columns)]
 def signup_days(pop: Population) -> np.ndarray:
     """Each device's setup day, as a date ordinal in its child's local time."""
     zones = pop.device_tz()
@@ -114,8 +148,31 @@ def _within(starts: np.ndarray, counts: np.ndarray, gaps: np.ndarray) -> np.ndar
     return starts[group] + cs - (cs[first] - gaps[first])[group]
 
 
+def _mode_sessions(ctx: DayContext, dev: np.ndarray, session_id: np.ndarray, mode, started: np.ndarray,
+                   ended: np.ndarray, still_open: np.ndarray, open_status, interactions: np.ndarray, metadata: list[str],
+                   updated: np.ndarray) -> pl.DataFrame:
+    """Mode sessions as the app stores them: an ended one is 'completed' with its duration in whole seconds (none
+    from the older app version); one never ended keeps ``ended_at`` null and ``open_status``."""
+    n = len(dev)
+    old_app = ctx.rng.random(n) < OLD_APP_SHARE
+    return _frame("analytics_game_sessions", {
+        "session_id": session_id,
+        "mac_address": ctx.pop.device_mac[dev],
+        "agent_id": ctx.pop.device_agent_id[dev],
+        "mode_type": np.full(n, mode, dtype=object) if isinstance(mode, str) else mode,
+        "started_at": started,
+        "ended_at": _nullable(ended, still_open),
+        "duration_seconds": _nullable((ended - started) // US, still_open | old_app),
+        "interaction_count": np.asarray(interactions, dtype=np.int64),
+        "completion_status": np.where(still_open, open_status, "completed").astype(object),
+        "metadata": metadata,
+        "created_at": started,
+        "updated_at": updated,
+    })
+
+
 def chat(ctx: DayContext) -> tuple[dict[str, pl.DataFrame], dict]:
-    """Chat turns and the day's token usage row per chatting device."""
+    """Chat turns, one Conversation session per chat, and the day's token usage row per chatting device."""
     rng, pop = ctx.rng, ctx.pop
     devs = ctx.active[rng.random(len(ctx.active)) < 0.88]
     e = pop.device_engagement[devs]
@@ -125,10 +182,10 @@ def chat(ctx: DayContext) -> tuple[dict[str, pl.DataFrame], dict]:
     pairs = 1 + rng.poisson(3 + 6 * pop.device_engagement[s_dev])
     s_id = hex_ids(rng, len(s_dev), "lk_", 20)
     gaps = rng.integers(15 * US, 75 * US, size=int(pairs.sum()))
-    # A session ends before local midnight, because the device reports its
-    # token usage per local day; one that cannot (set up minutes before
-    # midnight) is dropped.
-    span = np.add.reduceat(gaps, np.cumsum(pairs) - pairs) + 8 * US
+    # A session (its last answer and the room's closing included) ends before
+    # local midnight, because the device reports its token usage per local day;
+    # one that cannot (set up minutes before midnight) is dropped.
+    span = np.add.reduceat(gaps, np.cumsum(pairs) - pairs) + 15 * US
     s_start = np.minimum(s_start, ctx.midnight_us[s_dev] + 86399 * US - span)
     keep = s_start >= ctx.earliest_us[s_dev]
     gaps = gaps[np.repeat(keep, pairs)]
@@ -153,6 +210,19 @@ def chat(ctx: DayContext) -> tuple[dict[str, pl.DataFrame], dict]:
         "audio_id": np.concatenate([hex_ids(rng, n, "aud_", 12), np.full(n, None, dtype=object)]),
         "created_at": np.concatenate([user_t, asst_t]),
     })
+
+    # The Conversation session opens a few seconds before the child's first turn and
+    # closes a few seconds after the last answer; now and then the app never hears it close.
+    first_turn, last_turn_idx = np.cumsum(pairs) - pairs, np.cumsum(pairs) - 1
+    c_start = user_t[first_turn] - rng.integers(2 * US, 9 * US, size=len(s_dev))
+    c_end = asst_t[last_turn_idx] + rng.integers(1 * US, 6 * US, size=len(s_dev))
+    still_open = rng.random(len(s_dev)) < 0.02
+    trigger = pick(rng, ["wake_word", "button"], len(s_dev), [0.7, 0.3])
+    conversations = _mode_sessions(
+        ctx, s_dev, s_id, "Conversation", c_start, c_end, still_open, "in_progress", pairs,
+        _strings('{{"messages": {}, "trigger": "{}"}}', 2 * pairs, trigger),
+        np.where(still_open, asst_t[last_turn_idx], c_end),
+    )
 
     # One device_token_usage row per chatting device: sums over its sessions.
     messages = np.bincount(np.searchsorted(devs, s_dev), weights=2 * pairs, minlength=len(devs)).astype(np.int64)
@@ -187,114 +257,174 @@ def chat(ctx: DayContext) -> tuple[dict[str, pl.DataFrame], dict]:
         "created_at": day_end,
         "update_date": day_end,
     })
-    per_device = {"chat_devices": devs, "sessions": n_sess, "last_turn_us": last_turn}
-    return {"ai_agent_chat_history": history, "device_token_usage": usage}, per_device
+    chat_seconds = np.bincount(np.searchsorted(devs, s_dev), weights=(c_end - c_start) // US, minlength=len(devs))
+    per_device = {"chat_devices": devs, "sessions": n_sess, "last_turn_us": last_turn,
+                  "chat_seconds": chat_seconds.astype(np.int64)}
+    tables = {"ai_agent_chat_history": history, "device_token_usage": usage, "analytics_game_sessions": conversations}
+    return tables, per_device
 
 
-def games(ctx: DayContext) -> dict[str, pl.DataFrame]:
-    """Game sessions and their attempts; skill grows with practice."""
-    rng, pop, cat = ctx.rng, ctx.pop, ctx.cat
+def _firmware(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Per attempt, what the device's firmware sent: 0 every time, 1 no attempt_time, 2 neither attempt_time nor
+    answered_at. A day with a handful of attempts has at least one of each, so every fleet shows them."""
+    kinds = rng.choice(3, size=n, p=[1 - NO_ATTEMPT_TIME_SHARE - NO_ANSWER_TIME_SHARE, NO_ATTEMPT_TIME_SHARE,
+                                     NO_ANSWER_TIME_SHARE])
+    if n >= 8:
+        for kind in (1, 2):
+            if not (kinds == kind).any():
+                free = np.flatnonzero(kinds == 0)
+                kinds[free[int(rng.integers(len(free)))]] = kind
+    return kinds
+
+
+def games(ctx: DayContext) -> tuple[dict[str, pl.DataFrame], dict]:
+    """Math, Riddle and WordLadder sessions and their attempts; skill grows with practice.
+
+    A wrong first answer is often retried (``attempt_number`` 2, the same question).
+    Attempts are back to back: the question is asked (``attempt_time``), answered
+    ``response_time_ms`` later (``answered_at``) and recorded (``created_at``) just after.
+    """
+    rng, pop = ctx.rng, ctx.pop
+    bank = questions.bank()
     devs = ctx.active[rng.random(len(ctx.active)) < 0.2 + 0.3 * pop.device_engagement[ctx.active]]
     n_games = 1 + (rng.random(len(devs)) < 0.35)
     g_dev = np.repeat(devs, n_games)
     g = len(g_dev)
-    g_type = pick(rng, vocab.GAME_TYPES, g)
-    g_subject = np.array([
-        SUBJECT_NAMES.index(vocab.GAME_SUBJECT[t]) if t != "quiz" else int(rng.integers(len(SUBJECT_NAMES)))
-        for t in g_type
-    ], dtype=np.int64)
+    mode = rng.choice(len(questions.MODES), size=g, p=MODE_SHARES)
+    level = rng.choice(len(questions.LEVELS), size=g, p=questions.LEVEL_SHARES)
+    n_q = rng.integers(5, 11, size=g)
     g_start = ctx.times(g_dev)
-    n_att = rng.integers(5, 11, size=g)
-    keep = ctx.after_setup(g_dev, g_start)
-    g_dev, g_type, g_subject, g_start, n_att = g_dev[keep], g_type[keep], g_subject[keep], g_start[keep], n_att[keep]
-    g = len(g_dev)
-    a_game = np.repeat(np.arange(g), n_att)
-    a_subject = g_subject[a_game]
-    topics = [vocab.SUBJECTS[s] for s in SUBJECT_NAMES]
-    a_topic = np.array([topics[s][i % len(topics[s])] for s, i in zip(a_subject, rng.integers(0, 60, size=len(a_game)))] or [], dtype=object)
-    difficulty = rng.integers(1, 4, size=len(a_game))
-    kid = pop.device_kid[g_dev][a_game]
-    skill = np.where(kid >= 0, pop.kid_skill[np.maximum(kid, 0), a_subject], 0.6)
-    practice = np.clip((ctx.day.toordinal() - ctx.first_day[g_dev][a_game]) / 120, 0, 1)
-    p = np.clip(skill + 0.15 * practice - 0.08 * (difficulty - 2), 0.05, 0.97)
-    correct = rng.random(len(a_game)) < p
-    attempted = _within(g_start, n_att, rng.integers(4 * US, 25 * US, size=len(a_game)))
-
-    from_bank = rng.random(len(a_game)) < 0.45
-    q_id = np.full(len(a_game), None, dtype=object)
-    q_key = np.array([f"txt:{h:08x}" for h in rng.integers(0, 2**32, size=len(a_game))], dtype=object)
-    pick_idx = rng.integers(0, 8, size=len(a_game))
-    for i in np.flatnonzero(from_bank):
-        ids, codes = cat.question_ids[(SUBJECT_NAMES[a_subject[i]], a_topic[i])]
-        q_id[i], q_key[i] = int(ids[pick_idx[i]]), codes[pick_idx[i]]
-
     session_id = hex_ids(rng, g, "gs_", 20)
-    last_attempt = attempted[np.cumsum(n_att) - 1]
     completed = rng.random(g) < 0.85
-    ended = np.where(completed, last_attempt + rng.integers(5 * US, 40 * US, size=g), -1)
-    kid_g = pop.device_kid[g_dev]
-    kid_on_session = (kid_g >= 0) & (rng.random(g) < 0.9)
-    sessions = _frame("analytics_game_sessions", {
-        "session_id": session_id,
-        "mac_address": pop.device_mac[g_dev],
-        "kid_id": [int(pop.kid_id[k]) if on else None for k, on in zip(kid_g, kid_on_session)],
-        "game_type": g_type,
-        "started_at": g_start,
-        "ended_at": [int(x) if x >= 0 else None for x in ended],
-        "total_questions": n_att.astype(np.int64),
-        "correct_answers": np.add.reduceat(correct.astype(np.int64), np.cumsum(n_att) - n_att),
-        "created_at": g_start,
-    })
-    response = rng.integers(800, 15000, size=len(a_game))
+    open_status = np.where(rng.random(g) < 0.7, "abandoned", "in_progress")
+
+    q_game = np.repeat(np.arange(g), n_q)
+    kind, question = questions.pick_questions(rng, q_game, mode, level, g)
+    kid = pop.device_kid[g_dev][q_game]
+    skill = np.where(kid >= 0, pop.kid_skill[np.maximum(kid, 0), SKILL_OF_MODE[mode[q_game]]], 0.6)
+    practice = np.clip((ctx.day.toordinal() - ctx.first_day[g_dev][q_game]) / 120, 0, 1)
+    p = np.clip(skill + bank.ease[kind] + 0.15 * practice - 0.08 * (level[q_game] - 1), 0.05, 0.97)
+    first_ok = rng.random(len(q_game)) < p
+    retried = ~first_ok & (rng.random(len(q_game)) < 0.45)
+    second_ok = rng.random(len(q_game)) < np.clip(p + 0.2, 0.05, 0.98)
+    wrong_pick = rng.integers(0, 2, size=len(q_game))
+
+    # Attempt rows: every question once, a retried one twice.
+    row_q = np.repeat(np.arange(len(q_game)), 1 + retried)
+    number = np.ones(len(row_q), dtype=np.int64)
+    number[1:][row_q[1:] == row_q[:-1]] = 2
+    second = number == 2
+    correct = np.where(second, second_ok[row_q], first_ok[row_q])
+    row_game = q_game[row_q]
+    rows_per_game = np.bincount(row_game, minlength=g)
+    response_ms = rng.integers(800, 15000, size=len(row_q))
+    wait = rng.integers(2 * US, 10 * US, size=len(row_q))  # the question being read out, or feedback on the last
+    answered_off = _within(np.zeros(g, dtype=np.int64), rows_per_game, wait + response_ms * 1000)
+    end_gap = rng.integers(5 * US, 40 * US, size=g)
+    last_off = answered_off[np.cumsum(rows_per_game) - 1]
+    g_start = np.minimum(g_start, ctx.midnight_us[g_dev] + 86399 * US - last_off - end_gap - US)
+    keep = ctx.after_setup(g_dev, g_start)
+    row_keep = keep[row_game]
+    g_dev, mode, level, g_start, session_id, completed, open_status, rows_per_game, end_gap, last_off = (
+        a[keep] for a in (g_dev, mode, level, g_start, session_id, completed, open_status, rows_per_game, end_gap, last_off))
+    row_q, number, second, correct, response_ms, answered_off, row_game = (
+        a[row_keep] for a in (row_q, number, second, correct, response_ms, answered_off, row_game))
+    row_game = (np.cumsum(keep) - 1)[row_game]
+    g, n = len(g_dev), len(row_q)
+
+    answered = g_start[row_game] + answered_off
+    attempt_time = answered - response_ms * 1000
+    created = answered + rng.integers(5_000, 400_000, size=n)
+    firmware = _firmware(rng, n)
+    q = question[row_q]
+    wrong = bank.wrong[q, np.where(second, 1 - wrong_pick[row_q], wrong_pick[row_q])]
+    hint = rng.random(n) < np.where(second, 0.35, 0.08)
     attempts = _frame("analytics_game_attempts", {
-        "session_id": session_id[a_game],
-        "mac_address": pop.device_mac[g_dev][a_game],
-        "question_id": q_id,
-        "question_key": q_key,
-        "subject": np.asarray(SUBJECT_NAMES, dtype=object)[a_subject],
-        "topic": a_topic,
-        "difficulty": difficulty,
+        "session_id": session_id[row_game],
+        "mac_address": pop.device_mac[g_dev][row_game],
+        "game_type": GAME_TYPE_OF_MODE[mode][row_game],
+        "question_text": bank.text[q],
+        "question_type": np.asarray(questions.TYPES, dtype=object)[kind[row_q]],
+        "difficulty_level": np.asarray(questions.LEVELS, dtype=object)[level][row_game],
+        "user_answer": np.where(correct, bank.answer[q], wrong),
+        "correct_answer": bank.answer[q],
         "is_correct": correct,
-        "response_time_ms": [int(r) if keep else None for r, keep in zip(response, rng.random(len(a_game)) < 0.92)],
-        "attempted_at": attempted,
+        "attempt_number": number,
+        "attempt_time": _nullable(attempt_time, firmware >= 1),
+        "response_time_ms": _nullable(response_ms, firmware >= 1),
+        "answered_at": _nullable(answered, firmware == 2),
+        "metadata": ['{"hint_used": true}' if h else '{"hint_used": false}' for h in hint],
+        "created_at": created,
     })
-    return {"analytics_game_sessions": sessions, "analytics_game_attempts": attempts}
+
+    last_row = np.cumsum(rows_per_game) - 1
+    ended = g_start + last_off + end_gap
+    questions_asked = np.bincount(row_game[~second], minlength=g)
+    sessions = _mode_sessions(
+        ctx, g_dev, session_id, np.asarray(questions.MODES, dtype=object)[mode], g_start, ended, ~completed,
+        open_status, rows_per_game,
+        _strings('{{"difficulty": "{}", "questions": {}}}', np.asarray(questions.LEVELS)[level], questions_asked),
+        np.where(completed, ended, created[last_row]),
+    )
+    n_correct = np.bincount(row_game, weights=correct, minlength=g).astype(np.int64)
+    done = {"dev": g_dev[completed], "session_id": session_id[completed], "game_type": GAME_TYPE_OF_MODE[mode][completed],
+            "correct": n_correct[completed], "attempts": rows_per_game[completed],
+            "seconds": ((ended - g_start) // US)[completed], "at": ended[completed]}
+    return {"analytics_game_sessions": sessions, "analytics_game_attempts": attempts}, done
 
 
-def media(ctx: DayContext) -> dict[str, pl.DataFrame]:
-    """Stories, songs and textbook chapters played, then completed, paused or skipped."""
+def media(ctx: DayContext) -> tuple[dict[str, pl.DataFrame], dict]:
+    """Stories and songs played, then completed, paused or skipped: two playback events and a Story or
+    Music session each. ``content_id`` is the item's content_library id."""
     rng, pop, cat = ctx.rng, ctx.pop, ctx.cat
     devs = ctx.active[rng.random(len(ctx.active)) < 0.25 + 0.35 * pop.device_engagement[ctx.active]]
     plays = 1 + rng.poisson(0.7, size=len(devs))
     p_dev = np.repeat(devs, plays)
     n = len(p_dev)
-    kind = rng.choice(3, size=n, p=[0.55, 0.4, 0.05])
+    is_story = rng.random(n) < 0.58
     s_i = rng.integers(0, len(cat.story_ids), size=n)
     m_i = rng.integers(0, len(cat.music_ids), size=n)
-    c_i = rng.integers(0, len(cat.textbook_chapter_ids), size=n)
-    content_id = np.where(kind == 0, cat.story_ids[s_i], np.where(kind == 1, cat.music_ids[m_i], cat.textbook_chapter_ids[c_i]))
-    length = np.where(kind == 0, cat.story_seconds[s_i], np.where(kind == 1, cat.music_seconds[m_i], 300))
+    content_id = np.where(is_story, cat.story_library_ids[s_i], cat.music_library_ids[m_i])
+    content_uuid = np.where(is_story, cat.story_ids[s_i], cat.music_ids[m_i])
+    length = np.where(is_story, cat.story_seconds[s_i], cat.music_seconds[m_i]).astype(np.int64)
     start = ctx.times(p_dev)
     outcome = rng.choice(3, size=n, p=[0.6, 0.25, 0.15])  # complete, pause, skip
-    listened = np.where(outcome == 0, length, np.where(outcome == 1, rng.integers(20, np.maximum(length, 21)), rng.integers(2, 25, size=n)))
+    listened = np.where(outcome == 0, length, np.where(outcome == 1, rng.integers(20, np.maximum(length, 21)),
+                                                        rng.integers(2, 25, size=n))).astype(np.int64)
+    source = pick(rng, ["voice", "rfid", "playlist", "app"], n, [0.5, 0.2, 0.2, 0.1])
+    session_id = hex_ids(rng, n, "ms_", 20)
+    start = np.minimum(start, ctx.midnight_us[p_dev] + 86399 * US - listened * US - US)
     keep = ctx.after_setup(p_dev, start)
-    p_dev, kind, content_id, start, outcome, listened = p_dev[keep], kind[keep], content_id[keep], start[keep], outcome[keep], listened[keep]
+    p_dev, is_story, content_id, content_uuid, length, start, outcome, listened, source, session_id = (
+        a[keep] for a in (p_dev, is_story, content_id, content_uuid, length, start, outcome, listened, source, session_id))
     n = len(p_dev)
     mac = pop.device_mac[p_dev]
-    ctype = np.asarray(["story", "music", "textbook"], dtype=object)[kind]
-    frame = _frame("analytics_media_playback", {
+    ctype = np.where(is_story, "story", "music").astype(object)
+    event = np.asarray(["complete", "pause", "skip"], dtype=object)[outcome]
+    end = start + listened * US
+    meta = _strings('{{"session_id": "{}", "source": "{}"}}', session_id, source)
+    playback = _frame("analytics_media_playback", {
         "mac_address": np.concatenate([mac, mac]),
-        "content_type": np.concatenate([ctype, ctype]),
         "content_id": np.concatenate([content_id, content_id]),
-        "event_type": np.concatenate([np.full(n, "play", dtype=object), np.asarray(["complete", "pause", "skip"], dtype=object)[outcome]]),
-        "position_seconds": np.concatenate([np.zeros(n, dtype=np.int64), listened.astype(np.int64)]),
-        "occurred_at": np.concatenate([start, start + listened.astype(np.int64) * US]),
+        "content_type": np.concatenate([ctype, ctype]),
+        "event_type": np.concatenate([np.full(n, "play", dtype=object), event]),
+        "position_seconds": np.concatenate([np.zeros(n, dtype=np.int64), listened]),
+        "duration_seconds": np.concatenate([length, length]),
+        "metadata": meta + meta,
+        "created_at": np.concatenate([start, end]),
     })
-    return {"analytics_media_playback": frame}
+    sessions = _mode_sessions(
+        ctx, p_dev, session_id, np.where(is_story, "Story", "Music").astype(object), start, end, np.zeros(n, dtype=bool),
+        "in_progress", np.full(n, 2), _strings('{{"content_id": {}, "outcome": "{}"}}', content_id, event), end,
+    )
+    finished = outcome == 0
+    done = {"dev": p_dev[finished], "content_type": ctype[finished], "content_uuid": content_uuid[finished],
+            "content_id": content_id[finished], "seconds": length[finished], "at": end[finished]}
+    return {"analytics_media_playback": playback, "analytics_game_sessions": sessions}, done
 
 
 def scans(ctx: DayContext) -> dict[str, pl.DataFrame]:
-    """RFID card taps; a few cards are unknown and resolve to nothing."""
+    """RFID card taps, and what the device did with each card; a few cards are unknown."""
     rng, pop, cat = ctx.rng, ctx.pop, ctx.cat
     candidates = ctx.active[pop.device_has_cards[ctx.active]]
     devs = candidates[rng.random(len(candidates)) < 0.35]
@@ -303,86 +433,95 @@ def scans(ctx: DayContext) -> dict[str, pl.DataFrame]:
     n = len(s_dev)
     card = rng.integers(0, len(cat.card_uids), size=n)
     # Most taps are mapped cards; some are printed pack cards that resolve
-    # through an rfid_series UID range; a few are unknown and resolve to nothing.
+    # through an rfid_series UID range (content packs); a few are unknown.
     source = rng.choice(3, size=n, p=[0.84, 0.10, 0.06])  # mapped, series, unknown
     series = rng.integers(0, cat.series_count, size=n)
     in_range = rng.integers(0, 256, size=n)
     unknown_uid = rng.integers(0, 2**40, size=n)
     uid = [cat.card_uids[c] if k == 0 else f"05{s:02X}00000000{r:02X}" if k == 1 else f"04{u:012X}"
            for k, c, s, r, u in zip(source, card, series, in_range, unknown_uid)]
-    resolved_type = [cat.card_resolved_type[c] if k == 0 else "series" if k == 1 else None for k, c in zip(source, card)]
-    resolved_id = [int(cat.card_resolved_id[c]) if k == 0 else int(s) + 1 if k == 1 else None
-                   for k, c, s in zip(source, card, series)]
+    action = [ACTIONS[cat.card_resolved_type[c]] if k == 0 else "play_content" if k == 1 else "unknown_card"
+              for k, c in zip(source, card)]
     scanned = ctx.times(s_dev)
     keep = ctx.after_setup(s_dev, scanned)
     frame = _frame("rfid_scan_log", {
-        "uid": uid,
         "mac_address": pop.device_mac[s_dev],
-        "resolved_type": resolved_type,
-        "resolved_id": resolved_id,
-        "scanned_at": scanned,
+        "rfid_uid": uid,
+        "action_taken": action,
+        "created_at": scanned,
     }).filter(pl.Series(keep, dtype=pl.Boolean))
     return {"rfid_scan_log": frame}
 
 
-def kid_activity(ctx: DayContext, tables: dict[str, pl.DataFrame], chat_devices: np.ndarray, sessions: np.ndarray,
-                 last_turn: np.ndarray) -> pl.DataFrame:
-    """Per-child activity events derived from the day's chats, games and stories."""
+def kid_activity(ctx: DayContext, chats: dict, games_done: dict, media_done: dict) -> pl.DataFrame:
+    """Per-child activity events: a day's chatting, finished games, finished stories and songs."""
     pop = ctx.pop
-    rows: dict[str, list] = defaultdict(list)
-    kid_of_mac = {m: pop.kid_id[k] for m, k in zip(pop.device_mac, pop.device_kid) if k >= 0}
-    for dev, n, at in zip(chat_devices, sessions, last_turn):
-        if pop.device_kid[dev] >= 0:
-            rows["kid_id"].append(int(pop.kid_id[pop.device_kid[dev]]))
-            rows["activity_type"].append("chat")
-            rows["details"].append(json.dumps({"sessions": int(n)}))
-            rows["occurred_at"].append(int(at))
-    done = tables["analytics_game_sessions"].filter(pl.col("ended_at").is_not_null())
-    for mac, sid, correct, total, ended in done.select("mac_address", "session_id", "correct_answers", "total_questions", "ended_at").iter_rows():
-        if mac in kid_of_mac:
-            rows["kid_id"].append(int(kid_of_mac[mac]))
-            rows["activity_type"].append("game_completed")
-            rows["details"].append(json.dumps({"session_id": sid, "score": f"{correct}/{total}"}))
-            rows["occurred_at"].append(ended)
-    stories = tables["analytics_media_playback"].filter((pl.col("event_type") == "complete") & (pl.col("content_type") == "story"))
-    for mac, content, at in stories.select("mac_address", "content_id", "occurred_at").iter_rows():
-        if mac in kid_of_mac:
-            rows["kid_id"].append(int(kid_of_mac[mac]))
-            rows["activity_type"].append("story_completed")
-            rows["details"].append(json.dumps({"content_id": content}))
-            rows["occurred_at"].append(at)
-    schema = {"kid_id": pl.Int64, "activity_type": pl.String, "details": pl.String, "occurred_at": pl.Int64}
-    return pl.DataFrame(dict(rows), schema=schema)
+    n_chat, n_game, n_media = len(chats["chat_devices"]), len(games_done["dev"]), len(media_done["dev"])
+    dev = np.concatenate([chats["chat_devices"], games_done["dev"], media_done["dev"]]).astype(np.int64)
+    activity = np.concatenate([np.full(n_chat, "chat", dtype=object), np.full(n_game, "game_completed", dtype=object),
+                               np.asarray([f"{t}_completed" for t in media_done["content_type"]], dtype=object)])
+    content_type = np.concatenate([np.full(n_chat, None, dtype=object), np.full(n_game, "game", dtype=object),
+                                   media_done["content_type"].astype(object)])
+    content_id = np.concatenate([np.full(n_chat + n_game, None, dtype=object), media_done["content_uuid"].astype(object)])
+    metadata = (_strings('{{"sessions": {}}}', chats["sessions"])
+                + _strings('{{"session_id": "{}", "game_type": "{}", "score": "{}/{}"}}', games_done["session_id"],
+                           games_done["game_type"], games_done["correct"], games_done["attempts"])
+                + _strings('{{"content_id": {}}}', media_done["content_id"]))
+    duration = np.concatenate([chats["chat_seconds"], games_done["seconds"], media_done["seconds"]]).astype(np.int64)
+    at = np.concatenate([chats["last_turn_us"], games_done["at"], media_done["at"]]).astype(np.int64)
+    has_kid = pop.device_kid[dev] >= 0
+    n = int(has_kid.sum())
+    return _frame("kid_activity_log", {
+        "id": uuids(ctx.rng, n),
+        "kid_id": pop.kid_id[pop.device_kid[dev[has_kid]]].astype(np.int64),
+        "activity_type": activity[has_kid],
+        "content_type": content_type[has_kid],
+        "content_id": content_id[has_kid],
+        "duration": duration[has_kid],
+        "metadata": [m for m, k in zip(metadata, has_kid) if k],
+        "created_at": at[has_kid],
+    })
 
 
 TIME_COLUMNS = {
     "ai_agent_chat_history": ["created_at"],
     "device_token_usage": ["created_at", "update_date"],
-    "analytics_game_sessions": ["started_at", "ended_at", "created_at"],
-    "analytics_game_attempts": ["attempted_at"],
-    "analytics_media_playback": ["occurred_at"],
-    "rfid_scan_log": ["scanned_at"],
-    "kid_activity_log": ["occurred_at"],
+    "analytics_game_sessions": ["started_at", "ended_at", "created_at", "updated_at"],
+    "analytics_game_attempts": ["attempt_time", "answered_at", "created_at"],
+    "analytics_media_playback": ["created_at"],
+    "rfid_scan_log": ["created_at"],
+    "kid_activity_log": ["created_at"],
     "device_memories": ["updated_at"],
 }
-
-
+# Every event's time (metrics.md "Overrides"): an attempt's is attempt_time, else answered_at, else created_at.
 EVENT_TIMES = {
-    "ai_agent_chat_history": "created_at",
-    "analytics_game_attempts": "attempted_at",
-    "analytics_media_playback": "occurred_at",
-    "rfid_scan_log": "scanned_at",
+    "ai_agent_chat_history": pl.col("created_at"),
+    "analytics_game_attempts": pl.coalesce("attempt_time", "answered_at", "created_at"),
+    "analytics_media_playback": pl.col("created_at"),
+    "rfid_scan_log": pl.col("created_at"),
 }
+
+
+@dataclass
+class Events:
+    """Event rows for some days, each active device's last event (MAC -> UTC µs), and what the app
+    learnt from them day by day (:func:`app_tables.day_facts`, from the clean rows)."""
+
+    tables: dict[str, pl.DataFrame]
+    last_seen: dict[str, int]
+    facts: dict[str, pl.DataFrame]
 
 
 def generate_days(seed: int, pop: Population, cat: Catalogue, days: list[dt.date], states: np.ndarray,
-                  first_day: np.ndarray | None = None) -> tuple[dict[str, pl.DataFrame], dict[str, int]]:
-    """Event rows for ``days`` (columns of ``states``), and each active device's last event (MAC -> UTC µs)."""
+                  first_day: np.ndarray | None = None) -> Events:
+    """Event rows for ``days`` (columns of ``states``)."""
     offsets = utc_offsets(TZ_NAMES, days)
     tz = pop.device_tz()
     earliest = (pop.device_signup + 300) * US
     first_day = signup_days(pop) if first_day is None else first_day
+    fleet = app_tables.devices(pop, seed)
     parts: dict[str, list[pl.DataFrame]] = defaultdict(list)
+    facts: dict[str, list[pl.DataFrame]] = defaultdict(list)
     for j, day in enumerate(days):
         offset = np.where(tz >= 0, offsets[np.maximum(tz, 0), j], 0)
         ctx = DayContext(
@@ -395,21 +534,25 @@ def generate_days(seed: int, pop: Population, cat: Catalogue, days: list[dt.date
             earliest_us=earliest,
             first_day=first_day,
         )
-        tables, per_device = chat(ctx)
-        tables |= games(ctx)
-        tables |= media(ctx)
+        tables, chats = chat(ctx)
+        played, games_done = games(ctx)
+        listened, media_done = media(ctx)
+        tables["analytics_game_sessions"] = pl.concat([tables["analytics_game_sessions"], played["analytics_game_sessions"],
+                                                       listened["analytics_game_sessions"]])
+        tables["analytics_game_attempts"] = played["analytics_game_attempts"]
+        tables["analytics_media_playback"] = listened["analytics_media_playback"]
         tables |= scans(ctx)
-        tables["kid_activity_log"] = kid_activity(ctx, tables, per_device["chat_devices"], per_device["sessions"],
-                                                  per_device["last_turn_us"])
-        tables["device_memories"] = daily_files(day_stream(seed, "memories", day), pop, day, per_device["chat_devices"],
-                                                per_device["sessions"], ctx.midnight_us)
+        tables["kid_activity_log"] = kid_activity(ctx, chats, games_done, media_done)
+        tables["device_memories"] = daily_files(day_stream(seed, "memories", day), pop, day, chats["chat_devices"],
+                                                chats["sessions"], ctx.midnight_us)
         for name, frame in tables.items():
             parts[name].append(frame)
+        for name, frame in app_tables.day_facts(day, tables, fleet).items():
+            facts[name].append(frame)
     out = {}
     for name, frames in parts.items():
         frame = pl.concat(frames, how="vertical_relaxed")
         out[name] = frame.with_columns([pl.col(c).cast(pl.Datetime("us", "UTC")) for c in TIME_COLUMNS[name]])
-    seen = pl.concat([out[t].select(pl.col("mac_address"), pl.col(c).cast(pl.Int64).alias("at"))
-                      for t, c in EVENT_TIMES.items() if t in out])
+    seen = pl.concat([out[t].select(pl.col("mac_address"), at.cast(pl.Int64).alias("at")) for t, at in EVENT_TIMES.items() if t in out])
     last_seen = dict(seen.group_by("mac_address").agg(pl.col("at").max()).iter_rows()) if seen.height else {}
-    return out, last_seen
+    return Events(out, last_seen, {name: pl.concat(frames) for name, frames in facts.items()})

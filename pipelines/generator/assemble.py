@@ -1,5 +1,6 @@
 """Assemble a generated dataset: every table's new rows, plus the updates and
-deletes an append applies, ready for :func:`pipelines.generator._load`."""
+deletes an append applies before them and the app's own upserts after them,
+ready for :func:`pipelines.generator._load`."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from pipelines.generator import cognova, messy
-from pipelines.generator.activity import activity_states, generate_days, signup_days
+from pipelines.generator import app_tables, cognova, messy
+from pipelines.generator.activity import Events, activity_states, generate_days, signup_days
 from pipelines.generator.catalogue import LLM_WEIGHTS, build_catalogue
 from pipelines.generator.fleet import ADMIN_USER_IDS, FIRST_PARENT_ID, Population, build_population, population_tables, ts
 from pipelines.generator.memories import PlantedFact, personality_files
-from pipelines.generator.randomness import day_stream, epoch_seconds, stream
+from pipelines.generator.randomness import day_stream, epoch_seconds, hex_ids, stream
 
 US = 1_000_000
 CHEEKO_LOAD_ORDER = [
@@ -48,13 +49,14 @@ def horizon(end: dt.date) -> int:
 
 @dataclass
 class Dataset:
-    """New rows per (database, table), statements to run first, and what was planted."""
+    """New rows per (database, table), statements to run before and after them, and what was planted."""
 
     start: dt.date
     end: dt.date
     meta: dict
     tables: dict[tuple[str, str], pl.DataFrame] = field(default_factory=dict)
     statements: dict[str, list[tuple[str, object]]] = field(default_factory=dict)
+    after: dict[str, list[tuple[str, object]]] = field(default_factory=dict)
     facts: list[PlantedFact] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)
 
@@ -119,7 +121,7 @@ def _playlists(rng: np.random.Generator, pop: Population, cat, library: pl.DataF
             music.append((mac, str(cat.music_ids[m]), pos + 1, at, at))
         for pos, s in enumerate(rng.choice(len(cat.story_ids), size=3, replace=False)):
             story.append((mac, str(cat.story_ids[s]), pos + 1, at, at))
-        for pos, c in enumerate(rng.choice(library.height, size=3, replace=False)):
+        for pos, c in enumerate(rng.choice(np.flatnonzero(library["status"].to_numpy() == 1), size=3, replace=False)):
             device.append((None, mac, int(library["id"][int(c)]), str(library["content_type"][int(c)]), pos + 1, at))
     stamp = pl.Datetime("us", "UTC")
     return {
@@ -141,10 +143,15 @@ def _legacy(rng: np.random.Generator, pop: Population, cat, before: int) -> dict
     dev = rng.integers(0, pop.n_devices, size=n)
     started = before - rng.integers(86400, 200 * 86400, size=n)
     total = rng.integers(5, 11, size=n)
+    correct = rng.integers(0, total + 1)
+    seconds = rng.integers(60, 900, size=n)
+    has_id = rng.random(n) < 0.7  # the oldest games kept no session id
     game = pl.DataFrame({
-        "mac_address": pop.device_mac[dev], "game_type": rng.choice(["quiz", "riddles"], size=n),
-        "score": rng.integers(0, 100, size=n), "total_questions": total, "correct_answers": rng.integers(0, total + 1),
-        "started_at": ts(started), "ended_at": ts(started + 300), "created_at": ts(started),
+        "mac_address": pop.device_mac[dev], "game_type": rng.choice(["quiz", "riddles", "math_challenge"], size=n),
+        "session_id": [sid if keep else None for sid, keep in zip(hex_ids(rng, n, "legacy_", 16), has_id)],
+        "started_at": ts(started), "ended_at": ts(started + seconds), "duration_seconds": seconds,
+        "total_attempts": total, "correct_attempts": correct,
+        "metadata": [f'{{"score": {round(100 * c / t)}}}' for c, t in zip(correct, total)], "created_at": ts(started),
     })
     scan = pl.DataFrame({
         "tag_uid": cat.card_uids[rng.integers(0, 50, size=n)], "mac_address": pop.device_mac[dev],
@@ -179,11 +186,11 @@ def _sys_params(meta: dict, created: int) -> pl.DataFrame:
 
 
 def _cheeko_events(data: Dataset, seed: int, pop: Population, cat, days: list[dt.date], states: np.ndarray,
-                   first_day: np.ndarray) -> dict[str, int]:
-    events, last_seen = generate_days(seed, pop, cat, days, states, first_day)
-    for name, frame in events.items():
+                   first_day: np.ndarray) -> Events:
+    events = generate_days(seed, pop, cat, days, states, first_day)
+    for name, frame in events.tables.items():
         data.tables[("cheeko", name)] = frame
-    return last_seen
+    return events
 
 
 def _cognova_days(data: Dataset, seed: int, days: list[dt.date], project_ids: list[str], agent_ids: list[str], now_us: int) -> None:
@@ -219,8 +226,10 @@ def build_initial(seed: int, devices: int, days: int, end: dt.date, is_messy: bo
     day_list = _days(start, end)
     first_day = signup_days(pop)
     states = activity_states(seed, pop, day_list, first_day)
-    last_seen = _cheeko_events(data, seed, pop, cat, day_list, states, first_day)
-    _set_last_connected(data, last_seen)
+    events = _cheeko_events(data, seed, pop, cat, day_list, states, first_day)
+    _set_last_connected(data, events.last_seen)
+    app, data.faults["app_counter_drift"] = app_tables.initial_tables(events.facts, app_tables.devices(pop, seed), end, seed)
+    data.tables |= {("cheeko", name): frame for name, frame in app.items()}
     personality, data.facts = personality_files(seed, stream(seed, "personality"), pop, np.arange(pop.n_devices), horizon(end))
     data.tables[("cheeko", "device_memories")] = pl.concat([personality, data.tables[("cheeko", "device_memories")]])
 
@@ -288,7 +297,10 @@ def build_append(meta: dict, k: int, progress=print) -> Dataset:
     all_days = _days(start, new_end)
     first_day = signup_days(pop)
     states = activity_states(seed, pop, all_days, first_day)[:, -len(new_days):]
-    last_seen = _cheeko_events(data, seed, pop, cat, new_days, states, first_day)
+    events = _cheeko_events(data, seed, pop, cat, new_days, states, first_day)
+    last_seen = events.last_seen
+    data.after["cheeko"], data.faults["app_counter_drift"] = app_tables.append_statements(
+        events.facts, app_tables.devices(pop, seed), new_end, seed)
     personality, data.facts = personality_files(seed, stream(seed, "personality", new_end.toordinal()), pop,
                                                 np.arange(first_new, pop.n_devices), horizon(new_end))
     data.tables[("cheeko", "device_memories")] = pl.concat([personality, data.tables[("cheeko", "device_memories")]])
@@ -335,7 +347,9 @@ def _append_statements(seed: int, pop: Population, first_new: int, last_seen: di
         ("UPDATE ai_story SET title = title || ' (new recording)', updated_at = %s "
          "WHERE id IN (SELECT id FROM ai_story ORDER BY md5(id::text || %s) LIMIT 1)", (at, key)),
         ("DELETE FROM device_playlist WHERE id IN (SELECT id FROM device_playlist ORDER BY md5(id::text || %s) LIMIT 3)", (key,)),
-        ("DELETE FROM content_library WHERE id IN (SELECT id FROM content_library ORDER BY md5(id::text || %s) LIMIT 1)", (key,)),
+        # Only a retired item (status 0): nothing plays those, so no playback is left pointing nowhere.
+        ("DELETE FROM content_library WHERE id IN "
+         "(SELECT id FROM content_library WHERE status = 0 ORDER BY md5(id::text || %s) LIMIT 1)", (key,)),
         ("DELETE FROM sys_dict_data WHERE id IN (SELECT id FROM sys_dict_data ORDER BY md5(id::text || %s) LIMIT 1)", (key,)),
         ("UPDATE sys_params SET param_value = %s, updated_at = %s WHERE param_code = %s",
          (json.dumps(data.meta), at, META_PARAM)),

@@ -25,6 +25,9 @@ PROVIDERS = [
     ("openai-intent", "OpenAI intent", "Intent", [("function_call", "Function calling", None, None)]),
 ]
 LLM_WEIGHTS = [0.45, 0.2, 0.25, 0.1]  # gpt-4o-mini, gpt-4.1-mini, gemini, llama
+RETIRED_CONTENT = [("story", "Diwali Lights Special 2024", 420), ("music", "Holiday Jingles 2024", 150),
+                   ("story", "Summer Camp Tales", 540), ("music", "New Year Countdown Song", 95),
+                   ("story", "The Monsoon Special", 380), ("music", "Back to School Beat", 130)]
 
 
 @dataclass
@@ -39,11 +42,10 @@ class Catalogue:
     story_seconds: np.ndarray
     music_ids: np.ndarray
     music_seconds: np.ndarray
-    textbook_chapter_ids: np.ndarray
-    question_ids: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]  # (subject, topic) -> (ids, codes)
+    story_library_ids: np.ndarray  # content_library id of each story (analytics_media_playback.content_id)
+    music_library_ids: np.ndarray  # content_library id of each song
     card_uids: np.ndarray
-    card_resolved_type: np.ndarray
-    card_resolved_id: np.ndarray
+    card_resolved_type: np.ndarray  # what each card points at: question, content_pack or question_pack
     series_count: int  # rfid_series rows, ids 1..n, each covering UIDs 05XX0000000000..05XX00000000FF
 
 
@@ -158,20 +160,26 @@ def build_catalogue(rng: np.random.Generator, created: int) -> Catalogue:
         "duration": rng.integers(120, 600, size=len(chapters)), "sort": [c for _, c in chapters],
         "created_at": ts(np.full(len(chapters), created)), "updated_at": ts(np.full(len(chapters), created)),
     })
-    lib_items = [("story", i, t_) for i, t_ in zip(story_ids, story_titles)] + [("music", i, t_) for i, t_ in zip(music_ids, music_titles)]
+    # The library the device plays from: every story and song (ids 1.., stories first), then a few retired
+    # seasonal items (status 0) that nothing plays any more; an append deletes one of those now and then.
+    lib_items = ([("story", str(i), t_, int(s)) for i, t_, s in zip(story_ids, story_titles, story_seconds)]
+                 + [("music", str(i), t_, int(s)) for i, t_, s in zip(music_ids, music_titles, music_seconds)])
+    n_active = len(lib_items)
+    lib_items += [(kind, None, f"{title} (retired)", int(seconds)) for kind, title, seconds in RETIRED_CONTENT]
     n_lib = len(lib_items)
     t["content_library"] = pl.DataFrame({
-        "id": np.arange(1, n_lib + 1), "content_type": [c for c, *_ in lib_items], "title": [x for *_, x in lib_items],
-        "description": [None] * n_lib, "url": [f"https://cdn.cheeko.ai/{c}/{i}.mp3" for c, i, _ in lib_items],
-        "thumbnail_url": [None] * n_lib, "duration_seconds": np.concatenate([story_seconds, music_seconds]),
+        "id": np.arange(1, n_lib + 1), "content_type": [c for c, *_ in lib_items], "title": [x for _, _, x, _ in lib_items],
+        "description": [None] * n_lib, "url": [f"https://cdn.cheeko.ai/{c}/{i or k}.mp3" for k, (c, i, *_) in enumerate(lib_items)],
+        "thumbnail_url": [None] * n_lib, "duration_seconds": [s for *_, s in lib_items],
         "category": pick(rng, vocab.STORY_CATEGORIES + vocab.MUSIC_CATEGORIES, n_lib),
         "tags": [json.dumps(list(pick(rng, vocab.INTERESTS, 2))) for _ in range(n_lib)],
         "age_min": np.full(n_lib, 3), "age_max": np.full(n_lib, 10), "language": ["en"] * n_lib,
-        "metadata": [json.dumps({"source_id": i}) for _, i, _ in lib_items], "status": np.ones(n_lib, dtype=np.int64),
+        "metadata": [json.dumps({"source_id": i} if i else {"retired": True}) for _, i, _, _ in lib_items],
+        "status": np.where(np.arange(n_lib) < n_active, 1, 0),
         "created_at": ts(np.full(n_lib, created)), "updated_at": ts(np.full(n_lib, created)),
     })
 
-    # Questions: eight per (subject, topic); games draw from these by code.
+    # RFID questions (what a question card asks): eight per (subject, topic).
     qrows = [(s, tp, k) for s, topics in vocab.SUBJECTS.items() for tp in topics for k in range(8)]
     q_ids = np.arange(1, len(qrows) + 1)
     q_codes = np.array([f"{s}.{tp}.{k:02d}" for s, tp, k in qrows], dtype=object)
@@ -183,11 +191,6 @@ def build_catalogue(rng: np.random.Generator, created: int) -> Catalogue:
         "difficulty": [k % 3 + 1 for *_, k in qrows], "active": [True] * len(qrows), "creator": np.full(len(qrows), 1),
         "create_date": ts(np.full(len(qrows), created)), "update_date": ts(np.full(len(qrows), created)),
     })
-    question_ids: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-    for (s, tp, _), qid, code in zip(qrows, q_ids, q_codes):
-        ids, codes = question_ids.get((s, tp), ([], []))
-        question_ids[(s, tp)] = ([*ids, qid], [*codes, code])
-    question_ids = {k: (np.array(v[0]), np.array(v[1], dtype=object)) for k, v in question_ids.items()}
     subjects = list(vocab.SUBJECTS)
     t["rfid_question_pack"] = pl.DataFrame({
         "id": np.arange(1, len(subjects) + 1), "pack_code": [f"QP-{s.upper()}" for s in subjects],
@@ -312,10 +315,9 @@ def build_catalogue(rng: np.random.Generator, created: int) -> Catalogue:
         story_seconds=story_seconds,
         music_ids=music_ids,
         music_seconds=music_seconds,
-        textbook_chapter_ids=chapter_ids,
-        question_ids=question_ids,
+        story_library_ids=np.arange(1, n_story + 1),
+        music_library_ids=np.arange(n_story + 1, n_story + n_music + 1),
         card_uids=card_uids,
         card_resolved_type=card_kind,
-        card_resolved_id=card_ref,
         series_count=len(packs),
     )

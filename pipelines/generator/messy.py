@@ -1,16 +1,24 @@
 """``--messy``: every fault that metrics.md names, injected into clean rows.
 
-Each row (for games: each session together with its attempts) gets at most
-one fault, so faults never mask each other and every count in the returned
-dict is exactly what lands in the database. Faults:
+Each row (for mode sessions: each session together with its attempts) gets at
+most one fault, so faults never mask each other and every count in the returned
+dict is exactly what lands in the database. The app's own tables
+(``analytics_streaks``, ``analytics_user_progress``, ``kid_learning_progress``)
+are computed before any fault and never damaged here. Faults:
 
-- ``mac_respelled``: MACs written ``AA-BB-CC-DD-EE-FF``, ``aabbccddeeff`` or in mixed case;
-- ``mac_invalid``: MACs that cannot be normalised (wrong length, not hex);
+- ``mac_respelled``: MACs written ``AA-BB-CC-DD-EE-FF``, ``aabbccddeeff`` or in mixed case
+  (counted per row: a session and each of its attempts);
+- ``mac_invalid``: MACs that cannot be normalised (wrong length, not hex), counted likewise;
 - ``timezone_unknown``: profile time zones that are not IANA names;
-- ``duplicate_<table>``: event rows repeating another row's natural key;
-- ``future_<table>``: events dated a year after the data ends;
+- ``duplicate_<table>``: event rows repeating another row's natural key with a new row id
+  (attempts: session_id, attempt_number, attempt_time, question_text; playback: MAC,
+  content_id, event_type, created_at; scans: rfid_uid, MAC, created_at; chat turns);
+- ``future_<table>``: events dated a year after the data ends (a session's started_at,
+  ended_at, created_at and updated_at together with its attempts' attempt_time,
+  answered_at and created_at; playback and scans by created_at; chat turns);
 - ``token_total_mismatch``: ``total_tokens`` != input + output;
-- ``session_total_mismatch``: game session totals that disagree with attempts;
+- ``session_duration_mismatch``: ended sessions whose stored ``duration_seconds``
+  differs from ``ended_at - started_at`` by 5 to 600 seconds;
 - ``memory_<kind>``: empty, whitespace-only, huge, emoji/control-character
   and very-long-line memory files.
 """
@@ -28,17 +36,21 @@ from pipelines.generator.randomness import uuids
 US = 1_000_000
 FUTURE = pl.duration(days=400)
 INVALID_MACS = ["zz:zz:zz:zz:zz:zz", "12:34:56", "not-a-mac", "24:0a:c4:12:34:56:78", ""]
-NONE, RESPELL, INVALID, DUPLICATE, FUTURE_SLOT, TOTALS = range(6)
+NONE, RESPELL, INVALID, DUPLICATE, FUTURE_SLOT, TOTALS, DURATION = range(7)
 # Per table: (MAC column, event-time column or None, faults it can carry, with their shares).
 ROW_TABLES = {
     "ai_agent_chat_history": ("mac_address", "created_at", {RESPELL: 0.03, INVALID: 0.002, DUPLICATE: 0.005, FUTURE_SLOT: 0.001}),
-    "analytics_media_playback": ("mac_address", "occurred_at", {RESPELL: 0.03, INVALID: 0.002, DUPLICATE: 0.01, FUTURE_SLOT: 0.001}),
-    "rfid_scan_log": ("mac_address", "scanned_at", {RESPELL: 0.03, INVALID: 0.002, DUPLICATE: 0.01, FUTURE_SLOT: 0.001}),
+    "analytics_media_playback": ("mac_address", "created_at", {RESPELL: 0.03, INVALID: 0.002, DUPLICATE: 0.01, FUTURE_SLOT: 0.001}),
+    "rfid_scan_log": ("mac_address", "created_at", {RESPELL: 0.03, INVALID: 0.002, DUPLICATE: 0.01, FUTURE_SLOT: 0.001}),
     # Unique keys include the MAC here, so only a respelling (a new spelling of the same device).
     "device_token_usage": ("mac_address", None, {RESPELL: 0.03, TOTALS: 0.02}),
     "device_memories": ("mac_id", None, {RESPELL: 0.03}),
 }
-SESSION_FAULTS = {RESPELL: 0.03, INVALID: 0.003, DUPLICATE: 0.02, FUTURE_SLOT: 0.002, TOTALS: 0.03}
+# Mode sessions: a duplicate repeats one of a game's attempts; a duration mismatch needs an ended session.
+SESSION_FAULTS = {RESPELL: 0.03, INVALID: 0.003, DUPLICATE: 0.03, FUTURE_SLOT: 0.002, DURATION: 0.03}
+OTHER_SESSION_FAULTS = {k: v for k, v in SESSION_FAULTS.items() if k != DUPLICATE}  # modes without attempts
+SESSION_TIMES = ("started_at", "ended_at", "created_at", "updated_at")
+ATTEMPT_TIMES = ("attempt_time", "answered_at", "created_at")
 
 
 def respell(mac: str, style: int) -> str:
@@ -52,13 +64,17 @@ def respell(mac: str, style: int) -> str:
     return mac.upper().replace(":", "-")
 
 
-def _slots(rng: np.random.Generator, n: int, shares: dict[int, float]) -> np.ndarray:
-    """One fault (or NONE) per row, disjoint; each fault lands on at least one row when there are enough rows."""
+def _slots(rng: np.random.Generator, n: int, shares: dict[int, float], eligible: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """One fault (or NONE) per row, disjoint; a fault only on rows ``eligible`` for it (default: all);
+    each fault lands on at least one row when there are enough rows."""
     kinds = [NONE, *shares]
     p = np.array([1 - sum(shares.values()), *shares.values()])
     slots = np.asarray(rng.choice(kinds, size=n, p=p)) if n else np.zeros(0, dtype=np.int64)
+    eligible = eligible or {}
+    for kind, ok in eligible.items():
+        slots[(slots == kind) & ~ok] = NONE
     for kind in shares:
-        free = np.flatnonzero(slots == NONE)
+        free = np.flatnonzero((slots == NONE) & eligible.get(kind, True))
         if not (slots == kind).any() and len(free):
             slots[free[int(rng.integers(len(free)))]] = kind
     return slots
@@ -102,39 +118,51 @@ def _rows(tables: dict[str, pl.DataFrame], rng: np.random.Generator, faults: dic
             _count(faults, "token_total_mismatch", (slots == TOTALS).sum())
 
 
-def _games(tables: dict[str, pl.DataFrame], rng: np.random.Generator, faults: dict[str, int]) -> None:
-    """Faults per game session, applied to the session and its attempts together."""
+def _sessions(tables: dict[str, pl.DataFrame], rng: np.random.Generator, faults: dict[str, int]) -> None:
+    """Faults per mode session, applied to the session and its attempts together."""
     sessions, attempts = tables.get("analytics_game_sessions"), tables.get("analytics_game_attempts")
-    if sessions is None or sessions.height == 0:
+    if sessions is None or attempts is None or sessions.height == 0:
         return
-    slots = _slots(rng, sessions.height, SESSION_FAULTS)
+    # Games (sessions with attempts) and the other modes draw their faults apart, so each fault
+    # reaches both kinds of session; a duplicate needs a timed attempt, a duration an ended session.
+    ids = sessions["session_id"].to_list()
+    is_game = sessions["session_id"].is_in(attempts["session_id"].implode()).to_numpy()
+    timed = sessions["session_id"].is_in(attempts.filter(pl.col("attempt_time").is_not_null())["session_id"].implode()).to_numpy()
+    ended = sessions["ended_at"].is_not_null().to_numpy()
+    slots = np.zeros(sessions.height, dtype=np.int64)
+    for group, shares in ((is_game, SESSION_FAULTS), (~is_game, OTHER_SESSION_FAULTS)):
+        slots[group] = _slots(rng, int(group.sum()), shares, {DURATION: ended[group], DUPLICATE: timed[group]})
     macs = _bad_macs(rng, sessions["mac_address"].to_list(), slots)
-    fault = pl.DataFrame({"session_id": sessions["session_id"], "_slot": slots, "_mac": macs})
+    # 5 to 600 seconds off, either way (never below zero).
+    off = rng.integers(5, 601, size=sessions.height) * np.where(rng.random(sessions.height) < 0.5, -1, 1)
+    fault = pl.DataFrame({"session_id": ids, "_slot": slots, "_mac": macs, "_off": off})
     sessions = sessions.join(fault, on="session_id", how="left", maintain_order="left")
     attempts = attempts.join(fault, on="session_id", how="left", maintain_order="left")
     bad_mac = pl.col("_slot").is_in([RESPELL, INVALID])
     future = pl.col("_slot") == FUTURE_SLOT
+    true_seconds = (pl.col("ended_at") - pl.col("started_at")).dt.total_seconds()
+    wrong_seconds = pl.when(true_seconds + pl.col("_off") >= 0).then(true_seconds + pl.col("_off")).otherwise(true_seconds - pl.col("_off"))
     sessions = sessions.with_columns(
         pl.when(bad_mac).then(pl.col("_mac")).otherwise(pl.col("mac_address")).alias("mac_address"),
-        *[pl.when(future).then(pl.col(c) + FUTURE).otherwise(pl.col(c)).alias(c) for c in ("started_at", "ended_at", "created_at")],
-        pl.when(pl.col("_slot") == TOTALS).then(pl.col("total_questions") + 2).otherwise(pl.col("total_questions")).alias("total_questions"),
-        pl.when(pl.col("_slot") == TOTALS).then(pl.col("correct_answers") + 1).otherwise(pl.col("correct_answers")).alias("correct_answers"),
+        *[pl.when(future).then(pl.col(c) + FUTURE).otherwise(pl.col(c)).alias(c) for c in SESSION_TIMES],
+        pl.when(pl.col("_slot") == DURATION).then(wrong_seconds).otherwise(pl.col("duration_seconds"))
+        .cast(pl.Int64).alias("duration_seconds"),
     )
     attempts = attempts.with_columns(
         pl.when(bad_mac).then(pl.col("_mac")).otherwise(pl.col("mac_address")).alias("mac_address"),
-        pl.when(future).then(pl.col("attempted_at") + FUTURE).otherwise(pl.col("attempted_at")).alias("attempted_at"),
+        *[pl.when(future).then(pl.col(c) + FUTURE).otherwise(pl.col(c)).alias(c) for c in ATTEMPT_TIMES],
     )
-    # One attempt of each "duplicate" session is recorded twice.
-    dupes = attempts.filter(pl.col("_slot") == DUPLICATE).unique("session_id", keep="first", maintain_order=True)
-    future_attempts = attempts.filter(future).height
-    tables["analytics_game_sessions"] = sessions.drop("_slot", "_mac")
-    tables["analytics_game_attempts"] = pl.concat([attempts, dupes]).drop("_slot", "_mac")
+    # One timed attempt of each "duplicate" session is recorded twice (a new row id: the table's identity).
+    dupes = (attempts.filter((pl.col("_slot") == DUPLICATE) & pl.col("attempt_time").is_not_null())
+             .unique("session_id", keep="first", maintain_order=True))
+    tables["analytics_game_sessions"] = sessions.drop("_slot", "_mac", "_off")
+    tables["analytics_game_attempts"] = pl.concat([attempts, dupes]).drop("_slot", "_mac", "_off")
     _count(faults, "mac_respelled", (slots == RESPELL).sum() + attempts.filter(pl.col("_slot") == RESPELL).height)
     _count(faults, "mac_invalid", (slots == INVALID).sum() + attempts.filter(pl.col("_slot") == INVALID).height)
     _count(faults, "duplicate_analytics_game_attempts", dupes.height)
     _count(faults, "future_analytics_game_sessions", (slots == FUTURE_SLOT).sum())
-    _count(faults, "future_analytics_game_attempts", future_attempts)
-    _count(faults, "session_total_mismatch", (slots == TOTALS).sum())
+    _count(faults, "future_analytics_game_attempts", attempts.filter(future).height)
+    _count(faults, "session_duration_mismatch", (slots == DURATION).sum())
 
 
 def _timezones(tables: dict[str, pl.DataFrame], rng: np.random.Generator, faults: dict[str, int]) -> None:
@@ -152,7 +180,7 @@ def _timezones(tables: dict[str, pl.DataFrame], rng: np.random.Generator, faults
 def inject(rng: np.random.Generator, tables: dict[str, pl.DataFrame], faults: dict[str, int]) -> None:
     """Damage the event and profile tables present in ``tables``, in place; add counts to ``faults``."""
     _rows(tables, rng, faults)
-    _games(tables, rng, faults)
+    _sessions(tables, rng, faults)
     _timezones(tables, rng, faults)
 
 

@@ -120,13 +120,107 @@ SUBJECTS: dict[str, list[str]] = {
     "science": ["animals", "plants", "space", "weather", "human_body"],
     "general_knowledge": ["geography", "flags", "festivals"],
 }
-GAME_TYPES = ["quiz", "math_challenge", "spelling_bee", "riddles", "animal_sounds"]
-GAME_SUBJECT = {
-    "quiz": "general_knowledge",
-    "math_challenge": "math",
-    "spelling_bee": "english",
-    "riddles": "english",
-    "animal_sounds": "science",
+# The app's game modes (analytics_game_sessions.mode_type): mode -> (game_type of its attempts, the SUBJECTS skill
+# a child draws on, share of sessions, {question_type: share}); None is a question the app leaves untyped.
+GAME_MODES: dict[str, tuple[str, str, float, dict[str | None, float]]] = {
+    "Math": ("math_tutor", "math", 0.45, {"addition": 0.35, "subtraction": 0.3, "multiplication": 0.2, "division": 0.15}),
+    "WordLadder": ("word_ladder", "english", 0.3, {"rhyming": 0.4, "spelling": 0.35, "opposites": 0.25}),
+    "Riddle": ("riddle_solver", "general_knowledge", 0.25, {None: 0.7, "animals": 0.2, "objects": 0.1}),
+}
+DIFFICULTIES = [("easy", 0.5), ("medium", 0.35), ("hard", 0.15)]
+# How much easier (+) or harder (-) a question type is than the child's skill in the game's subject.
+QUESTION_EASE: dict[str | None, float] = {
+    "addition": 0.06, "subtraction": 0.0, "multiplication": -0.05, "division": -0.1,
+    "rhyming": 0.05, "spelling": -0.06, "opposites": 0.03, None: 0.0, "animals": 0.05, "objects": -0.02,
+}
+# Operands per math question type and difficulty: ((x from, x to), (y from, y to)), inclusive. Each (x, y) is one
+# question: x + y, (x + y) - y, x × y, (x × y) ÷ y, so distinct operands never ask the same question.
+MATH_OPERANDS: dict[str, dict[str, tuple[tuple[int, int], tuple[int, int]]]] = {
+    "addition": {"easy": ((1, 9), (1, 9)), "medium": ((5, 30), (5, 30)), "hard": ((15, 99), (15, 99))},
+    "subtraction": {"easy": ((1, 9), (1, 9)), "medium": ((5, 30), (5, 30)), "hard": ((15, 99), (15, 99))},
+    "multiplication": {"easy": ((1, 5), (1, 5)), "medium": ((2, 10), (2, 10)), "hard": ((3, 12), (6, 15))},
+    "division": {"easy": ((1, 5), (1, 5)), "medium": ((2, 10), (2, 10)), "hard": ((3, 12), (6, 12))},
+}
+# Word and riddle questions per question type: (question, answer, two wrong answers a child gives).
+WORD_QUESTIONS: dict[str | None, list[tuple[str, str, str, str]]] = {
+    "rhyming": [
+        ("What rhymes with cat?", "hat", "dog", "cup"), ("What rhymes with sun?", "fun", "moon", "sky"),
+        ("What rhymes with tree?", "bee", "leaf", "car"), ("What rhymes with cake?", "lake", "pie", "cook"),
+        ("What rhymes with star?", "car", "sky", "moon"), ("What rhymes with frog?", "log", "pond", "toad"),
+        ("What rhymes with book?", "cook", "page", "read"), ("What rhymes with rain?", "train", "cloud", "wet"),
+        ("What rhymes with bear?", "chair", "wolf", "cave"), ("What rhymes with ball?", "wall", "bat", "kick"),
+        ("What rhymes with fish?", "dish", "swim", "boat"), ("What rhymes with night?", "light", "dark", "moon"),
+        ("What rhymes with goat?", "boat", "sheep", "farm"),
+    ],
+    "spelling": [
+        ("How do you spell elephant?", "elephant", "elefant", "elephent"),
+        ("How do you spell giraffe?", "giraffe", "girafe", "jiraffe"),
+        ("How do you spell rainbow?", "rainbow", "rainbo", "ranebow"),
+        ("How do you spell friend?", "friend", "freind", "frend"),
+        ("How do you spell because?", "because", "becuase", "becos"),
+        ("How do you spell school?", "school", "skool", "shcool"),
+        ("How do you spell banana?", "banana", "bananna", "banan"),
+        ("How do you spell penguin?", "penguin", "pengwin", "penguine"),
+        ("How do you spell butterfly?", "butterfly", "butterfli", "buterfly"),
+        ("How do you spell dinosaur?", "dinosaur", "dinosor", "dinasaur"),
+        ("How do you spell orange?", "orange", "orenge", "oringe"),
+        ("How do you spell yellow?", "yellow", "yelow", "yello"),
+        ("How do you spell library?", "library", "libary", "liberry"),
+    ],
+    "opposites": [
+        ("What is the opposite of hot?", "cold", "warm", "sunny"), ("What is the opposite of big?", "small", "huge", "tall"),
+        ("What is the opposite of up?", "down", "top", "high"), ("What is the opposite of happy?", "sad", "glad", "funny"),
+        ("What is the opposite of fast?", "slow", "quick", "run"), ("What is the opposite of day?", "night", "sun", "morning"),
+        ("What is the opposite of open?", "closed", "door", "wide"), ("What is the opposite of wet?", "dry", "rain", "water"),
+        ("What is the opposite of full?", "empty", "more", "big"), ("What is the opposite of loud?", "quiet", "noisy", "big"),
+        ("What is the opposite of old?", "new", "big", "grey"), ("What is the opposite of heavy?", "light", "strong", "big"),
+        ("What is the opposite of tall?", "short", "big", "long"),
+    ],
+    None: [
+        ("What gets wetter the more it dries?", "a towel", "a sponge", "the rain"),
+        ("What has to be broken before you can use it?", "an egg", "a toy", "a cup"),
+        ("What can you catch but not throw?", "a cold", "a ball", "a fish"),
+        ("What belongs to you but other people use it more?", "your name", "your toys", "your bed"),
+        ("What runs but never walks?", "water", "a dog", "a car"),
+        ("What goes up but never comes down?", "your age", "a balloon", "a kite"),
+        ("What falls but never gets hurt?", "rain", "a leaf", "a ball"),
+        ("What can travel around the world while staying in a corner?", "a stamp", "a plane", "a map"),
+        ("What can fill a room but takes up no space?", "light", "air", "a sofa"),
+        ("The more you take, the more you leave behind. What are they?", "footsteps", "cookies", "photos"),
+        ("What is always in front of you but can't be seen?", "the future", "your nose", "the wind"),
+        ("What kind of room has no doors or windows?", "a mushroom", "a cave", "a box"),
+        ("What can you break without touching it?", "a promise", "a glass", "a stick"),
+    ],
+    "animals": [
+        ("I have a long trunk and big ears. Who am I?", "an elephant", "a mouse", "a lion"),
+        ("I have black and white stripes. Who am I?", "a zebra", "a tiger", "a panda"),
+        ("I hop and carry my baby in a pouch. Who am I?", "a kangaroo", "a rabbit", "a frog"),
+        ("I have a very long neck and eat leaves from tall trees. Who am I?", "a giraffe", "a horse", "a camel"),
+        ("I say moo and give you milk. Who am I?", "a cow", "a goat", "a sheep"),
+        ("I have eight legs and spin a web. Who am I?", "a spider", "an ant", "a crab"),
+        ("I sleep all winter and love honey. Who am I?", "a bear", "a bee", "a fox"),
+        ("I can change my colour to hide. Who am I?", "a chameleon", "a snake", "a fish"),
+        ("I am a bird that cannot fly, but I swim very well. Who am I?", "a penguin", "a duck", "an ostrich"),
+        ("I carry my house on my back and move very slowly. Who am I?", "a tortoise", "a snail", "a crab"),
+        ("I hoot at night and can turn my head right round. Who am I?", "an owl", "a bat", "a crow"),
+        ("I am the king of the jungle and I roar. Who am I?", "a lion", "a tiger", "a bear"),
+        ("I live in water and breathe with gills. Who am I?", "a fish", "a whale", "a duck"),
+    ],
+    "objects": [
+        ("What has hands but cannot clap?", "a clock", "a glove", "a robot"),
+        ("What has legs but cannot walk?", "a table", "a snake", "a chair"),
+        ("What has a spine but no bones?", "a book", "a fish", "a snake"),
+        ("What has a head and a tail but no body?", "a coin", "a snake", "a kite"),
+        ("What has a thumb and four fingers but is not alive?", "a glove", "a hand", "a sock"),
+        ("What has a tongue but cannot talk?", "a shoe", "a dog", "a bell"),
+        ("What gets shorter the longer it burns?", "a candle", "a match", "a fire"),
+        ("What rings but has no finger to wear it?", "a telephone", "a bell", "a doorbell"),
+        ("What has many teeth but cannot bite?", "a comb", "a zip", "a saw"),
+        ("What has one eye but cannot see?", "a needle", "a pirate", "a storm"),
+        ("What has keys but cannot open locks?", "a piano", "a door", "a car"),
+        ("What has a neck but no head?", "a bottle", "a shirt", "a giraffe"),
+        ("What is full of holes but still holds water?", "a sponge", "a net", "a bucket"),
+    ],
 }
 
 STORY_TITLES = [
