@@ -31,7 +31,7 @@ warehouse_daily_job = dg.define_asset_job(
     "warehouse_daily",
     selection=dg.AssetSelection.groups(*DAILY_GROUPS),
     description="Yesterday's UTC day end to end: every raw table (the daily ones for yesterday and the day before, "
-                "the others incrementally), every mart, the write-back to Cheeko, and a new analyst snapshot. "
+                "the others incrementally), every mart, the exact progress published to Cheeko, and a new analyst snapshot. "
                 "One process, one source snapshot per database.",
 )
 

@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.partitions import DAILY_FRESHNESS
 from assets.raw import raw_key
-from assets.rollups import WRITE_BACK_KEY, mart_key
+from assets.rollups import PUBLISHED_KEY, mart_key
 from assets.resources import Warehouse
 from pipelines import analyst_extracts
 from pipelines import settings as settings_module
@@ -31,7 +31,7 @@ ANALYST_SNAPSHOT_KEY = dg.AssetKey(["extracts", "analyst_snapshot"])
     kinds={"duckdb", "parquet"},
     owners=["team:data"],
     # Everything the snapshot copies, so a run that selects it with any of them runs it last.
-    deps=[*(raw_key(t.database, t.name) for t in source_tables()), *(mart_key(m.name) for m in MARTS), WRITE_BACK_KEY],
+    deps=[*(raw_key(t.database, t.name) for t in source_tables()), *(mart_key(m.name) for m in MARTS), PUBLISHED_KEY],
     pool="warehouse_writer",
     freshness_policy=DAILY_FRESHNESS,
 )

@@ -1,5 +1,5 @@
 """The marts of metrics.md (group ``rollups``), their data-quality checks, and the
-write-back of the as-of values to Cheeko. One asset per SQL file in ``sql/``."""
+exact progress values published to Cheeko's ``warehouse`` schema. One asset per SQL file in ``sql/``."""
 
 import datetime as dt
 
@@ -13,12 +13,13 @@ from pipelines.warehouse import preview
 from pipelines.marts import MARTS, RULES, Mart
 
 ROLLUP_OWNERS = ["team:data"]
-WRITE_BACK_KEY = dg.AssetKey(["cheeko_analytics_tables"])
+PUBLISHED_KEY = dg.AssetKey(["cheeko_published_progress"])
 # Which mart carries which data-quality check (each a count of rows left out or suspect).
 QUALITY_CHECKS_ON = {
     "daily_device_activity": ("mac_unnormalisable", "timezone_unknown", "future_timestamps", "duplicate_events"),
     "token_usage_daily": ("token_totals_mismatch",),
-    "game_sessions": ("session_totals_disagree",),
+    "game_sessions": ("session_duration_disagree",),
+    "app_counter_drift": ("app_counter_drift",),
 }
 QUALITY_DESCRIPTIONS = {
     "mac_unnormalisable": "Event rows whose MAC cannot be normalised; left out of device metrics.",
@@ -26,7 +27,10 @@ QUALITY_DESCRIPTIONS = {
     "future_timestamps": "Events dated more than 5 minutes after the run's as-of time (counted at the source); excluded.",
     "duplicate_events": "Event rows repeating another's natural key; counted once.",
     "token_totals_mismatch": "device_token_usage rows whose total_tokens differs from input + output; sums use them as stored.",
-    "session_totals_disagree": "Game sessions whose stored totals differ from their attempts; the attempts win.",
+    "session_duration_disagree": "Game sessions whose stored duration_seconds differs from ended_at - started_at by "
+                                 "more than 1 second (both set); the computed duration wins.",
+    "app_counter_drift": "Devices whose running counters in the app's analytics_user_progress differ from the "
+                         "warehouse's exact values; metadata: how many, and the largest drift of each counter.",
 }
 
 
@@ -88,7 +92,13 @@ def mart_asset(definition: Mart) -> dg.AssetsDefinition:
             columns = con.execute("SELECT column_name, data_type, comment FROM duckdb_columns() "
                                   "WHERE schema_name = 'marts' AND table_name = ? ORDER BY column_index", [name]).fetchall()
             results = []
-            if checks:
+            if definition.name == "app_counter_drift":
+                drift = rollups.drift_summary(con)
+                results.append(dg.AssetCheckResult(
+                    asset_key=key, check_name="app_counter_drift", passed=drift["devices_drifting"] == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"count": drift["devices_drifting"], "largest": drift["largest"], "samples": drift["samples"]}))
+            elif checks:
                 report = rollups.quality_report(con, as_of_time=as_of_time, cheeko_url=sources.url("cheeko"))
                 for spec in checks:
                     count, samples = report[spec.name]
@@ -112,23 +122,24 @@ def mart_asset(definition: Mart) -> dg.AssetsDefinition:
 
 
 @dg.asset(
-    key=WRITE_BACK_KEY,
+    key=PUBLISHED_KEY,
     group_name="rollups",
     description=(
-        "Cheeko's analytics_streaks, analytics_user_progress and kid_learning_progress, kept equal to the latest "
-        "as-of values of device_streaks, device_progress and learning_progress (one transaction, through "
-        "pipelines.writes; rows whose values did not change keep their updated_at). " + RULES["as_of"]
+        "Cheeko's warehouse.device_streaks, warehouse.device_progress and warehouse.learning_progress: the latest "
+        "as-of values of the marts of the same names, for the app to read (one transaction, through "
+        "pipelines.writes; rows whose values did not change keep their updated_at). The app's own "
+        "analytics_streaks, analytics_user_progress and kid_learning_progress are never written. " + RULES["as_of"]
     ),
     kinds={"postgres"},
     owners=ROLLUP_OWNERS,
-    deps=[mart_key("device_streaks"), mart_key("device_progress"), mart_key("learning_progress")],
+    deps=[mart_key(name) for name in rollups.PUBLISHED],
     pool="warehouse_writer",
     freshness_policy=DAILY_FRESHNESS,
 )
-def cheeko_analytics_tables(warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
+def cheeko_published_progress(warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
     with warehouse.connect() as con:
         as_of = rollups.latest_as_of(con)
-        results = rollups.write_back(con, sources.url("cheeko"), as_of_date=as_of)
+        results = rollups.publish(con, sources.url("cheeko"), as_of_date=as_of)
     metadata: dict = {"as_of_date": str(as_of)}
     for table, result in results.items():
         metadata[f"{table}.inserted"] = result.inserted
@@ -139,4 +150,4 @@ def cheeko_analytics_tables(warehouse: Warehouse, sources: SourceDatabases) -> d
     return dg.MaterializeResult(metadata=metadata)
 
 
-ROLLUP_ASSETS = [mart_asset(definition) for definition in MARTS] + [cheeko_analytics_tables]
+ROLLUP_ASSETS = [mart_asset(definition) for definition in MARTS] + [cheeko_published_progress]

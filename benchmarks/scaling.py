@@ -126,7 +126,7 @@ def growth(admin: str, devices: int, days: int, tmp: Path) -> tuple[Growth, dict
     as_of = dt.datetime.combine(NEW_DAY, dt.time(0), dt.UTC) + dt.timedelta(days=2)
     with warehouse.connect(path) as con:
         day_marts = timed(lambda: rollups.build(con, as_of_time=as_of, first_day=NEW_DAY - dt.timedelta(days=1), last_day=NEW_DAY))
-        write_back = timed(lambda: rollups.write_back(con, urls["cheeko"], as_of_date=NEW_DAY))
+        write_back = timed(lambda: rollups.publish(con, urls["cheeko"], as_of_date=NEW_DAY))
     return Growth(devices=devices, source_rows=fleet.total_rows, generate=generated, full_extract=full_extract,
                   full_rows=sum(r.rows_written for r in results.values()), all_marts=all_marts,
                   day_rows=sum(r.rows_written for r in day.values()),

@@ -22,11 +22,24 @@ RULES = {
     "as_of": "A computation has an as-of time (the run's start, or one given for a backfill or a test). Events "
              "more than 5 minutes after it are excluded (check future_timestamps). As-of marts are computed for an "
              "as-of date D and include events whose device-local date is on or before D.",
-    "duplicates": "Natural keys: attempts (session_id, question_key, attempted_at); playback (MAC, content_id, "
-                  "event_type, occurred_at); chat turns (MAC, session_id, chat_type, created_at); RFID scans (uid, "
-                  "MAC, scanned_at); MACs normalised. A row repeating another's natural key counts once.",
+    "event_times": "Event times on the production columns (metrics.md 'Overrides'): a game attempt's is attempt_time, "
+                   "else answered_at, else created_at; playback and RFID scans use created_at; chat turns created_at; "
+                   "sessions started_at. A row with no event time counts in no event metric.",
+    "duplicates": "Natural keys: attempts (session_id, attempt_number, attempt_time, question_text); playback (MAC, "
+                  "content_id, event_type, created_at); chat turns (MAC, session_id, chat_type, created_at); RFID scans "
+                  "(rfid_uid, MAC, created_at); MACs normalised. A row repeating another's natural key counts once "
+                  "(the one with the smallest id is kept).",
+    "sessions": "Every analytics_game_sessions row is a mode session and keeps its mode_type. A session is a game when "
+                "its mode_type is Math, Riddle or WordLadder, or when any deduplicated attempt with a valid MAC carries "
+                "its session_id; game_daily, device_progress.game_sessions, fleet_daily.game_sessions and "
+                "app_counter_drift count games only. A session's kid (and an attempt's) is its device's kid.",
     "qualifying": "A device is active on a local day with one of: a chat turn with chat_type = 1, a game attempt, "
                   "a playback event 'play' or 'complete', an RFID scan (metrics.md).",
+    "games": "Learning: subject is the attempt's game_type, topic its question_type ('general' when null).",
+    "app_tables": "analytics_streaks, analytics_user_progress and kid_learning_progress are the app's: the warehouse "
+                  "reads them and never writes them. It publishes its exact values of device_streaks, device_progress "
+                  "and learning_progress (latest as-of date) to Cheeko's warehouse schema, and app_counter_drift "
+                  "reconciles the app's running counters with them.",
     "prices": "est_cost_usd = (input_tokens * input price + output_tokens * output price) / 1e6, with the prices "
               "per million tokens of the device's LLM (ai_device.agent_id -> ai_agent.llm_model_id -> "
               "ai_model_config.model_code) in pipelines/price_sheet.toml, else its default price; every cost row "
@@ -43,6 +56,37 @@ class Mart:
     description: str
     key: tuple[str, ...]
     columns: dict[str, str] = field(default_factory=dict)
+
+
+# The app's running counters (analytics_user_progress) reconciled in app_counter_drift: counter ->
+# (the app's column, what the warehouse counts exactly).
+DRIFT_COUNTERS = {
+    "games_played": ("total_games_played", "games (rule: sessions) started"),
+    "correct_answers": ("total_correct_answers", "correct attempts"),
+    "wrong_answers": ("total_wrong_answers", "attempts - correct attempts"),
+    "current_streak": ("current_streak", "current_streak_days"),
+    "longest_streak": ("longest_streak", "longest_streak_days"),
+}
+
+
+def _drift_columns() -> dict[str, str]:
+    columns = {"mac_address": "Normalised MAC of the app's row.",
+               "kid_id": "kid_id as the app stored it.",
+               "compared_at": "The moment compared: the row's updated_at (when the app last wrote its counters), or "
+                              "the as-of time when that is null or later.",
+               "as_of_date": "The device's local date at compared_at (streaks are as of it)."}
+    for counter, (app, exact) in DRIFT_COUNTERS.items():
+        columns[f"app_{counter}"] = f"{app} as the app stored it."
+        columns[f"warehouse_{counter}"] = f"Exact: {exact}."
+        columns[f"{counter}_drift"] = f"app_{counter} - warehouse_{counter}; null when the app reported nothing."
+    return columns | {
+        "app_last_activity_at": "last_activity_at as the app stored it.",
+        "warehouse_last_activity_at": "Exact: the latest qualifying event (UTC).",
+        "last_activity_drift_seconds": "app - warehouse last activity in seconds; null when either is null.",
+        "max_count_drift": "The largest absolute drift of the five counters (0 when none drifts).",
+        "drifting": "Any counter drifts, or last activity differs by more than 1 second, or the app has a last activity "
+                    "and the warehouse no event at all (check app_counter_drift).",
+    }
 
 
 MARTS: tuple[Mart, ...] = (
@@ -69,39 +113,46 @@ MARTS: tuple[Mart, ...] = (
           "streak_start_date": "First day of the current streak; null when it is 0.",
           "total_active_days": "Active days on or before D."}),
     Mart("game_sessions", "local_day",
-         "One row per game session, partitioned by the local date of started_at; attempts joined by session_id and "
-         "deduplicated (metrics.md 'Game sessions'). Sessions with an invalid MAC are left out.",
+         "One row per mode session (every analytics_game_sessions row, games and not), partitioned by the local date "
+         "of started_at; attempts joined by session_id and deduplicated (metrics.md 'Game sessions' and 'Overrides'; "
+         "rules: sessions, duplicates). Sessions with an invalid MAC are left out.",
          ("session_id",),
          {"session_id": "Session id.",
           "local_date": "The device's local date of started_at.",
           "mac_address": "Normalised MAC.",
-          "kid_id": "The session's kid_id as stored.",
-          "game_type": "Game type.",
+          "kid_id": "The device's kid (ai_device.kid_id).",
+          "agent_id": "Agent the session ran with, as stored.",
+          "mode_type": "Session mode as stored: Math, Riddle, WordLadder, Music, Story, Conversation.",
+          "is_game": "A game (rule: sessions): a game mode, or a session with attempts.",
           "started_at": "Start (UTC).",
           "ended_at": "End as stored (UTC), null if not ended.",
           "status": "completed when ended_at is set; abandoned when not and the last event (latest attempt, else "
                     "started_at) is more than 30 minutes before the as-of time; else open.",
+          "completion_status": "completion_status as the app stored it.",
           "ended_at_effective": "ended_at, else the last event for an abandoned session, else null.",
-          "duration_seconds": "ended_at_effective - started_at in seconds, never negative; null when open.",
+          "duration_seconds": "ended_at_effective - started_at in seconds, never negative; null when open. Wins over "
+                              "the stored duration.",
           "attempts": "Deduplicated attempts of the session (future-dated ones excluded).",
           "correct": "Of those, is_correct.",
           "accuracy": "correct / attempts; null without attempts.",
-          "stored_total_questions": "total_questions as stored.",
-          "stored_correct_answers": "correct_answers as stored.",
-          "totals_disagree": "Stored totals differ from the attempts (check session_totals_disagree)."}),
+          "interaction_count": "interaction_count as the app stored it.",
+          "stored_duration_seconds": "duration_seconds as the app stored it.",
+          "duration_disagrees": "The stored duration differs from ended_at - started_at by more than 1 second, both "
+                                "set (check session_duration_disagree); false when either is null."}),
     Mart("game_daily", "local_day",
-         "Per device and local day (by started_at): games played, from game_sessions.",
+         "Per device and local day (by started_at): games played, from game_sessions (games only, rule: sessions).",
          ("local_date", "mac_address"),
          {"local_date": "Local date.", "mac_address": "Normalised MAC.", "sessions": "Sessions started.",
           "completed_sessions": "Of those, completed.", "attempts": "Attempts in those sessions.",
           "correct": "Correct attempts.", "accuracy": "correct / attempts; null without attempts.",
           "total_duration_seconds": "Sum of duration_seconds (open sessions count 0)."}),
     Mart("learning_progress", "as_of",
-         "Per kid, subject and topic as of local date D (metrics.md 'Learning progress'). The kid is the session's "
-         "kid_id, else the device's; attempts with neither are left out. Attempts count when their device-local date "
-         "is on or before D; 'latest 20' orders by attempted_at then question_key.",
+         "Per kid, subject and topic as of local date D (metrics.md 'Learning progress' and 'Overrides'; rule: games). "
+         "The kid is the device's kid; attempts of devices without one are left out. Attempts count when their "
+         "device-local date is on or before D; 'latest 20' orders by event time, then attempt_number, then id.",
          ("as_of_date", "kid_id", "subject", "topic"),
-         {"as_of_date": "D.", "kid_id": "Kid.", "subject": "Subject.", "topic": "Topic.",
+         {"as_of_date": "D.", "kid_id": "Kid.", "subject": "The attempts' game_type.",
+          "topic": "Their question_type, 'general' when null.",
           "attempts": "Deduplicated attempts.", "correct": "Correct attempts.", "accuracy": "correct / attempts.",
           "recent_accuracy": "Accuracy over the latest 20 attempts.",
           "mastery": "needs_data under 5 attempts; else by recent_accuracy: < 0.5 struggling, < 0.8 practicing, "
@@ -111,7 +162,7 @@ MARTS: tuple[Mart, ...] = (
          "Per device, all time up to local date D (metrics.md 'Device progress'). Only devices with any counted event.",
          ("as_of_date", "mac_address"),
          {"as_of_date": "D.", "mac_address": "Normalised MAC.", "total_active_days": "Active days on or before D.",
-          "user_turns": "Chat turns with chat_type = 1.", "game_sessions": "Game sessions started.",
+          "user_turns": "Chat turns with chat_type = 1.", "game_sessions": "Games started (rule: sessions).",
           "attempts": "Game attempts.", "correct": "Correct attempts.", "accuracy": "correct / attempts.",
           "stories_completed": "Playback 'complete' of content_type story.",
           "songs_completed": "Playback 'complete' of content_type music.",
@@ -143,7 +194,7 @@ MARTS: tuple[Mart, ...] = (
          ("day",),
          {"day": "UTC date.", "active_devices": "Devices with a qualifying event that UTC day.",
           "new_devices": "ai_device rows created that day.", "new_users": "sys_user rows created that day.",
-          "user_turns": "Chat turns with chat_type = 1.", "game_sessions": "Sessions started.",
+          "user_turns": "Chat turns with chat_type = 1.", "game_sessions": "Games started (rule: sessions).",
           "attempts": "Attempts.", "accuracy": "Correct / attempts.", "stories_completed": "Story completions.",
           "songs_completed": "Music completions.", "total_tokens": "Sum as stored.", "est_cost_usd": "Estimated cost.",
           "avg_ttft_seconds": "Weighted by message_count.",
@@ -173,6 +224,17 @@ MARTS: tuple[Mart, ...] = (
           "tasks_created": "tasks by created_at.", "tasks_completed": "tasks by completed_at.",
           "reminders_due": "reminders by remind_at.", "reminders_notified": "Of those, notified.",
           "hook_events": "hook_events by created_at.", "blocked_hook_events": "Of those, blocked."}),
+    Mart("app_counter_drift", "whole",
+         "The app's running counters in analytics_user_progress, one row per device the app keeps them for, against "
+         "the warehouse's exact values at the moment the app last wrote them (the row's updated_at, capped at the "
+         "as-of time): every deduplicated event up to then (plus the as-of rule's 5 minutes' grace for clocks), "
+         "streaks as of the device's local date then (metrics.md "
+         "'Overrides'; rules: sessions, app_tables). Comparing at the app's own moment, not the run's, means a "
+         "counter is never called drifting only because the run came later. A counter the app left null reported "
+         "nothing and never drifts. Rows whose MAC is not valid are left out; two rows of one device keep the most "
+         "recently updated.",
+         ("mac_address",),
+         _drift_columns()),
 )
 
 

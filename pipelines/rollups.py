@@ -1,12 +1,14 @@
-"""Build the marts from the raw layer, check data quality, and write back.
+"""Build the marts from the raw layer, check data quality, and publish the exact progress values.
 
 Each mart is one SQL file in ``sql/`` named after it; shared steps (MAC
-normalisation, local days, deduplication) are views in ``sql/staging/``.
+normalisation, local days, deduplication) are tables in ``sql/staging/``.
 :func:`build` replaces a mart's scope (its days, its as-of dates, or all of
 it) in one DuckDB transaction, so re-running a range recomputes exactly those
-days. :func:`write_back` keeps the operational ``analytics_streaks``,
-``analytics_user_progress`` and ``kid_learning_progress`` equal to the latest
-as-of values, through :mod:`pipelines.writes`.
+days. :func:`publish` keeps the pipeline's ``warehouse.device_streaks``,
+``warehouse.device_progress`` and ``warehouse.learning_progress`` in Cheeko
+equal to the latest as-of values, through :mod:`pipelines.writes`; the app's
+own ``analytics_*`` and ``kid_learning_progress`` tables are never written
+(``app_counter_drift`` reconciles them instead).
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from pipelines import warehouse, writes
-from pipelines.marts import MARTS, mart
+from pipelines.marts import DRIFT_COUNTERS, MARTS, mart
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 RAW_REFERENCE = re.compile(r"\braw_(?:cheeko|cognova)\.\w+")
+TABLE_REFERENCE = re.compile(r"\b(?:raw_cheeko|raw_cognova|staging|marts)\.\w+")
+TABLE_MACRO = re.compile(r"CREATE OR REPLACE MACRO (\w+)\([^)]*\) AS TABLE")
 PRICE_SHEET = Path(__file__).with_name("price_sheet.toml")
 STAGING = ("devices", "zone_offsets", "chat_turns", "game_attempts", "media_events", "rfid_scans", "game_sessions",
-           "qualifying_events", "priced_usage")
+           "qualifying_events", "streaks", "priced_usage")
 FUTURE_GRACE = dt.timedelta(minutes=5)
 # The column a mart's scope (days or as-of dates) is cut on; "whole" marts are rebuilt entirely.
 SCOPE_COLUMN = {
@@ -46,7 +51,7 @@ RAW_INPUTS = {
     "game_sessions": ("cheeko", ("analytics_game_sessions", "analytics_game_attempts", "ai_device", "kid_profile", "parent_profile")),
     "device_streaks": ("cheeko", ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback",
                                   "rfid_scan_log", "ai_device", "kid_profile", "parent_profile")),
-    "learning_progress": ("cheeko", ("analytics_game_attempts", "analytics_game_sessions", "ai_device", "kid_profile", "parent_profile")),
+    "learning_progress": ("cheeko", ("analytics_game_attempts", "ai_device", "kid_profile", "parent_profile")),
     "device_progress": ("cheeko", ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback",
                                    "rfid_scan_log", "analytics_game_sessions", "ai_device", "kid_profile", "parent_profile")),
     "token_usage_daily": ("cheeko", ("device_token_usage", "ai_device", "ai_agent", "ai_model_config")),
@@ -56,6 +61,9 @@ RAW_INPUTS = {
     "cognova_cost_daily": ("cognova", ("token_usage",)),
     "cognova_agent_runs_daily": ("cognova", ("cron_agent_runs", "cron_agents")),
     "cognova_activity_daily": ("cognova", ("conversations", "conversation_messages", "tasks", "reminders", "hook_events")),
+    "app_counter_drift": ("cheeko", ("analytics_user_progress", "ai_agent_chat_history", "analytics_game_attempts",
+                                     "analytics_media_playback", "rfid_scan_log", "analytics_game_sessions", "ai_device",
+                                     "kid_profile", "parent_profile")),
 }
 
 
@@ -74,6 +82,40 @@ def load_price_sheet(path: Path = PRICE_SHEET) -> PriceSheet:
     return PriceSheet(str(raw["version"]), price(raw["default"]), {code: price(p) for code, p in raw.get("models", {}).items()})
 
 
+def load_prices(con: duckdb.DuckDBPyConnection, sheet: PriceSheet) -> None:
+    """``staging.prices``: the price sheet as a table (model NULL holds the default)."""
+    con.execute("CREATE OR REPLACE TABLE staging.prices (model VARCHAR, input_per_million DOUBLE, "
+                "output_per_million DOUBLE, version VARCHAR)")
+    con.executemany("INSERT INTO staging.prices VALUES (?, ?, ?, ?)",
+                    [(None, *sheet.default, sheet.version)] + [(code, *p, sheet.version) for code, p in sheet.models.items()])
+
+
+def staging_sql(name: str) -> str:
+    """The SQL that builds ``staging.<name>`` (``macros`` for the shared macros)."""
+    return (SQL_DIR / "staging" / f"{name}.sql").read_text()
+
+
+def references(sql: str) -> set[str]:
+    """The warehouse tables ``sql`` reads: ``raw_cheeko.t``, ``raw_cognova.t``, ``staging.t``, ``marts.t``.
+
+    A call of a table macro defined in a staging file (``streaks_as_of(...)``) reads what that file reads,
+    so it counts as a reference to ``staging.<file>``.
+    """
+    found = {m.group(0) for m in TABLE_REFERENCE.finditer(sql)}
+    found |= {f"staging.{file}" for name, file in table_macros().items() if re.search(rf"\b{name}\s*\(", sql)}
+    return found
+
+
+@cache
+def table_macros() -> dict[str, str]:
+    """Table macros the staging files define, by name: the file (without .sql) that defines each."""
+    out = {}
+    for name in STAGING:
+        for match in TABLE_MACRO.finditer(staging_sql(name)):
+            out[match.group(1)] = name
+    return out
+
+
 def prepare(con: duckdb.DuckDBPyConnection, prices: PriceSheet | None = None) -> bool:
     """Create the macros, price table and staging tables the marts read; True if staging was rebuilt.
 
@@ -83,7 +125,7 @@ def prepare(con: duckdb.DuckDBPyConnection, prices: PriceSheet | None = None) ->
     """
     sheet = prices or load_price_sheet()
     con.execute("CREATE SCHEMA IF NOT EXISTS staging; CREATE SCHEMA IF NOT EXISTS marts")
-    con.execute((SQL_DIR / "staging" / "macros.sql").read_text())
+    con.execute(staging_sql("macros"))
     con.execute("CREATE TABLE IF NOT EXISTS _warehouse.staging_state (raw_loaded_at TIMESTAMPTZ, price_sheet VARCHAR)")
     loaded = con.execute("SELECT max(finished_at) FROM _warehouse.loads").fetchone()[0]
     # The staging SQL is part of the key: a changed definition rebuilds staging even without new data.
@@ -94,12 +136,9 @@ def prepare(con: duckdb.DuckDBPyConnection, prices: PriceSheet | None = None) ->
         return False
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("CREATE OR REPLACE TABLE staging.prices (model VARCHAR, input_per_million DOUBLE, "
-                    "output_per_million DOUBLE, version VARCHAR)")
-        con.executemany("INSERT INTO staging.prices VALUES (?, ?, ?, ?)",
-                        [(None, *sheet.default, sheet.version)] + [(code, *p, sheet.version) for code, p in sheet.models.items()])
+        load_prices(con, sheet)
         for name in STAGING:
-            con.execute((SQL_DIR / "staging" / f"{name}.sql").read_text())
+            con.execute(staging_sql(name))
         con.execute("DELETE FROM _warehouse.staging_state")
         con.execute("INSERT INTO _warehouse.staging_state VALUES (?, ?)", [loaded, fingerprint])
         con.execute("COMMIT")
@@ -191,52 +230,51 @@ def build(con: duckdb.DuckDBPyConnection, names: list[str] | None = None, *, as_
             for name in build_order(names)}
 
 
-# -- write-back ----------------------------------------------------------------------------------------
+# -- publishing the exact values to Cheeko ----------------------------------------------------------------
 
-WRITE_BACK = {
-    "analytics_streaks": ("device_streaks", ("mac_address",),
-                          "SELECT mac_address, current_streak_days, longest_streak_days, last_active_date, streak_start_date, "
-                          "total_active_days, as_of_date FROM marts.device_streaks WHERE as_of_date = $as_of_date"),
-    "analytics_user_progress": ("device_progress", ("mac_address",),
-                                "SELECT mac_address, total_active_days, user_turns, game_sessions, attempts, correct, accuracy, "
-                                "stories_completed, songs_completed, listen_seconds, rfid_scans, last_active_at, as_of_date "
-                                "FROM marts.device_progress WHERE as_of_date = $as_of_date"),
-    "kid_learning_progress": ("learning_progress", ("kid_id", "subject", "topic"),
-                              "SELECT kid_id, subject, topic, attempts, correct, accuracy, recent_accuracy, mastery, last_practiced_at "
-                              "FROM marts.learning_progress WHERE as_of_date = $as_of_date"),
-}
+# Pipeline-owned tables in Cheeko's schema ``warehouse`` (migration cheeko_warehouse_0003), each holding the latest
+# as-of values of the mart of the same name, with its columns; the key is the mart's key without the date.
+PUBLISHED_SCHEMA = "warehouse"
+PUBLISHED = {"device_streaks": ("mac_address",), "device_progress": ("mac_address",),
+             "learning_progress": ("kid_id", "subject", "topic")}
 
 
 def latest_as_of(con: duckdb.DuckDBPyConnection) -> dt.date | None:
-    """The latest as-of date built for all three write-back sources (None if any is empty)."""
-    dates = [con.execute(f"SELECT max(as_of_date) FROM marts.{source}").fetchone()[0] for source, _, _ in WRITE_BACK.values()]
+    """The latest as-of date built for all three published marts (None if any is empty)."""
+    dates = [con.execute(f"SELECT max(as_of_date) FROM marts.{name}").fetchone()[0] for name in PUBLISHED]
     return None if any(d is None for d in dates) else min(dates)
 
 
-def write_back(con: duckdb.DuckDBPyConnection, cheeko_url: str, *, as_of_date: dt.date | None = None) -> dict[str, writes.UpsertResult]:
-    """Make the three operational tables equal to the marts as of ``as_of_date`` (default: the latest).
+def published_frames(con: duckdb.DuckDBPyConnection, as_of_date: dt.date) -> dict[str, pl.DataFrame]:
+    """What each published table should hold: the mart's rows and columns as of ``as_of_date``."""
+    frames = {}
+    for name in PUBLISHED:
+        columns = ", ".join(mart(name).columns)
+        frames[name] = con.execute(f"SELECT {columns} FROM marts.{name} WHERE as_of_date = $d", {"d": as_of_date}).pl()
+    return frames
+
+
+def publish(con: duckdb.DuckDBPyConnection, cheeko_url: str, *, as_of_date: dt.date | None = None) -> dict[str, writes.UpsertResult]:
+    """Make ``warehouse.device_streaks``, ``device_progress`` and ``learning_progress`` equal to the marts as of
+    ``as_of_date`` (default: the latest built).
 
     One transaction for the three tables; a row whose values did not change
     is not touched, so its ``updated_at`` stays. It refuses to run when the
-    streaks or device progress for that date are empty, rather than empty the
-    operational tables; kids that no longer exist in Cheeko are left out.
+    streaks or device progress for that date are empty, rather than empty
+    what the app reads. The app's own tables are never written.
     """
     as_of = as_of_date or latest_as_of(con)
     if as_of is None:
         raise ValueError("the as-of marts are empty: build device_streaks, device_progress and learning_progress first")
-    frames = {table: con.execute(query, {"as_of_date": as_of}).pl() for table, (_, _, query) in WRITE_BACK.items()}
-    for table in ("analytics_streaks", "analytics_user_progress"):
-        if frames[table].is_empty():
-            raise ValueError(f"no {WRITE_BACK[table][0]} rows for {as_of}: refusing to empty {table}")
+    frames = published_frames(con, as_of)
+    for name in ("device_streaks", "device_progress"):
+        if frames[name].is_empty():
+            raise ValueError(f"no marts.{name} rows for {as_of}: refusing to empty {PUBLISHED_SCHEMA}.{name}")
 
     def work() -> dict[str, writes.UpsertResult]:
         with writes.transaction(cheeko_url) as conn:
-            # The kids as they are now, in this transaction: one deleted since extraction is left out.
-            kids = {kid for (kid,) in conn.execute("SELECT id FROM kid_profile").fetchall()}
-            learning = frames["kid_learning_progress"].filter(pl.col("kid_id").is_in(list(kids)))
-            current = frames | {"kid_learning_progress": learning}
-            return {table: writes.upsert(conn, table, current[table], list(WRITE_BACK[table][1]), delete_missing=True)
-                    for table in WRITE_BACK}
+            return {name: writes.upsert(conn, name, frames[name], list(key), delete_missing=True, schema=PUBLISHED_SCHEMA)
+                    for name, key in PUBLISHED.items()}
 
     return writes.with_retries(work)
 
@@ -245,14 +283,17 @@ def write_back(con: duckdb.DuckDBPyConnection, cheeko_url: str, *, as_of_date: d
 
 MAC_TABLES = ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback", "rfid_scan_log",
               "device_token_usage", "analytics_game_sessions")
-EVENT_TIMES = {"ai_agent_chat_history": "created_at", "analytics_game_attempts": "attempted_at",
-               "analytics_media_playback": "occurred_at", "rfid_scan_log": "scanned_at", "analytics_game_sessions": "started_at"}
-NATURAL_KEYS = {"analytics_game_attempts": "session_id, question_key, attempted_at",
-                "analytics_media_playback": "normal_mac(mac_address), content_id, event_type, occurred_at",
+# Each event table's event time at the source (marts.RULES["event_times"]).
+EVENT_TIMES = {"ai_agent_chat_history": "created_at",
+               "analytics_game_attempts": "coalesce(attempt_time, answered_at, created_at)",
+               "analytics_media_playback": "created_at", "rfid_scan_log": "created_at",
+               "analytics_game_sessions": "started_at"}
+NATURAL_KEYS = {"analytics_game_attempts": "session_id, attempt_number, attempt_time, question_text",
+                "analytics_media_playback": "normal_mac(mac_address), content_id, event_type, created_at",
                 "ai_agent_chat_history": "normal_mac(mac_address), session_id, chat_type, created_at",
-                "rfid_scan_log": "uid, normal_mac(mac_address), scanned_at"}
+                "rfid_scan_log": "rfid_uid, normal_mac(mac_address), created_at"}
 QUALITY_CHECKS = ("mac_unnormalisable", "timezone_unknown", "future_timestamps", "duplicate_events",
-                  "token_totals_mismatch", "session_totals_disagree")
+                  "token_totals_mismatch", "session_duration_disagree", "app_counter_drift")
 
 
 def _union(parts: list[str]) -> str:
@@ -278,16 +319,13 @@ def quality_report(con: duckdb.DuckDBPyConnection, *, as_of_time: dt.datetime, c
                                     for t, nk in NATURAL_KEYS.items()]),
         "token_totals_mismatch": "SELECT 'device_token_usage:' || id AS sample FROM raw_cheeko.device_token_usage "
                                  "WHERE total_tokens IS DISTINCT FROM input_tokens + output_tokens",
-        "session_totals_disagree": """
-            WITH attempts AS (
-                SELECT session_id, count(*) AS n, count(*) FILTER (WHERE is_correct) AS c FROM (
-                    SELECT * FROM raw_cheeko.analytics_game_attempts WHERE attempted_at <= $cutoff
-                    QUALIFY row_number() OVER (PARTITION BY session_id, question_key, attempted_at ORDER BY id) = 1
-                ) GROUP BY session_id)
-            SELECT 'analytics_game_sessions:' || s.session_id AS sample
-            FROM raw_cheeko.analytics_game_sessions s LEFT JOIN attempts a USING (session_id)
-            WHERE s.started_at <= $cutoff
-              AND (s.total_questions IS DISTINCT FROM coalesce(a.n, 0) OR s.correct_answers IS DISTINCT FROM coalesce(a.c, 0))""",
+        # A stored duration that is null reported nothing (metrics.md "Resolved details": stored values).
+        "session_duration_disagree": """
+            SELECT 'analytics_game_sessions:' || session_id AS sample FROM raw_cheeko.analytics_game_sessions
+            WHERE started_at <= $cutoff
+              AND abs(duration_seconds - date_diff('microsecond', started_at, ended_at) / 1e6) > 1""",
+        "app_counter_drift": "SELECT 'analytics_user_progress:' || mac_address AS sample FROM ("
+                             + (SQL_DIR / "app_counter_drift.sql").read_text() + ") WHERE drifting",
     }
     future = _union([f"SELECT '{t}:' || CAST(id AS VARCHAR) AS sample FROM {{source}}.{t} WHERE {c} > $cutoff"
                      for t, c in EVENT_TIMES.items()])
@@ -299,7 +337,7 @@ def quality_report(con: duckdb.DuckDBPyConnection, *, as_of_time: dt.datetime, c
     else:
         queries["future_timestamps"] = future.format(source="raw_cheeko")
     report = {}
-    values = {"cutoff": as_of_time + FUTURE_GRACE}
+    values = {"as_of_time": as_of_time, "cutoff": as_of_time + FUTURE_GRACE}
     for name in QUALITY_CHECKS:
         sql = queries[name]
         count = con.execute(f"SELECT count(*) FROM ({sql})", _params(sql, values)).fetchone()[0]
@@ -307,6 +345,22 @@ def quality_report(con: duckdb.DuckDBPyConnection, *, as_of_time: dt.datetime, c
                                             _params(sql, values)).fetchall()]
         report[name] = (int(count), picked)
     return report
+
+
+def drift_summary(con: duckdb.DuckDBPyConnection, samples: int = 5) -> dict:
+    """marts.app_counter_drift in a few numbers: devices drifting, and the largest drift of each counter."""
+    counters = list(DRIFT_COUNTERS)
+    drifting = con.execute("SELECT count(*) FROM marts.app_counter_drift WHERE drifting").fetchone()[0]
+    largest = {}
+    for counter in counters + ["last_activity"]:
+        column = f"{counter}_drift_seconds" if counter == "last_activity" else f"{counter}_drift"
+        row = con.execute(f"SELECT mac_address, {column} FROM marts.app_counter_drift WHERE {column} <> 0 "
+                          f"ORDER BY abs({column}) DESC, mac_address LIMIT 1").fetchone()
+        if row:
+            largest[column] = {"mac_address": row[0], "drift": row[1]}
+    picked = [r[0] for r in con.execute("SELECT mac_address FROM marts.app_counter_drift WHERE drifting "
+                                        "ORDER BY max_count_drift DESC, mac_address LIMIT ?", [samples]).fetchall()]
+    return {"devices_drifting": int(drifting), "largest": largest, "samples": picked}
 
 
 def quality_counts(con: duckdb.DuckDBPyConnection, *, as_of_time: dt.datetime, cheeko_url: str | None = None) -> dict[str, int]:
@@ -318,7 +372,7 @@ def quality_counts(con: duckdb.DuckDBPyConnection, *, as_of_time: dt.datetime, c
 
 
 def compute_streaks(active_days: dict[str, list[dt.date]], as_of_date: dt.date) -> list[dict]:
-    """``sql/device_streaks.sql`` over the given activity calendars, in a throwaway in-memory DuckDB
+    """``sql/device_streaks.sql`` (and its macro) over the given activity calendars, in a throwaway in-memory DuckDB
     whose ``staging.qualifying_events`` holds one event at noon UTC of each active day."""
     with warehouse.in_memory() as con:
         con.execute("CREATE SCHEMA staging")
@@ -327,6 +381,7 @@ def compute_streaks(active_days: dict[str, list[dt.date]], as_of_date: dt.date) 
         con.register("calendar", frame)
         con.execute("CREATE TABLE staging.qualifying_events AS SELECT mac_address, local_date, "
                     "CAST(local_date AS TIMESTAMP) + INTERVAL 12 HOUR AS event_at, 'turn' AS kind FROM calendar")
+        con.execute(staging_sql("streaks"))
         select = (SQL_DIR / "device_streaks.sql").read_text()
         values = {"first_day": as_of_date, "last_day": as_of_date,
                   "cutoff": dt.datetime.combine(as_of_date, dt.time(0), dt.UTC) + dt.timedelta(days=2)}

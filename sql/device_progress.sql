@@ -15,7 +15,8 @@ events AS (
     UNION ALL
     SELECT mac_address, local_date, event_at, 'scan', NULL, NULL, 0 FROM staging.rfid_scans
     UNION ALL
-    SELECT mac_address, local_date, started_at, 'session', NULL, NULL, 0 FROM staging.game_sessions
+    -- Games only (marts.RULES["sessions"]).
+    SELECT mac_address, local_date, started_at, 'session', NULL, NULL, 0 FROM staging.game_sessions WHERE is_game
 ),
 in_scope AS (
     SELECT * FROM events WHERE event_at <= $cutoff AND local_date <= $last_day AND kind <> 'media_skip'

@@ -26,7 +26,7 @@ activity AS (
 ),
 sessions AS (
     SELECT CAST(started_at AS DATE) AS day, count(*) AS game_sessions
-    FROM staging.game_sessions WHERE started_at <= $cutoff GROUP BY 1
+    FROM staging.game_sessions WHERE is_game AND started_at <= $cutoff GROUP BY 1
 ),
 signups AS (
     SELECT CAST(create_date AS DATE) AS day, count(*) AS new_devices FROM raw_cheeko.ai_device GROUP BY 1

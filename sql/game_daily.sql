@@ -1,4 +1,4 @@
--- game_daily: per device and local day of started_at, from marts.game_sessions.
+-- game_daily: per device and local day of started_at, from marts.game_sessions: games only (marts.RULES["sessions"]).
 SELECT
     local_date,
     mac_address,
@@ -9,5 +9,5 @@ SELECT
     CASE WHEN sum(attempts)::BIGINT > 0 THEN sum(correct)::BIGINT / sum(attempts)::BIGINT END AS accuracy,
     coalesce(sum(duration_seconds), 0) AS total_duration_seconds
 FROM marts.game_sessions
-WHERE local_date BETWEEN $first_day AND $last_day
+WHERE is_game AND local_date BETWEEN $first_day AND $last_day
 GROUP BY local_date, mac_address

@@ -1,5 +1,5 @@
--- game_sessions: one row per session started on a local day in [$first_day, $last_day] (metrics.md "Game sessions").
--- Parameters: $as_of_time, $cutoff (as-of time + 5 minutes).
+-- game_sessions: one row per mode session started on a local day in [$first_day, $last_day], games and not
+-- (metrics.md "Game sessions" and "Overrides"). Parameters: $as_of_time, $cutoff (as-of time + 5 minutes).
 WITH sessions AS (
     SELECT * FROM staging.game_sessions
     WHERE local_date BETWEEN $first_day AND $last_day AND started_at <= $cutoff
@@ -23,10 +23,13 @@ SELECT
     local_date,
     mac_address,
     kid_id,
-    game_type,
+    agent_id,
+    mode_type,
+    is_game,
     started_at,
     ended_at,
     status,
+    completion_status,
     CASE status WHEN 'completed' THEN ended_at WHEN 'abandoned' THEN last_event_at END AS ended_at_effective,
     CASE WHEN status <> 'open'
          -- Difference of the instants, in microseconds: subtracting two epoch doubles would lose precision.
@@ -35,7 +38,9 @@ SELECT
     attempts,
     correct,
     CASE WHEN attempts > 0 THEN correct / attempts END AS accuracy,
-    total_questions AS stored_total_questions,
-    correct_answers AS stored_correct_answers,
-    (total_questions IS DISTINCT FROM attempts) OR (correct_answers IS DISTINCT FROM correct) AS totals_disagree
+    interaction_count,
+    stored_duration_seconds,
+    -- A stored duration reported nothing when it or ended_at is null; otherwise it disagrees beyond a second.
+    coalesce(abs(stored_duration_seconds - date_diff('microsecond', started_at, ended_at) / 1e6) > 1, false)
+        AS duration_disagrees
 FROM with_status

@@ -1,11 +1,11 @@
 -- learning_progress: per kid, subject and topic as of each local date D in [$first_day, $last_day]
--- (metrics.md "Learning progress"). The kid is the session's kid_id, else the device's.
+-- (metrics.md "Learning progress" and "Overrides"): the kid is the device's kid, the subject the game_type,
+-- the topic the question_type ('general' when null).
 WITH attempts AS (
-    SELECT coalesce(s.kid_id, a.device_kid_id) AS kid_id, a.subject, a.topic, a.is_correct, a.event_at,
-           a.question_key, a.local_date
-    FROM staging.game_attempts a
-    LEFT JOIN raw_cheeko.analytics_game_sessions s USING (session_id)
-    WHERE a.event_at <= $cutoff AND a.local_date <= $last_day AND coalesce(s.kid_id, a.device_kid_id) IS NOT NULL
+    SELECT device_kid_id AS kid_id, game_type AS subject, coalesce(question_type, 'general') AS topic, is_correct,
+           event_at, attempt_number, id, local_date
+    FROM staging.game_attempts
+    WHERE event_at <= $cutoff AND local_date <= $last_day AND device_kid_id IS NOT NULL
 ),
 as_of_dates AS (
     SELECT CAST(d AS DATE) AS as_of_date FROM range($first_day::TIMESTAMP, $last_day::TIMESTAMP + INTERVAL 1 DAY, INTERVAL 1 DAY) t(d)
@@ -13,7 +13,7 @@ as_of_dates AS (
 attempts_as_of AS (
     SELECT d.as_of_date, a.*,
            row_number() OVER (PARTITION BY d.as_of_date, a.kid_id, a.subject, a.topic
-                              ORDER BY a.event_at DESC, a.question_key DESC) AS recency
+                              ORDER BY a.event_at DESC, a.attempt_number DESC NULLS LAST, a.id DESC) AS recency
     FROM attempts a JOIN as_of_dates d ON a.local_date <= d.as_of_date
 ),
 progress AS (

@@ -15,8 +15,10 @@ Entry points:
 - :func:`load_sources` reads the operational rows once;
 - :func:`reference_marts` gives every mart in ``MARTS`` as lists of dicts keyed
   by the contract's column names;
-- :func:`write_back_rows` gives what ``analytics_streaks``,
-  ``analytics_user_progress`` and ``kid_learning_progress`` should hold;
+- :func:`published_rows` gives what the pipeline's ``warehouse.device_streaks``,
+  ``warehouse.device_progress`` and ``warehouse.learning_progress`` in Cheeko
+  should hold after a publish (the app's own ``analytics_streaks``,
+  ``analytics_user_progress`` and ``kid_learning_progress`` are never written);
 - :func:`quality_counts` gives the data-quality check counts;
 - :func:`streak` is the streak definition on its own.
 """
@@ -43,11 +45,16 @@ STALE_AFTER = dt.timedelta(hours=6)
 PRICE_SHEET = Path(__file__).resolve().parent.parent / "pipelines" / "price_sheet.toml"
 HEX = set("0123456789abcdef")
 IANA = frozenset(zoneinfo.available_timezones())
+# RULES['sessions']: the modes that are games whatever their attempts.
+GAME_MODES = frozenset({"Math", "Riddle", "WordLadder"})
+# Tables that ``rollups.publish`` fills in Cheeko's warehouse schema: mart -> its key without as_of_date.
+PUBLISHED = {"device_streaks": ("mac_address",), "device_progress": ("mac_address",),
+             "learning_progress": ("kid_id", "subject", "topic")}
 
 CHEEKO_TABLES = (
     "ai_device", "kid_profile", "parent_profile", "sys_user", "ai_agent", "ai_model_config",
     "ai_agent_chat_history", "analytics_game_sessions", "analytics_game_attempts", "analytics_media_playback",
-    "rfid_scan_log", "device_token_usage",
+    "rfid_scan_log", "device_token_usage", "analytics_user_progress",
 )
 COGNOVA_TABLES = ("token_usage", "cron_agents", "cron_agent_runs", "conversations", "conversation_messages", "tasks",
                   "reminders", "hook_events")
@@ -56,6 +63,24 @@ COGNOVA_TABLES = ("token_usage", "cron_agents", "cron_agent_runs", "conversation
 REAL_COLUMNS = {
     ("token_usage", "cost_usd"), ("cron_agent_runs", "cost_usd"), ("conversation_messages", "cost_usd"),
     ("conversations", "total_cost_usd"),
+}
+
+
+# RULES['event_times']: where an event's time is read, the first non-null column winning.
+EVENT_TIMES = {
+    "ai_agent_chat_history": ("created_at",),
+    "analytics_game_attempts": ("attempt_time", "answered_at", "created_at"),
+    "analytics_media_playback": ("created_at",),
+    "rfid_scan_log": ("created_at",),
+    "analytics_game_sessions": ("started_at",),
+}
+# RULES['duplicates']: natural keys; "mac_address" stands for the normalised MAC. The attempts' key is its raw
+# columns (no MAC), a NULL equal to a NULL, as SQL's PARTITION BY has it.
+NATURAL_KEYS = {
+    "ai_agent_chat_history": ("mac_address", "session_id", "chat_type", "created_at"),
+    "analytics_game_attempts": ("session_id", "attempt_number", "attempt_time", "question_text"),
+    "analytics_media_playback": ("mac_address", "content_id", "event_type", "created_at"),
+    "rfid_scan_log": ("rfid_uid", "mac_address", "created_at"),
 }
 
 
@@ -72,6 +97,18 @@ def normalise_mac(raw: str | None) -> str | None:
     if len(s) != 12 or not set(s) <= HEX:
         return None
     return ":".join(s[i:i + 2] for i in range(0, 12, 2))
+
+
+def event_time(table: str, row: dict) -> dt.datetime | None:
+    """RULES['event_times']: the row's event time, None when every column it may come from is null."""
+    return next((row[c] for c in EVENT_TIMES[table] if row[c] is not None), None)
+
+
+def natural_key(table: str, row: dict) -> tuple:
+    """RULES['duplicates']: the row's natural key, its MAC normalised."""
+    # Choice: a MAC that cannot be normalised stands in the key as spelled (two such rows repeat each other
+    # only when spelled alike); it matters only to the duplicate_events count, such rows count in no mart.
+    return tuple(normalise_mac(row[c]) or row[c] if c == "mac_address" else row[c] for c in NATURAL_KEYS[table])
 
 
 def zone_is_unknown(name: str | None) -> bool:
@@ -134,6 +171,13 @@ def streak(active: set[dt.date] | list[dt.date], as_of_date: dt.date) -> dict | 
         current = (end - start).days + 1
     return {"current_streak_days": current, "longest_streak_days": longest, "last_active_date": days[-1],
             "streak_start_date": start, "total_active_days": len(days)}
+
+
+def duration_disagrees(session: dict) -> bool:
+    """Overrides: the stored duration_seconds differs from ended_at - started_at by more than 1 second, both set."""
+    if session["duration_seconds"] is None or session["ended_at"] is None:
+        return False
+    return abs(session["duration_seconds"] - (session["ended_at"] - session["started_at"]).total_seconds()) > 1
 
 
 def load_price_sheet(path: Path = PRICE_SHEET) -> dict:
@@ -210,6 +254,8 @@ class Reference:
     @cached_property
     def devices(self) -> dict[str, dict]:
         """ai_device by normalised MAC (RULES['local_day']: matched by normalised MAC)."""
+        # Choice: of several ai_device rows whose MACs normalise alike, the one with the smallest id is the device
+        # (its kid, owner and agent); metrics.md's "One device per MAC" (most recently updated) is a later change.
         out = {}
         for row in sorted(self.src.cheeko["ai_device"], key=lambda r: str(r["id"])):
             mac = normalise_mac(row["mac_address"])
@@ -236,15 +282,26 @@ class Reference:
 
     # ---- events (rules: mac, as_of, duplicates) ----
 
-    def _events(self, table: str, time_col: str, key_cols: tuple[str, ...]) -> list[Event]:
-        seen, out = set(), []
-        for row in sorted(self.src.cheeko[table], key=lambda r: str(r["id"])):
-            mac = normalise_mac(row["mac_address"])
-            at = row[time_col]
+    def _rows(self, table: str) -> list[tuple[str, dt.datetime, dict]]:
+        """(MAC, event time, row) for the rows with a valid MAC and an event time, any time, by id."""
+        out = []
+        for row in sorted(self.src.cheeko[table], key=lambda r: r["id"]):
+            mac, at = normalise_mac(row["mac_address"]), event_time(table, row)
             # Choice: an invalid MAC leaves the row out of every mart, not only the per-device ones.
-            if mac is None or at is None or at > self.cutoff:
+            if mac is not None and at is not None:
+                out.append((mac, at, row))
+        return out
+
+    def _events(self, table: str) -> list[Event]:
+        # Choice: rows with an invalid MAC or a future time are left out first, then the rest deduplicated
+        # (the smallest id of each natural key kept): a repeat counts once among the rows that count at all, so
+        # an attempt logged twice, once with a garbled MAC (or, its attempt_time null, a future fallback time),
+        # still counts once.
+        seen, out = set(), []
+        for mac, at, row in self._rows(table):
+            if at > self.cutoff:
                 continue
-            key = tuple(mac if c == "mac_address" else row[c] for c in key_cols)
+            key = natural_key(table, row)
             if key in seen:
                 continue
             seen.add(key)
@@ -253,7 +310,7 @@ class Reference:
 
     @cached_property
     def chats(self) -> list[Event]:
-        return self._events("ai_agent_chat_history", "created_at", ("mac_address", "session_id", "chat_type", "created_at"))
+        return self._events("ai_agent_chat_history")
 
     @cached_property
     def user_turns(self) -> list[Event]:
@@ -261,15 +318,15 @@ class Reference:
 
     @cached_property
     def attempts(self) -> list[Event]:
-        return self._events("analytics_game_attempts", "attempted_at", ("session_id", "question_key", "attempted_at"))
+        return self._events("analytics_game_attempts")
 
     @cached_property
     def playback(self) -> list[Event]:
-        return self._events("analytics_media_playback", "occurred_at", ("mac_address", "content_id", "event_type", "occurred_at"))
+        return self._events("analytics_media_playback")
 
     @cached_property
     def scans(self) -> list[Event]:
-        return self._events("rfid_scan_log", "scanned_at", ("uid", "mac_address", "scanned_at"))
+        return self._events("rfid_scan_log")
 
     @cached_property
     def plays(self) -> list[Event]:
@@ -289,14 +346,26 @@ class Reference:
 
     @cached_property
     def sessions(self) -> list[Event]:
-        """Game sessions with a valid MAC that started by the as-of time (+5 minutes)."""
-        out = []
-        for row in self.src.cheeko["analytics_game_sessions"]:
-            mac = normalise_mac(row["mac_address"])
-            if mac is None or row["started_at"] > self.cutoff:
-                continue
-            out.append(Event(mac, row["started_at"], self.local_date(mac, row["started_at"]), row))
-        return out
+        """Mode sessions (games and not) with a valid MAC that started by the as-of time (+5 minutes)."""
+        # (session_id is unique in analytics_game_sessions: sessions need no deduplication.)
+        return [Event(mac, at, self.local_date(mac, at), row) for mac, at, row in self._rows("analytics_game_sessions")
+                if at <= self.cutoff]
+
+    @cached_property
+    def sessions_with_attempts(self) -> set[str]:
+        """RULES['sessions']: session ids that a deduplicated attempt with a valid MAC carries, at any time."""
+        # Choice: "any time" means the future cut-off does not apply (an attempt dated after the as-of time
+        # still makes its session a game), but an attempt with no event time at all counts for nothing, as in
+        # every event metric; its MAC need not be the session's.
+        return {row["session_id"] for _, _, row in self._rows("analytics_game_attempts")}
+
+    def is_game(self, session: dict) -> bool:
+        return session["mode_type"] in GAME_MODES or session["session_id"] in self.sessions_with_attempts
+
+    @cached_property
+    def games(self) -> list[Event]:
+        """The sessions that are games (RULES['sessions'])."""
+        return [s for s in self.sessions if self.is_game(s.row)]
 
     @cached_property
     def attempts_by_session(self) -> dict[str, list[Event]]:
@@ -345,16 +414,15 @@ class Reference:
             else:
                 status, effective = "open", None
             duration = None if effective is None else max(0.0, (effective - row["started_at"]).total_seconds())
-            # Choice: a stored total that is null disagrees with nothing.
-            disagree = ((row["total_questions"] is not None and row["total_questions"] != attempts)
-                        or (row["correct_answers"] is not None and row["correct_answers"] != correct))
             out.append({
-                "session_id": row["session_id"], "local_date": s.local, "mac_address": s.mac, "kid_id": row["kid_id"],
-                "game_type": row["game_type"], "started_at": row["started_at"], "ended_at": row["ended_at"],
-                "status": status, "ended_at_effective": effective, "duration_seconds": duration,
+                "session_id": row["session_id"], "local_date": s.local, "mac_address": s.mac,
+                "kid_id": self.devices.get(s.mac, {}).get("kid_id"), "agent_id": row["agent_id"],
+                "mode_type": row["mode_type"], "is_game": self.is_game(row), "started_at": row["started_at"],
+                "ended_at": row["ended_at"], "status": status, "completion_status": row["completion_status"],
+                "ended_at_effective": effective, "duration_seconds": duration,
                 "attempts": attempts, "correct": correct, "accuracy": ratio(correct, attempts),
-                "stored_total_questions": row["total_questions"], "stored_correct_answers": row["correct_answers"],
-                "totals_disagree": disagree,
+                "interaction_count": row["interaction_count"], "stored_duration_seconds": row["duration_seconds"],
+                "duration_disagrees": duration_disagrees(row),
             })
         return out
 
@@ -364,6 +432,8 @@ class Reference:
     def game_daily(self) -> list[dict]:
         groups: dict[tuple, dict] = {}
         for r in self.game_sessions():
+            if not r["is_game"]:
+                continue
             g = groups.setdefault((r["local_date"], r["mac_address"]), {
                 "local_date": r["local_date"], "mac_address": r["mac_address"], "sessions": 0, "completed_sessions": 0,
                 "attempts": 0, "correct": 0, "accuracy": None, "total_duration_seconds": 0.0})
@@ -378,13 +448,10 @@ class Reference:
 
     @cached_property
     def attempt_kids(self) -> list[tuple[int, Event]]:
-        """(kid, attempt): the session's kid_id, else the device's; attempts with neither are left out."""
-        session_kid = {s["session_id"]: s["kid_id"] for s in self.src.cheeko["analytics_game_sessions"]}
+        """(kid, attempt): the kid is the device's (ai_device.kid_id); attempts of devices without one are left out."""
         out = []
         for a in self.attempts:
-            kid = session_kid.get(a.row["session_id"])
-            if kid is None:
-                kid = self.devices.get(a.mac, {}).get("kid_id")
+            kid = self.devices.get(a.mac, {}).get("kid_id")
             if kid is not None:
                 out.append((kid, a))
         return out
@@ -395,7 +462,9 @@ class Reference:
             groups: dict[tuple, list[Event]] = defaultdict(list)
             for kid, a in self.attempt_kids:
                 if a.local <= day:
-                    groups[(kid, a.row["subject"], a.row["topic"])].append(a)
+                    # RULES['games']: subject is the game_type, topic the question_type ('general' when null).
+                    topic = a.row["question_type"] if a.row["question_type"] is not None else "general"
+                    groups[(kid, a.row["game_type"], topic)].append(a)
             for (kid, subject, topic), atts in groups.items():
                 out.append({"as_of_date": day, "kid_id": kid, "subject": subject, "topic": topic, **_learning(atts)})
         return out
@@ -418,7 +487,8 @@ class Reference:
             for e in self.user_turns:
                 if e.local <= day:
                     row(e.mac)["user_turns"] += 1
-            for e in self.sessions:
+            # Choice: a device whose only rows are sessions that are not games has no counted event, so no row.
+            for e in self.games:
                 if e.local <= day:
                     row(e.mac)["game_sessions"] += 1
             for e in self.attempts:
@@ -535,7 +605,7 @@ class Reference:
         for e in self.user_turns:
             if (r := rows.get(day_of(e.at))) is not None:
                 r["user_turns"] += 1
-        for e in self.sessions:
+        for e in self.games:
             if (r := rows.get(day_of(e.at))) is not None:
                 r["game_sessions"] += 1
         for e in self.attempts:
@@ -642,6 +712,59 @@ class Reference:
             r["chat_cost_usd"] = float(sum(c for c in r["chat_cost_usd"] if c is not None))
         return list(rows.values())
 
+    # ---- the app's running counters (metrics.md 'Overrides': the app's analytics tables are the app's) ----
+
+    @cached_property
+    def app_progress(self) -> dict[str, dict]:
+        """analytics_user_progress rows with a valid MAC by normalised MAC; of two spellings the most recently
+        updated wins (updated_at, then id)."""
+        # Choice: a null updated_at is older than any time.
+        order = lambda r: (r["updated_at"] is not None, r["updated_at"] or dt.datetime.min, r["id"])  # noqa: E731
+        out = {}
+        for row in sorted(self.src.cheeko["analytics_user_progress"], key=order):
+            mac = normalise_mac(row["mac_address"])
+            if mac is not None:
+                out[mac] = row
+        return out
+
+    def app_counter_drift(self) -> list[dict]:
+        """The app's counters against the exact values at the moment the app last wrote them (the row's updated_at,
+        capped at the as-of time): events up to then, streaks as of the device's local date then."""
+        from pipelines.marts import DRIFT_COUNTERS
+
+        out = []
+        for mac, app in self.app_progress.items():
+            compared_at = min(app["updated_at"] or self.as_of, self.as_of)
+            counted_to = compared_at + FUTURE_GRACE  # the as-of rule's grace for clocks, at the app's moment
+            as_of_date = self.local_date(mac, compared_at)
+            games = sum(1 for e in self.games if e.mac == mac and e.at <= counted_to)
+            attempts = [e for e in self.attempts if e.mac == mac and e.at <= counted_to]
+            correct = sum(1 for e in attempts if e.row["is_correct"])
+            seen = [e.at for _, e in self.qualifying if e.mac == mac and e.at <= counted_to]
+            # A day is active or not: an event later on the as-of date itself counts for the streak.
+            s = streak(self.active_days.get(mac, set()), as_of_date) or {"current_streak_days": 0, "longest_streak_days": 0}
+            # Choice: an attempt whose is_correct is null is wrong (wrong = attempts - correct, as DRIFT_COUNTERS has it).
+            exact = {"games_played": games, "correct_answers": correct,
+                     "wrong_answers": len(attempts) - correct, "current_streak": s["current_streak_days"],
+                     "longest_streak": s["longest_streak_days"]}
+            row = {"mac_address": mac, "kid_id": app["kid_id"], "compared_at": compared_at, "as_of_date": as_of_date}
+            drifts = []
+            for counter, (column, _) in DRIFT_COUNTERS.items():
+                drift = None if app[column] is None else app[column] - exact[counter]
+                row |= {f"app_{counter}": app[column], f"warehouse_{counter}": exact[counter], f"{counter}_drift": drift}
+                if drift is not None:
+                    drifts.append(abs(drift))
+            app_last, warehouse_last = app["last_activity_at"], max(seen, default=None)
+            seconds = None if app_last is None or warehouse_last is None else (app_last - warehouse_last).total_seconds()
+            # The contract (marts.py, "drifting"): an app that claims activity the warehouse never saw drifts; an
+            # app that reported no last activity (null) does not, whatever the warehouse saw.
+            claims_unseen = app_last is not None and warehouse_last is None
+            out.append(row | {"app_last_activity_at": app_last, "warehouse_last_activity_at": warehouse_last,
+                              "last_activity_drift_seconds": seconds, "max_count_drift": max(drifts, default=0),
+                              "drifting": any(d != 0 for d in drifts) or (seconds is not None and abs(seconds) > 1)
+                                          or claims_unseen})
+        return out
+
     # ---- all of them ----
 
     def marts(self) -> dict[str, list[dict]]:
@@ -666,7 +789,10 @@ def _weighted_ttft(rows: list[dict]) -> float | None:
 
 def _learning(atts: list[Event]) -> dict:
     correct = sum(1 for a in atts if a.row["is_correct"])
-    latest = sorted(atts, key=lambda a: (a.at, a.row["question_key"]), reverse=True)[:20]
+    # Latest first: event time, then attempt_number, then id.
+    # Choice: a null attempt_number orders before every number (NULLS FIRST ascending), so it is the older of a tie.
+    latest = sorted(atts, key=lambda a: (a.at, a.row["attempt_number"] is not None, a.row["attempt_number"] or 0,
+                                         a.row["id"]), reverse=True)[:20]
     recent = sum(1 for a in latest if a.row["is_correct"]) / len(latest)
     if len(atts) < 5:
         mastery = "needs_data"
@@ -686,17 +812,11 @@ def reference_marts(sources: Sources, as_of_time: dt.datetime, first_day: dt.dat
     return Reference(sources, as_of_time, first_day, last_day, prices).marts()
 
 
-def write_back_rows(marts: dict[str, list[dict]], sources: Sources, as_of_date: dt.date) -> dict[str, list[dict]]:
-    """What the three write-back tables should hold after a write-back as of ``as_of_date``."""
-    kids = {k["id"] for k in sources.cheeko["kid_profile"]}
-    at = lambda name: [r for r in marts[name] if r["as_of_date"] == as_of_date]  # noqa: E731
-    return {
-        "analytics_streaks": at("device_streaks"),
-        "analytics_user_progress": at("device_progress"),
-        # kid_learning_progress.kid_id references kid_profile: a kid the profile table lacks cannot be written.
-        "kid_learning_progress": [{k: v for k, v in r.items() if k != "as_of_date"} for r in at("learning_progress")
-                                  if r["kid_id"] in kids],
-    }
+def published_rows(marts: dict[str, list[dict]], as_of_date: dt.date) -> dict[str, list[dict]]:
+    """What ``warehouse.device_streaks``, ``warehouse.device_progress`` and ``warehouse.learning_progress`` should
+    hold after a publish as of ``as_of_date``: the marts' rows of that date, every column (``as_of_date``
+    included), one row per key of :data:`PUBLISHED`. Every kid is published (the table has no foreign key)."""
+    return {name: [r for r in marts[name] if r["as_of_date"] == as_of_date] for name in PUBLISHED}
 
 
 def quality_counts(sources: Sources, as_of_time: dt.datetime) -> dict[str, int]:
@@ -705,39 +825,22 @@ def quality_counts(sources: Sources, as_of_time: dt.datetime) -> dict[str, int]:
     cutoff = as_of_time.astimezone(UTC) + FUTURE_GRACE
     mac_tables = ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback", "rfid_scan_log",
                   "device_token_usage", "analytics_game_sessions")
-    times = {"ai_agent_chat_history": "created_at", "analytics_game_attempts": "attempted_at",
-             "analytics_media_playback": "occurred_at", "rfid_scan_log": "scanned_at", "analytics_game_sessions": "started_at"}
-    keys = {"ai_agent_chat_history": ("mac_address", "session_id", "chat_type", "created_at"),
-            "analytics_game_attempts": ("session_id", "question_key", "attempted_at"),
-            "analytics_media_playback": ("mac_address", "content_id", "event_type", "occurred_at"),
-            "rfid_scan_log": ("uid", "mac_address", "scanned_at")}
-    duplicates = 0
-    for table, cols in keys.items():
-        rows = cheeko[table]
-        natural = {tuple(normalise_mac(r[c]) or r[c] if c == "mac_address" else r[c] for c in cols) for r in rows}
-        duplicates += len(rows) - len(natural)
-    # Stored session totals against deduplicated, non-future attempts (any MAC), for sessions not in the future.
-    seen, per_session = set(), defaultdict(lambda: [0, 0])
-    for a in cheeko["analytics_game_attempts"]:
-        key = (a["session_id"], a["question_key"], a["attempted_at"])
-        if a["attempted_at"] > cutoff or key in seen:
-            continue
-        seen.add(key)
-        per_session[a["session_id"]][0] += 1
-        per_session[a["session_id"]][1] += bool(a["is_correct"])
-    disagree = 0
-    for s in cheeko["analytics_game_sessions"]:
-        if s["started_at"] > cutoff:
-            continue
-        n, c = per_session.get(s["session_id"], (0, 0))
-        if (s["total_questions"] is not None and s["total_questions"] != n) or (s["correct_answers"] is not None and s["correct_answers"] != c):
-            disagree += 1
+    future = 0
+    for table in EVENT_TIMES:
+        future += sum(1 for r in cheeko[table] if (at := event_time(table, r)) is not None and at > cutoff)
+    duplicates = sum(len(cheeko[t]) - len({natural_key(t, r) for r in cheeko[t]}) for t in NATURAL_KEYS)
+    # Sessions that started by the cut-off, whatever their MAC (the check counts the rows the marts leave out too).
+    disagree = sum(1 for s in cheeko["analytics_game_sessions"] if s["started_at"] <= cutoff and duration_disagrees(s))
+    # The drift check is as of the run's as-of time; the day range plays no part in app_counter_drift.
+    day = as_of_time.astimezone(UTC).date()
+    drifting = sum(1 for r in Reference(sources, as_of_time, day, day).app_counter_drift() if r["drifting"])
     return {
         "mac_unnormalisable": sum(1 for t in mac_tables for r in cheeko[t] if normalise_mac(r["mac_address"]) is None),
         "timezone_unknown": sum(1 for t in ("kid_profile", "parent_profile") for r in cheeko[t] if zone_is_unknown(r["timezone"])),
-        "future_timestamps": sum(1 for t, c in times.items() for r in cheeko[t] if r[c] is not None and r[c] > cutoff),
+        "future_timestamps": future,
         "duplicate_events": duplicates,
         "token_totals_mismatch": sum(1 for r in cheeko["device_token_usage"]
                                      if r["total_tokens"] != (r["input_tokens"] or 0) + (r["output_tokens"] or 0)),
-        "session_totals_disagree": disagree,
+        "session_duration_disagree": disagree,
+        "app_counter_drift": drifting,
     }

@@ -151,7 +151,7 @@ def test_quality_counts_match_the_faults_the_generator_planted(built):
         counts = rollups.quality_counts(con, as_of_time=AS_OF, cheeko_url=pair.cheeko)
     faults = result.faults
     assert counts["token_totals_mismatch"] == faults["token_total_mismatch"]
-    assert counts["session_totals_disagree"] == faults["session_total_mismatch"]
+    assert counts["session_duration_disagree"] == faults["session_duration_mismatch"] > 0
     assert counts["timezone_unknown"] == faults["timezone_unknown"]
     assert counts["mac_unnormalisable"] == faults["mac_invalid"] > 0
     assert counts["future_timestamps"] == sum(v for k, v in faults.items() if k.startswith("future_"))
@@ -167,13 +167,13 @@ def test_quality_checks_warn_in_dagster_and_the_run_goes_on(make_databases, tmp_
     (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         summary = runs.materialize(load(), instance, progress=lambda _: None)
-        assert "cheeko_analytics_tables" in summary.rows
+        assert "cheeko_published_progress" in summary.rows
         flagged = {name.split(":")[1] for name in summary.failed_checks}
         source_of = {"mac_unnormalisable": "mac_invalid", "timezone_unknown": "timezone_unknown", "future_timestamps": "future_",
                      "duplicate_events": "duplicate_", "token_totals_mismatch": "token_total_mismatch",
-                     "session_totals_disagree": "session_total_mismatch"}
+                     "session_duration_disagree": "session_duration_mismatch", "app_counter_drift": "app_counter_drift"}
         expected = {check for check, fault in source_of.items() if sum(v for k, v in planted.items() if k.startswith(fault))}
-        assert flagged == expected and len(expected) >= 5
+        assert flagged == expected and len(expected) >= 6
         assert flagged <= {check for checks in QUALITY_CHECKS_ON.values() for check in checks}
         key = mart_key("daily_device_activity")
         evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key(

@@ -96,13 +96,14 @@ def local_days(make_databases, tmp_path_factory):
         {"mac_address": KOLKATA, "session_id": "s1", "chat_type": 1, "created_at": at("2026-03-09 18:40")},  # 00:10 IST, 10th
         {"mac_address": NEW_YORK, "session_id": "s2", "chat_type": 1, "created_at": at("2026-03-07 04:30")},  # 23:30 EST, 6th
     ])
-    insert(pair.cheeko, "rfid_scan_log", [{"uid": "U", "mac_address": NEW_YORK, "scanned_at": at("2026-03-08 05:30")}])  # 00:30 EST, 8th
+    insert(pair.cheeko, "rfid_scan_log", [{"rfid_uid": "U", "mac_address": NEW_YORK, "created_at": at("2026-03-08 05:30")}])  # 00:30 EST, 8th
     insert(pair.cheeko, "analytics_media_playback", [
-        {"mac_address": NEW_YORK, "content_type": "story", "content_id": "st", "event_type": "play", "position_seconds": 0,
-         "occurred_at": at("2026-03-09 04:30")}])  # 00:30 EDT, 9th (a fixed UTC-5 would say 23:30 on the 8th)
+        {"mac_address": NEW_YORK, "content_type": "story", "content_id": 1, "event_type": "play", "position_seconds": 0,
+         "created_at": at("2026-03-09 04:30")}])  # 00:30 EDT, 9th (a fixed UTC-5 would say 23:30 on the 8th)
     insert(pair.cheeko, "analytics_game_attempts", [
-        {"session_id": "g", "mac_address": NEW_YORK, "question_key": "q", "subject": "math", "topic": "add", "difficulty": 1,
-         "is_correct": True, "attempted_at": at("2026-03-10 03:30")}])  # 23:30 EDT, 9th
+        {"session_id": "g", "mac_address": NEW_YORK, "game_type": "math_tutor", "question_type": "addition",
+         "question_text": "1+1", "is_correct": True, "attempt_number": 1, "attempt_time": at("2026-03-10 03:30"),
+         "created_at": at("2026-03-10 03:30")}])  # 23:30 EDT, 9th
     path = tmp_path_factory.mktemp("local_days") / "warehouse.duckdb"
     extract_tables(path, {"cheeko": pair.cheeko, "cognova": pair.cognova}, source_tables(), window=WINDOW)
     with warehouse.connect(path) as con:

@@ -1,5 +1,5 @@
--- admin_subjects: game attempts in the report's local day, by subject (deduplicated staging attempts).
-SELECT coalesce(subject, '(none)') AS subject,
+-- admin_subjects: game attempts in the report's local day, by subject: the game_type (deduplicated staging attempts).
+SELECT game_type AS subject,
        count(*) AS attempts,
        count(*) FILTER (WHERE is_correct) AS correct,
        count(*) FILTER (WHERE is_correct)::DOUBLE / count(*) AS accuracy,

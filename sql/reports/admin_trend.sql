@@ -25,7 +25,7 @@ attempts AS (
 ),
 sessions AS (
     SELECT d.day, count(*) AS game_sessions
-    FROM days d JOIN staging.game_sessions s ON s.started_at >= d.start_at AND s.started_at < d.end_at
+    FROM days d JOIN staging.game_sessions s ON s.started_at >= d.start_at AND s.started_at < d.end_at AND s.is_game
     GROUP BY d.day
 ),
 completions AS (

@@ -7,9 +7,8 @@ WITH finished AS (
     GROUP BY ALL
 ),
 titles AS (
-    SELECT 'story' AS content_type, CAST(id AS VARCHAR) AS content_id, title FROM raw_cheeko.ai_story
-    UNION ALL
-    SELECT 'music', CAST(id AS VARCHAR), title FROM raw_cheeko.ai_music
+    -- Playback names content_library items (content_id is their id).
+    SELECT content_type, id AS content_id, title FROM raw_cheeko.content_library
 )
 SELECT f.content_type, coalesce(t.title, '') AS title, f.times
 FROM finished f LEFT JOIN titles t USING (content_type, content_id)

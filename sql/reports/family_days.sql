@@ -13,7 +13,8 @@ active AS (
 ),
 games AS (
     SELECT local_date AS day, sum(coalesce(duration_seconds, 0)) AS seconds FROM marts.game_sessions
-    WHERE mac_address IN (SELECT mac_address FROM family) AND local_date BETWEEN $first_day AND $last_day GROUP BY 1
+    WHERE is_game AND mac_address IN (SELECT mac_address FROM family) AND local_date BETWEEN $first_day AND $last_day
+    GROUP BY 1
 ),
 listening AS (
     -- As device_progress.listen_seconds: position_seconds of 'complete' and 'pause' events.

@@ -1,10 +1,10 @@
--- chat_turns: chat rows with a valid MAC, once per natural key (MAC, session_id, chat_type, created_at),
+-- chat_turns: chat rows with a valid MAC and a time, once per natural key (MAC, session_id, chat_type, created_at),
 -- with the device-local date of the turn.
 CREATE OR REPLACE TABLE staging.chat_turns AS
 WITH normalised AS (
     SELECT normal_mac(mac_address) AS mac_address, session_id, chat_type, created_at AS event_at, id
     FROM raw_cheeko.ai_agent_chat_history
-    WHERE normal_mac(mac_address) IS NOT NULL
+    WHERE normal_mac(mac_address) IS NOT NULL AND created_at IS NOT NULL
 ),
 deduplicated AS (
     SELECT * FROM normalised

@@ -1,18 +1,20 @@
--- game_attempts: attempts with a valid MAC, once per natural key (session_id, question_key, attempted_at),
--- with the device-local date and the device's kid.
+-- game_attempts: attempts with a valid MAC and an event time (attempt_time, else answered_at, else created_at:
+-- marts.RULES["event_times"]), once per natural key (session_id, attempt_number, attempt_time, question_text;
+-- the smallest id is kept), with the device-local date and the device's kid.
 CREATE OR REPLACE TABLE staging.game_attempts AS
 WITH normalised AS (
-    SELECT normal_mac(mac_address) AS mac_address, session_id, question_key, subject, topic, is_correct,
-           attempted_at AS event_at, id
+    SELECT id, session_id, normal_mac(mac_address) AS mac_address, game_type, question_type, difficulty_level,
+           attempt_number, attempt_time, question_text, is_correct,
+           coalesce(attempt_time, answered_at, created_at) AS event_at
     FROM raw_cheeko.analytics_game_attempts
-    WHERE normal_mac(mac_address) IS NOT NULL
+    WHERE normal_mac(mac_address) IS NOT NULL AND coalesce(attempt_time, answered_at, created_at) IS NOT NULL
 ),
 deduplicated AS (
     SELECT * FROM normalised
-    QUALIFY row_number() OVER (PARTITION BY session_id, question_key, event_at ORDER BY id) = 1
+    QUALIFY row_number() OVER (PARTITION BY session_id, attempt_number, attempt_time, question_text ORDER BY id) = 1
 )
-SELECT a.mac_address, a.session_id, a.question_key, a.subject, a.topic, a.is_correct, a.event_at,
-       local_day(d.zone, a.event_at, o.offset_seconds) AS local_date, d.kid_id AS device_kid_id
+SELECT a.id, a.session_id, a.mac_address, a.game_type, a.question_type, a.difficulty_level, a.attempt_number,
+       a.is_correct, a.event_at, local_day(d.zone, a.event_at, o.offset_seconds) AS local_date, d.kid_id AS device_kid_id
 FROM deduplicated a
 LEFT JOIN staging.devices d USING (mac_address)
 LEFT JOIN staging.zone_offsets o ON o.zone = coalesce(d.zone, 'UTC') AND o.slot = time_bucket(INTERVAL 15 MINUTE, a.event_at);

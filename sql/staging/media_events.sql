@@ -1,10 +1,11 @@
--- media_events: playback events with a valid MAC, once per natural key (MAC, content_id, event_type, occurred_at).
+-- media_events: playback events with a valid MAC and a time (created_at), once per natural key
+-- (MAC, content_id, event_type, created_at).
 CREATE OR REPLACE TABLE staging.media_events AS
 WITH normalised AS (
     SELECT normal_mac(mac_address) AS mac_address, content_type, content_id, event_type, position_seconds,
-           occurred_at AS event_at, id
+           created_at AS event_at, id
     FROM raw_cheeko.analytics_media_playback
-    WHERE normal_mac(mac_address) IS NOT NULL
+    WHERE normal_mac(mac_address) IS NOT NULL AND created_at IS NOT NULL
 ),
 deduplicated AS (
     SELECT * FROM normalised

@@ -1,15 +1,15 @@
--- rfid_scans: scans with a valid MAC, once per natural key (uid, MAC, scanned_at).
+-- rfid_scans: scans with a valid MAC and a time (created_at), once per natural key (rfid_uid, MAC, created_at).
 CREATE OR REPLACE TABLE staging.rfid_scans AS
 WITH normalised AS (
-    SELECT uid, normal_mac(mac_address) AS mac_address, scanned_at AS event_at, id
+    SELECT rfid_uid, normal_mac(mac_address) AS mac_address, created_at AS event_at, id
     FROM raw_cheeko.rfid_scan_log
-    WHERE normal_mac(mac_address) IS NOT NULL
+    WHERE normal_mac(mac_address) IS NOT NULL AND created_at IS NOT NULL
 ),
 deduplicated AS (
     SELECT * FROM normalised
-    QUALIFY row_number() OVER (PARTITION BY uid, mac_address, event_at ORDER BY id) = 1
+    QUALIFY row_number() OVER (PARTITION BY rfid_uid, mac_address, event_at ORDER BY id) = 1
 )
-SELECT s.uid, s.mac_address, s.event_at, local_day(d.zone, s.event_at, o.offset_seconds) AS local_date
+SELECT s.rfid_uid, s.mac_address, s.event_at, local_day(d.zone, s.event_at, o.offset_seconds) AS local_date
 FROM deduplicated s
 LEFT JOIN staging.devices d USING (mac_address)
 LEFT JOIN staging.zone_offsets o ON o.zone = coalesce(d.zone, 'UTC') AND o.slot = time_bucket(INTERVAL 15 MINUTE, s.event_at);

@@ -11,9 +11,10 @@ bounds AS (
            least(max(hi), now()::TIMESTAMPTZ + INTERVAL 3 DAY) + INTERVAL 1 DAY AS hi
     FROM (
         SELECT min(created_at) AS lo, max(created_at) AS hi FROM raw_cheeko.ai_agent_chat_history
-        UNION ALL SELECT min(attempted_at), max(attempted_at) FROM raw_cheeko.analytics_game_attempts
-        UNION ALL SELECT min(occurred_at), max(occurred_at) FROM raw_cheeko.analytics_media_playback
-        UNION ALL SELECT min(scanned_at), max(scanned_at) FROM raw_cheeko.rfid_scan_log
+        UNION ALL SELECT min(coalesce(attempt_time, answered_at, created_at)), max(coalesce(attempt_time, answered_at, created_at))
+                  FROM raw_cheeko.analytics_game_attempts
+        UNION ALL SELECT min(created_at), max(created_at) FROM raw_cheeko.analytics_media_playback
+        UNION ALL SELECT min(created_at), max(created_at) FROM raw_cheeko.rfid_scan_log
         UNION ALL SELECT min(started_at), max(started_at) FROM raw_cheeko.analytics_game_sessions
     )
 ),
