@@ -15,6 +15,7 @@ import pytest
 
 from pipelines import analyst_extracts, dictionary, generator, privacy, warehouse
 from pipelines.analyst_extracts import ExtractError
+from pipelines.marts import MARTS
 from pipelines.source_tables import source_tables
 from test_extract import built_warehouse
 
@@ -61,7 +62,7 @@ def test_snapshot_holds_marts_and_raw_with_a_comment_on_every_table_and_column(w
                                                            "FROM duckdb_tables() WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova')")}
     copied = {f"{s}.{t}" for s, t in _query(latest, "SELECT schema_name, table_name FROM duckdb_tables() "
                                                     "WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova')")}
-    assert copied == set(source) and len(copied) == 12 + len(source_tables())
+    assert copied == set(source) and len(copied) == len(MARTS) + len(source_tables())
     for qualified in copied:  # every row came along
         assert published.rows[qualified] == _query(working, f"SELECT count(*) FROM {qualified}")[0][0]
     assert _query(latest, "SELECT count(*) FROM duckdb_tables() WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova') AND comment IS NULL") == [(0,)]
@@ -169,7 +170,7 @@ def test_custom_extract_cuts_tables_and_days(working, tmp_path):
 
 
 @pytest.mark.parametrize("out, tables, message", [
-    ("x.parquet", ["marts.*"], "holds one table, and 12 were chosen"),
+    ("x.parquet", ["marts.*"], f"holds one table, and {len(MARTS)} were chosen"),
     ("x.duckdb", ["no_such_table"], "no table 'no_such_table' in the snapshot; choose from: marts."),
     ("x.duckdb", ["memory_chunks"], "'memory_chunks' is ambiguous: raw_cheeko.memory_chunks, raw_cognova.memory_chunks"),
     ("x.xlsx", None, "must end in .duckdb, .parquet or .csv"),

@@ -34,8 +34,11 @@ def respell(url: str) -> dict[str, int]:
                 "SELECT conrelid::regclass::text, conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
                 "WHERE n.nspname = 'public' AND contype = 'f'").fetchall():
             conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-        conn.execute("DROP INDEX IF EXISTS idx_memory_chunks_embedding")
-        conn.execute("ALTER TABLE memory_chunks ALTER COLUMN embedding TYPE vector")
+        if conn.execute("SELECT udt_name FROM information_schema.columns WHERE table_name = 'memory_chunks' "
+                        "AND column_name = 'embedding'").fetchone() == ("vector",):
+            conn.execute("DROP INDEX IF EXISTS idx_memory_chunks_embedding")
+            conn.execute("ALTER TABLE memory_chunks ALTER COLUMN embedding TYPE vector")
+            done["dimensionless vectors"] = 1
         columns = conn.execute(
             "SELECT table_name, column_name, data_type FROM information_schema.columns c "
             "JOIN information_schema.tables t USING (table_schema, table_name) "
@@ -93,6 +96,7 @@ def test_the_respelling_touched_every_kind(both):
     _, _, changed = both
     assert changed["cheeko"]["naive timestamps"] > 100 and changed["cheeko"]["varchar ids"] > 20
     assert changed["cheeko"]["smallint flags"] > 5 and changed["cognova"]["naive timestamps"] > 20
+    assert changed["cheeko"]["dimensionless vectors"] == 1
 
 
 @pytest.mark.parametrize("name", [m.name for m in MARTS] + ["quality"] + [f"published {t}" for t in rollups.PUBLISHED])

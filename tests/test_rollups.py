@@ -31,24 +31,24 @@ def test_upsert_inserts_updates_only_changes_and_deletes(migrated):
                           "longest_streak_days": [3, 4], "total_active_days": [5, 6],
                           "as_of_date": [dt.date(2026, 3, 1)] * 2})
     with writes.transaction(url) as conn:
-        first = writes.upsert(conn, "analytics_streaks", frame, ["mac_address"], delete_missing=True)
+        first = writes.upsert(conn, "device_streaks", frame, ["mac_address"], delete_missing=True, schema="warehouse")
     assert (first.inserted, first.updated, first.unchanged, first.deleted) == (2, 0, 0, 0)
     with postgres.connect(url) as conn:
-        stamps = dict(conn.execute("SELECT mac_address, updated_at FROM analytics_streaks").fetchall())
+        stamps = dict(conn.execute("SELECT mac_address, updated_at FROM warehouse.device_streaks").fetchall())
     changed = frame.with_columns(pl.when(pl.col("mac_address").str.ends_with("02")).then(9).otherwise(pl.col("current_streak_days"))
                                  .alias("current_streak_days"))
     with writes.transaction(url) as conn:
-        second = writes.upsert(conn, "analytics_streaks", changed, ["mac_address"], delete_missing=True)
+        second = writes.upsert(conn, "device_streaks", changed, ["mac_address"], delete_missing=True, schema="warehouse")
     assert (second.inserted, second.updated, second.unchanged) == (0, 1, 1)
     with postgres.connect(url) as conn:
-        after = dict(conn.execute("SELECT mac_address, updated_at FROM analytics_streaks").fetchall())
+        after = dict(conn.execute("SELECT mac_address, updated_at FROM warehouse.device_streaks").fetchall())
     assert after["aa:aa:aa:aa:aa:01"] == stamps["aa:aa:aa:aa:aa:01"]  # untouched row keeps its updated_at
     assert after["aa:aa:aa:aa:aa:02"] > stamps["aa:aa:aa:aa:aa:02"]
     with writes.transaction(url) as conn:
-        third = writes.upsert(conn, "analytics_streaks", changed.head(1), ["mac_address"], delete_missing=True)
+        third = writes.upsert(conn, "device_streaks", changed.head(1), ["mac_address"], delete_missing=True, schema="warehouse")
     assert third.deleted == 1
     with writes.transaction(url) as conn:
-        conn.execute("DELETE FROM analytics_streaks")
+        conn.execute("DELETE FROM warehouse.device_streaks")
 
 
 @pytest.mark.parametrize(("error", "transient"), [
@@ -78,13 +78,13 @@ def test_retries_transient_errors_only(error, transient):
         assert len(calls) == 1
 
 
-def test_write_back_refuses_to_empty_the_operational_tables(migrated, tmp_path):
+def test_publishing_refuses_to_empty_the_published_tables(migrated, tmp_path):
     with warehouse.connect(tmp_path / "empty.duckdb") as con:
         con.execute("CREATE SCHEMA marts")
         for source in ("device_streaks", "device_progress", "learning_progress"):
             con.execute(f"CREATE TABLE marts.{source} (as_of_date DATE, mac_address VARCHAR, kid_id BIGINT)")
         with pytest.raises(ValueError, match="as-of marts are empty"):
-            rollups.write_back(con, migrated.cheeko)
+            rollups.publish(con, migrated.cheeko)
 
 
 # -- marts ----------------------------------------------------------------------------------------------------
