@@ -5,10 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import html as html_module
 import json
+import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,7 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from pipelines import generator, mail, postgres, warehouse
-from pipelines.reports import delivery, family_data, schedule, service
+from pipelines.reports import admin_data, delivery, family_data, render, schedule, service
 from pipelines.settings import load
 from test_extract import built_warehouse
 
@@ -26,6 +31,12 @@ AS_OF = dt.datetime(2026, 3, 31, tzinfo=dt.UTC)
 TICK = dt.datetime(2026, 3, 30, 18, 0, tzinfo=dt.UTC)  # Monday; 23:30 in Kolkata, past 09:00 in every zone
 RECIPIENTS = ["ops@cheeko.example", "founders@cheeko.example"]
 FAST = delivery.RetryPolicy(attempts=3, base_delay=0.01)
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CONFIG = "00000000-0000-4000-8000-0000000000{:02d}"  # ids of the configs tests add; they sort before any other
+HEADINGS = ("OVERVIEW", "ENGAGEMENT AND STREAKS", "GAMES AND LEARNING", "STORIES AND SONGS",
+            "TOKEN USAGE AND ESTIMATED COST", "COGNOVA", "DATA QUALITY", "DELIVERY HEALTH")
+SNAKE_CASE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+ISO_DATE_OR_TIME = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}:\d{2}:\d{2}|T\d{2}:\d{2}")
 
 
 def _free_port() -> int:
@@ -86,6 +97,7 @@ def clean(fleet, tmp_path):
     pair, path = fleet
     with postgres.connect(pair.cheeko) as conn:
         conn.execute("TRUNCATE warehouse.email_deliveries, email_report_history")
+        conn.execute("DELETE FROM email_report_config WHERE id::text LIKE '00000000-0000-4000-8000-%'")
         conn.execute("UPDATE email_report_config SET enabled = true, schedule_hour = 8, schedule_timezone = "
                      "'Asia/Kolkata', recipients = %s, sections = '{}', updated_at = now()", (json.dumps(RECIPIENTS),))
         conn.commit()
@@ -128,6 +140,27 @@ def _admin(box: Mailbox) -> list[email.message.EmailMessage]:
     return [m for m in box.messages() if "daily report" in m["Subject"]]
 
 
+def _config_id(url: str) -> str:
+    """The generator's admin config (the one every test starts with)."""
+    with postgres.connect(url) as conn:
+        return conn.execute("SELECT id::text FROM email_report_config WHERE id::text NOT LIKE "
+                            "'00000000-0000-4000-8000-%' ORDER BY id LIMIT 1").fetchone()[0]
+
+
+def _add_config(url: str, n: int, *, recipients: list[str], timezone: str = "Asia/Kolkata", enabled: bool = True) -> str:
+    config_id = TEST_CONFIG.format(n)
+    with postgres.connect(url) as conn:
+        conn.execute("INSERT INTO email_report_config (id, enabled, schedule_hour, schedule_timezone, recipients, "
+                     "sections) VALUES (%s, %s, 8, %s, %s, '{}')", (config_id, enabled, timezone, json.dumps(recipients)))
+        conn.commit()
+    return config_id
+
+
+def _visible(html: str) -> str:
+    """What a reader of the HTML part sees: its text, without tags."""
+    return html_module.unescape(re.sub(r"<[^>]+>", " ", html))
+
+
 # -- the admin report's email ---------------------------------------------------------------------------------
 
 def test_admin_report_mime_tree_resolves_every_cid(clean, smtp):
@@ -167,7 +200,7 @@ def test_active_devices_count_the_config_zone_local_day(clean):
     pair, path, _tmp = clean
     tz = schedule.zone("Asia/Kolkata")
     with warehouse.connect(path) as con:
-        data = service.admin_report_data(con, pair.cheeko, END, tz, AS_OF)
+        data = service.admin_report_data(con, pair.cheeko, END, tz, AS_OF, config_id=_config_id(pair.cheeko))
         # Independently: distinct MACs with a qualifying event between Kolkata midnights (UTC+05:30).
         expected = con.execute(
             "SELECT count(DISTINCT mac_address) FROM staging.qualifying_events WHERE event_at >= TIMESTAMPTZ "
@@ -510,9 +543,254 @@ def test_a_bad_smtp_url_is_a_settings_error_naming_it(url):
 def test_preview_writes_html_that_a_browser_can_show(clean):
     pair, path, tmp = clean
     with warehouse.connect(path) as con:
-        page = service.preview(_settings(tmp), con, pair.cheeko, END, out_dir=tmp / "preview")
+        shown = service.preview(_settings(tmp), con, pair.cheeko, END, out_dir=tmp / "preview")
+    page = shown.path
+    assert shown.config_id == _config_id(pair.cheeko) and shown.text_path.exists()
     html = page.read_text()
     assert "cid:" not in html and "Cheeko daily report" in html
     for src in re.findall(r'src="([^"]+)"', html):
         assert (page.parent / src).exists()
+    assert not _history(pair.cheeko)  # a preview records nothing
+
+
+# -- what a reader sees: wording, plurals, labels, dates ------------------------------------------------------
+
+@pytest.fixture
+def admin_data_of_end(clean):
+    """The admin report data of END for the generator's config, as a tick builds it."""
+    pair, path, _tmp = clean
+    with warehouse.connect(path) as con:
+        return service.admin_report_data(con, pair.cheeko, END, schedule.zone("Asia/Kolkata"), AS_OF,
+                                         config_id=_config_id(pair.cheeko))
+
+
+@pytest.fixture
+def parent_week(clean):
+    """A kid's week that has games, mastery changes and stories, as family_data builds it."""
+    pair, path, _tmp = clean
+    with warehouse.connect(path) as con:
+        weeks = [family_data.build(con, target, dt.date(2026, 3, 23)) for target in family_data.recipients(pair.cheeko)]
+    weeks = [w for w in weeks if w is not None]
+    return max(weeks, key=lambda w: (bool(w["mastery_changes"]), bool(w["stories"]), len(w["subjects"])))
+
+
+def _with_problems(data: dict) -> dict:
+    """``data`` with a delivery problem of every kind the section shows, and the data incomplete."""
+    problems = [
+        {"report": "admin_daily", "report_date": "2026-03-27", "status": "skipped", "emails": 0, "whole": True,
+         "last_error": "not sent: more than 3 days late when the scheduler next ran"},
+        {"report": "admin_daily", "report_date": "2026-03-26", "status": "failed", "emails": 1, "whole": False,
+         "last_error": "550 mailbox unavailable"},
+        {"report": "parent_weekly", "report_date": "2026-03-23", "status": "unknown", "emails": 2, "whole": False,
+         "last_error": ""},
+    ]
+    return {**data, "delivery": {"days": 7, "problems": problems}, "data_through": data["window"]["start"]}
+
+
+def test_text_part_has_one_blank_line_between_sections(admin_data_of_end, parent_week):
+    text = render.render_admin(_with_problems(admin_data_of_end), list(admin_data.SECTIONS), delayed=True,
+                               due_at=dt.datetime(2026, 3, 30, 2, 30, tzinfo=dt.UTC)).text
+    lines = text.splitlines()
+    for heading in HEADINGS:
+        at = lines.index(heading)  # a heading is a line of its own, never glued to the section before
+        assert lines[at - 1] == "" and lines[at - 2] != "", f"{heading}: {lines[at - 2:at + 1]}"
+    assert "\n\n\n" not in text and text.endswith("\n")
+    assert "needs_data" not in text and "21STORIES" not in text
+    for language in ("en", "hi", "es"):
+        parent = render.render_parent({**parent_week, "language": language}, unsubscribe_url="https://u.example/x").text
+        assert "\n\n\n" not in parent
+        _lang, strings = render.parent_strings(language)
+        for key in ("games_heading", "mastery_heading", "content_heading", "tips_heading"):
+            heading = strings[key].upper()
+            at = parent.splitlines().index(heading)
+            assert parent.splitlines()[at - 1] == "", f"{language} {key} glued to the line before it"
+
+
+def test_no_raw_names_or_iso_timestamps_reach_a_reader(admin_data_of_end, parent_week):
+    admin = render.render_admin(_with_problems(admin_data_of_end), list(admin_data.SECTIONS), delayed=True,
+                                due_at=dt.datetime(2026, 3, 30, 2, 30, tzinfo=dt.UTC))
+    rendered = {"admin": admin}
+    for language in ("en", "hi", "es"):
+        rendered[language] = render.render_parent({**parent_week, "language": language},
+                                                  unsubscribe_url="https://u.example/x")
+    for name, email_ in rendered.items():
+        for part, content in (("text", email_.text), ("html", _visible(email_.html)), ("subject", email_.subject)):
+            assert not SNAKE_CASE.findall(content), f"{name} {part}: {SNAKE_CASE.findall(content)}"
+            assert not ISO_DATE_OR_TIME.findall(content), f"{name} {part}: {ISO_DATE_OR_TIME.findall(content)}"
+    for part in (admin.text, _visible(admin.html)):  # the same things in both parts
+        for phrase in ("Duplicate events", "Not enough answers yet" if any(
+                m["mastery"] == "needs_data" for m in admin_data_of_end["games"]["mastery"]) else "Mastered",
+                "Daily report, Fri 27 Mar 2026" if part is admin.text else "Fri 27 Mar 2026",
+                "Sun 29 Mar 2026", "due Mon 30 Mar 2026, 08:00 IST", "up to Sat 28 Mar 2026, 18:30 UTC",
+                "week of Mon 23 Mar 2026", "unknown (may have arrived)"):
+            assert phrase in part, phrase
+    games = {row["subject"] for row in admin_data_of_end["games"]["by_subject"]}
+    assert games <= {"math_tutor", "riddle_solver", "word_ladder"}
+    for game, shown in (("math_tutor", "Math"), ("riddle_solver", "Riddles"), ("word_ladder", "Word ladder")):
+        if game in games:
+            assert f"{shown}: " in admin.text and f">{shown}<" in admin.html
+    spanish = rendered["es"]
+    assert "Matemáticas" in spanish.text or "Adivinanzas" in spanish.text or "Escalera de palabras" in spanish.text
+
+
+def test_one_of_a_thing_is_singular(admin_data_of_end, parent_week):
+    data = json.loads(admin_data.report_json(admin_data_of_end), parse_float=Decimal)
+    data["content"]["stories_completed"] |= {"value": 1, "change": 1, "change_pct": None}
+    data["content"]["songs_completed"]["value"] = 1
+    data["engagement"]["streaks"]["longest_current_streak"] = 1
+    data["games"]["sessions"]["value"] = data["games"]["attempts"] = 1
+    data["cognova"]["agent_runs"] = [{"agent_name": "Morning brief", "runs": 1, "success": 1, "errors": 0,
+                                      "budget_exceeded": 0, "cancelled": 0, "success_rate": 1.0, "cost_usd": None}]
+    data["delivery"] = {"days": 7, "problems": [{"report": "admin_daily", "report_date": "2026-03-28", "status": "failed",
+                                                 "emails": 1, "whole": False, "last_error": "550"}]}
+    admin = render.render_admin(data, list(admin_data.SECTIONS))
+    for part in (admin.text, _visible(admin.html)):
+        for singular in ("1 story finished", "1 song finished", "1 day", "1 game session", "1 answer,"):
+            assert re.search(re.escape(singular).replace(r"\ ", r"\s+"), part), singular
+        for wrong in ("1 stories", "1 songs", "1 days", "1 runs", "1 answers", "1 sessions", "1 emails"):
+            assert not re.search(r"(?<![\d,.])" + re.escape(wrong).replace(r"\ ", r"\s+"), part), wrong
+    assert "Agent Morning brief: 1 run," in admin.text and "1 email failed" in admin.text
+    week = {**parent_week, "active_days": 1, "minutes": 1, "streak_days": 1,
+            "subjects": [{"subject": "math_tutor", "attempts": 1, "correct": 1, "accuracy": 1.0}]}
+    expected = {"en": ("on 1 day this week", "1 minute learning", "answered 1 question this week", "1 day in a row"),
+                "es": ("en 1 día esta", "pasó 1 minuto", "respondió 1 pregunta esta", "1 día seguido"),
+                "hi": ("1 दिन में", "1 मिनट सीखते", "1 प्रश्न के उत्तर", "1 दिन लगातार")}
+    plural = {"en": ("on 3 days this week", "answered 4 questions"), "es": ("en 3 días esta", "respondió 4 preguntas"),
+              "hi": ("3 दिनों में", "4 प्रश्नों के उत्तर")}
+    for language, phrases in expected.items():
+        one = render.render_parent({**week, "language": language}, unsubscribe_url="https://u.example/x")
+        for phrase in phrases:  # the counts of the preheader are in the HTML part only (inbox preview text)
+            assert phrase in one.text + _visible(one.html), (language, phrase)
+        several = render.render_parent({**week, "language": language, "active_days": 3, "streak_days": 3,
+                                        "subjects": [{**week["subjects"][0], "attempts": 4}]},
+                                       unsubscribe_url="https://u.example/x")
+        for phrase in plural[language]:
+            assert phrase in several.text + _visible(several.html), (language, phrase)
+    assert render.plural_form("hi", 0) == "one" and render.plural_form("en", 0) == "other"
+    assert render.plural_form("es", 1) == "one" and render.plural_form("es", 2) == "other"
+
+
+
+def _delivery_rows(url: str, rows: list[tuple]) -> None:
+    """Delivery records as earlier ticks would have left them: (report, subject_key, date, recipient, status, error)."""
+    with postgres.connect(url) as conn:
+        for row in rows:
+            conn.execute("INSERT INTO warehouse.email_deliveries (report, subject_key, report_date, recipient, status, "
+                         "error) VALUES (%s, %s, %s, %s, %s, %s)", row)
+        conn.commit()
+
+
+def test_delivery_health_shows_only_its_own_configs_problems(clean, smtp):
+    pair, path, tmp = clean
+    box, url = smtp
+    a = _config_id(pair.cheeko)
+    b = _add_config(pair.cheeko, 1, recipients=["b@cheeko.example"])
+    day = END - dt.timedelta(days=3)
+    rows = [(delivery.ADMIN, a, day, "ops@cheeko.example", "failed", "550 mailbox of config A full"),
+            (delivery.ADMIN, b, day, "", "skipped", "config B was down: not sent"),
+            (delivery.PARENT, "999999", dt.date(2026, 3, 23), "", "failed", "kid 999999: no valid email address"),
+            (delivery.PARENT, "999998", dt.date(2026, 3, 23), "", "skipped", "no activity that week")]
+    for config, recipients in ((a, RECIPIENTS), (b, ["b@cheeko.example"])):  # the days between were sent
+        rows += [(delivery.ADMIN, config, END - dt.timedelta(days=n), r, "sent", None) for n in (1, 2) for r in recipients]
+    _delivery_rows(pair.cheeko, rows)
+    _tick(pair, path, _settings(tmp, url))
+    texts = {m["To"]: m.get_body(("plain",)).get_content() for m in _admin(box)}
+    htmls = {m["To"]: _visible(m.get_body(("html",)).get_content()) for m in _admin(box)}
+    assert sorted(texts) == sorted([*RECIPIENTS, "b@cheeko.example"])  # END only, for both configs
+    for to, own, other in (("ops@cheeko.example", "550 mailbox of config A full", "config B was down"),
+                           ("b@cheeko.example", "config B was down", "550 mailbox of config A full")):
+        for part in (texts[to], htmls[to]):
+            assert own in part and other not in part
+            assert "kid 999999: no valid email address" in part  # the parent emails: in every config's report
+            assert "no activity that week" not in part  # a week skipped by design is no delivery problem
+    assert "Daily report, Thu 26 Mar 2026: 1 email failed" in texts["ops@cheeko.example"]
+    assert "Daily report, Thu 26 Mar 2026: the whole report skipped" in texts["b@cheeko.example"]
+    assert "Weekly parent emails, week of Mon 23 Mar 2026: 1 email failed" in texts["b@cheeko.example"]
+    with postgres.connect(pair.cheeko) as conn:
+        stored = {to: data["delivery"]["problems"] for to, data in conn.execute(
+            "SELECT recipients[1], report_data FROM email_report_history WHERE report_date = %s", (END,))}
+    assert {(p["report"], p["status"]) for p in stored["b@cheeko.example"]} == {
+        (delivery.ADMIN, "skipped"), (delivery.PARENT, "failed")}
+
+
+# -- money: Decimal in, exact out -------------------------------------------------------------------------------
+
+def _money(data: dict) -> dict[str, Decimal | None]:
+    """Every amount of money in a report's data, by where it is."""
+    found = {f"trend.{row['day']}": row["est_cost_usd"] for row in data["trend"]}
+    found |= {f"tokens.est_cost_usd.{k}": data["tokens"]["est_cost_usd"][k] for k in ("value", "previous", "change", "avg7")}
+    found |= {f"by_model.{row['llm_model']}": row["est_cost_usd"] for row in data["tokens"]["by_model"]}
+    found |= {f"cognova.{row['source']}": row["cost_usd"] for row in data["cognova"]["cost_by_source"]}
+    found |= {f"agent.{row['agent_name']}": row["cost_usd"] for row in data["cognova"]["agent_runs"]}
+    return found
+
+
+def test_report_json_keeps_money_exact():
+    big = Decimal("1234567890.12345678")  # 18 digits: no float holds it
+    text = admin_data.report_json({"a": Decimal("0.01986634"), "b": big, "c": Decimal("0.10000000"), "d": None, "e": 1.5})
+    assert json.loads(text) == {"a": 0.01986634, "b": "1234567890.12345678", "c": 0.1, "d": None, "e": 1.5}
+    back = json.loads(text, parse_float=Decimal)
+    assert back["a"] == Decimal("0.01986634") and Decimal(back["b"]) == big and back["c"] == Decimal("0.1")
+    assert render._fmt(back["b"], "money") == "$1,234,567,890.12" and render._fmt(Decimal("-0.5"), "money", True) == "-$0.50"
+
+
+def test_money_round_trips_exactly_through_report_history(clean, smtp):
+    pair, path, tmp = clean
+    box, url = smtp
+    _tick(pair, path, _settings(tmp, url), now=TICK)
+    with warehouse.connect(path) as con:
+        built = service.admin_report_data(con, pair.cheeko, END, schedule.zone("Asia/Kolkata"), TICK,
+                                          config_id=_config_id(pair.cheeko))
+    money = _money(built)
+    amounts = [v for v in money.values() if v is not None]
+    assert amounts and all(isinstance(v, Decimal) for v in amounts)  # no DOUBLE on the way from the marts
+    assert any(v.as_tuple().exponent <= -5 for v in amounts)  # sub-cent amounts, where a float sum would drift
+    with postgres.connect(pair.cheeko) as conn:
+        (text,) = conn.execute("SELECT report_data::text FROM email_report_history WHERE report_date = %s",
+                               (END,)).fetchone()
+    stored = _money(json.loads(text, parse_float=Decimal))
+    assert stored.keys() == money.keys()
+    for where, amount in money.items():
+        back = stored[where]
+        assert (back is None if amount is None else Decimal(back) == amount), (where, amount, back)
+    # An amount no float can hold is stored as a string, and comes back digit for digit.
+    big = {"cost": Decimal("1234567890.12345678")}
+    delivery.write_history(pair.cheeko, END, ["x@cheeko.example"], "sent", None, big, subject_key="money", settled=[])
+    with postgres.connect(pair.cheeko) as conn:
+        (text,) = conn.execute("SELECT report_data::text FROM email_report_history WHERE recipients = %s",
+                               (["x@cheeko.example"],)).fetchone()
+    assert Decimal(json.loads(text)["cost"]) == big["cost"]
+
+
+# -- warehouse report preview ------------------------------------------------------------------------------------
+
+def _warehouse_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=300, check=False)
+
+
+def test_report_preview_command_picks_a_usable_config_and_says_which(clean):
+    pair, path, tmp = clean
+    good = _config_id(pair.cheeko)
+    broken = _add_config(pair.cheeko, 1, recipients=RECIPIENTS, timezone="Mars/Olympus_Mons")  # first by id
+    env = {k: v for k, v in os.environ.items() if k not in ("CHEEKO_DATABASE_URL", "COGNOVA_DATABASE_URL")}
+    env |= pair.environ() | {"WAREHOUSE_HOME": str(tmp / "home"), "WAREHOUSE_DUCKDB_PATH": str(path)}
+    out = tmp / "preview"
+
+    first_valid = _warehouse_cli(env, "report", "preview", "--date", str(END), "--out", str(out))
+    assert first_valid.returncode == 0, first_valid.stderr
+    assert f"with email_report_config {good}:" in first_valid.stdout
+    assert f"passed over: email_report_config {broken}: schedule_timezone" in first_valid.stdout
+    assert (out / f"admin-{END}.html").exists() and (out / f"admin-{END}.txt").exists()
+
+    chosen = _warehouse_cli(env, "report", "preview", "--config", good, "--out", str(out))  # day: its latest whole
+    assert chosen.returncode == 0, chosen.stderr
+    assert f"with email_report_config {good}:" in chosen.stdout and "passed over" not in chosen.stdout
+
+    refused = _warehouse_cli(env, "report", "preview", "--config", broken, "--date", str(END), "--out", str(out))
+    assert refused.returncode == 2
+    assert f"email_report_config {broken}: schedule_timezone 'Mars/Olympus_Mons' is not an IANA time zone" in refused.stderr
+
+    unknown = _warehouse_cli(env, "report", "preview", "--config", TEST_CONFIG.format(99), "--out", str(out))
+    assert unknown.returncode == 2 and f"email_report_config {TEST_CONFIG.format(99)}: no such config" in unknown.stderr
     assert not _history(pair.cheeko)  # a preview records nothing

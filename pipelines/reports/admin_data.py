@@ -2,6 +2,8 @@
 
 The snapshot is what ``email_report_history.report_data`` stores and what
 the templates render, so a sent report can be read again exactly as sent.
+Money is a ``Decimal`` (the marts' DECIMAL(18, 8)); :func:`report_json`
+writes the snapshot without losing a digit of it.
 Days are local days of the report's zone (:func:`schedule.local_day_window`);
 each query is a file in ``sql/reports/``.
 """
@@ -9,7 +11,9 @@ each query is a file in ``sql/reports/``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,6 +27,7 @@ TREND_DAYS = 14
 OVERVIEW_METRICS = ("active_devices", "new_devices", "new_users")
 EVENT_TABLES = ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback", "rfid_scan_log")
 SECTIONS = ("overview", "engagement", "games", "content", "tokens", "cognova", "data_quality", "delivery")
+MONEY_PLACES = Decimal("0.00000001")  # the marts' DECIMAL(18, 8): an average of money is rounded to it
 
 
 def query(con: duckdb.DuckDBPyConnection, name: str, values: dict) -> list[dict]:
@@ -34,14 +39,33 @@ def query(con: duckdb.DuckDBPyConnection, name: str, values: dict) -> list[dict]
 
 
 def _plain(value):
-    """JSON-friendly: dates as ISO strings, decimals and non-finite floats tamed."""
+    """JSON-friendly: dates as ISO strings, non-finite floats as None; decimals (money) stay exact."""
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if hasattr(value, "is_finite"):  # Decimal
-        return float(value)
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
     return value
+
+
+def _json_number(value):
+    if isinstance(value, Decimal):
+        as_float = float(value)
+        # A JSON number when the float's shortest repr is this very number, else a string: never a rounded amount.
+        return as_float if Decimal(repr(as_float)) == value else str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def report_json(data) -> str:
+    """``data`` (a report's snapshot) as JSON text, money kept exact.
+
+    A ``Decimal`` is written as a JSON number when that number round-trips
+    exactly through a float (``Decimal(repr(float(d))) == d``), else as a
+    string. Every place a report's data becomes JSON (``email_report_history``)
+    goes through here.
+    """
+    return json.dumps(data, default=_json_number, allow_nan=False)
 
 
 def data_through(con: duckdb.DuckDBPyConnection) -> dt.datetime | None:
@@ -56,25 +80,33 @@ def data_through(con: duckdb.DuckDBPyConnection) -> dt.datetime | None:
 
 
 def _compare(series: list[dict], metric: str) -> dict:
-    """Today's value, the day before, the 7 days before today on average, and the changes."""
+    """Today's value, the day before, the 7 days before today on average, and the changes.
+
+    A day without a value (money nobody reported: null, not 0) gives no change, and the
+    average is over the days that have one. Changes in percent are floats; an average of
+    money is rounded to the marts' 8 places.
+    """
     today = series[-1][metric]
     previous = series[-2][metric] if len(series) > 1 else None
-    week = [row[metric] for row in series[-8:-1]]
+    week = [row[metric] for row in series[-8:-1] if row[metric] is not None]
     avg7 = sum(week) / len(week) if week else None
+    if isinstance(avg7, Decimal):
+        avg7 = avg7.quantize(MONEY_PLACES)
+    both = today is not None and previous is not None
     return {
         "value": today,
         "previous": previous,
-        "change": None if previous is None else today - previous,
-        "change_pct": None if not previous else (today - previous) / previous,
+        "change": today - previous if both else None,
+        "change_pct": float(today - previous) / float(previous) if both and previous else None,
         "avg7": avg7,
-        "vs_avg7_pct": None if not avg7 else (today - avg7) / avg7,
+        "vs_avg7_pct": float(today - avg7) / float(avg7) if today is not None and avg7 else None,
     }
 
 
 def build(con: duckdb.DuckDBPyConnection, *, report_date: dt.date, tz: ZoneInfo, as_of_time: dt.datetime,
           quality: dict[str, int] | None = None, delivery: dict | None = None,
           through: dt.datetime | None = None) -> dict:
-    """Everything the admin report shows for ``report_date`` (a local day in ``tz``), as plain JSON values.
+    """Everything the admin report shows for ``report_date`` (a local day in ``tz``): JSON values, money as ``Decimal``.
 
     ``quality`` is the data-quality checks' counts (``rollups.quality_counts``);
     ``delivery`` the delivery health from :func:`pipelines.reports.delivery.health`;

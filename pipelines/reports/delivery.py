@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 
 from pipelines import mail, postgres, writes
-from pipelines.reports import render, schedule
+from pipelines.reports import admin_data, render, schedule
 
 ADMIN = "admin_daily"
 PARENT = "parent_weekly"
@@ -241,7 +241,8 @@ def write_history(url: str, report_date: dt.date, recipients: list[str], status:
             history_id = conn.execute(
                 "INSERT INTO email_report_history (report_date, recipients, status, error_message, report_data, sent_at) "
                 "VALUES (%s, %s, %s, %s, %s::jsonb, now()) RETURNING id",
-                (report_date, recipients, status, error, json.dumps(report_data) if report_data is not None else None),
+                (report_date, recipients, status, error,
+                 admin_data.report_json(report_data) if report_data is not None else None),
             ).fetchone()[0]
             conn.execute("UPDATE warehouse.email_deliveries SET history_id = %s WHERE report = %s AND subject_key = %s "
                          "AND report_date = %s AND recipient = ANY(%s)",
@@ -250,19 +251,33 @@ def write_history(url: str, report_date: dt.date, recipients: list[str], status:
     return writes.with_retries(work)
 
 
-def health(url: str, before: dt.date, days: int = HEALTH_DAYS) -> dict:
-    """Emails of the ``days`` before ``before`` that did not arrive, grouped for the delivery-health section."""
+def health(url: str, before: dt.date, *, config_id: str, days: int = HEALTH_DAYS) -> dict:
+    """What did not arrive in the ``days`` before ``before``, for the delivery-health section of one config's report.
+
+    Its own admin reports (``subject_key`` = ``config_id``; another config's
+    problems are that config's report's business) and the weekly parent emails,
+    which no config owns and only the admin reports show. A parent week skipped
+    for having no activity is by design, not a problem. Rows are grouped by
+    report, date and status; ``emails`` counts the emails concerned, ``whole``
+    says the report as a whole was not sent (a bad config, a skipped date).
+    """
     with postgres.read_only(url) as conn:
         rows = conn.execute(
             "SELECT report, report_date, status, count(*) FILTER (WHERE recipient <> '') AS emails, "
+            "count(*) FILTER (WHERE recipient = '') AS whole, "
             "(array_agg(error ORDER BY updated_at DESC) FILTER (WHERE error IS NOT NULL))[1] AS last_error "
             "FROM warehouse.email_deliveries WHERE report_date >= %s AND report_date < %s "
             "AND status IN ('failed', 'retry', 'unknown', 'skipped') "
+            "AND ((report = %s AND subject_key = %s) OR (report = %s AND status <> 'skipped')) "
             "GROUP BY report, report_date, status ORDER BY report_date DESC, report, status",
-            (before - dt.timedelta(days=days), before)).fetchall()
-    return {"days": days, "problems": [
-        {"report": r, "report_date": d.isoformat(), "status": s, "emails": n, "last_error": e or ""}
-        for r, d, s, n, e in rows]}
+            (before - dt.timedelta(days=days), before, ADMIN, config_id, PARENT)).fetchall()
+    problems = []
+    for report, day, status, emails, whole, error in rows:
+        if report == PARENT:  # a parent row without a recipient is one kid's email (no address): still one email
+            emails, whole = emails + whole, 0
+        problems.append({"report": report, "report_date": day.isoformat(), "status": status, "emails": emails,
+                         "whole": bool(whole) and not emails, "last_error": error or ""})
+    return {"days": days, "problems": problems}
 
 
 # -- the admin report -----------------------------------------------------------------------------------------
@@ -281,13 +296,17 @@ class AdminConfig:
     updated_at: dt.datetime | None
 
 
-def read_configs(url: str) -> list[dict]:
-    """Every enabled ``email_report_config`` row, as stored."""
+_CONFIG_COLUMNS = ("id", "enabled", "schedule_hour", "schedule_timezone", "recipients", "sections", "updated_at")
+
+
+def read_configs(url: str, *, config_id: str | None = None) -> list[dict]:
+    """Every enabled ``email_report_config`` row, as stored, by id; with ``config_id`` that row, enabled or not."""
     with postgres.read_only(url) as conn:
-        cursor = conn.execute("SELECT id::text, schedule_hour, schedule_timezone, recipients, sections, "
-                              "coalesce(updated_at, created_at) FROM email_report_config WHERE enabled ORDER BY id")
-        names = ("id", "schedule_hour", "schedule_timezone", "recipients", "sections", "updated_at")
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        cursor = conn.execute("SELECT id::text, enabled, schedule_hour, schedule_timezone, recipients, sections, "
+                              "coalesce(updated_at, created_at) FROM email_report_config "
+                              "WHERE CASE WHEN %s::text IS NULL THEN enabled ELSE id::text = %s END ORDER BY id",
+                              (config_id, config_id))
+        return [dict(zip(_CONFIG_COLUMNS, row)) for row in cursor.fetchall()]
 
 
 def validate(row: dict) -> AdminConfig:
@@ -336,8 +355,8 @@ def _record_skipped(url: str, config: AdminConfig, last: dt.date | None, oldest_
     if last is not None:
         day = max(last + dt.timedelta(days=1), oldest_sendable - dt.timedelta(days=SKIP_RECORD_LIMIT))
         while day < oldest_sendable:
-            reason = (f"not sent: more than {catch_up_days} day(s) late when the scheduler next ran "
-                      "(WAREHOUSE_REPORT_CATCHUP_DAYS)")
+            reason = (f"not sent: more than {catch_up_days} {'day' if catch_up_days == 1 else 'days'} late when "
+                      "the scheduler next ran (WAREHOUSE_REPORT_CATCHUP_DAYS)")
             if record_whole(url, ADMIN, config.id, day, "skipped", reason):
                 write_history(url, day, config.recipients, "skipped", reason, None, subject_key=config.id, settled=[""])
                 skipped.append(day)
@@ -353,12 +372,12 @@ def _record_skipped(url: str, config: AdminConfig, last: dt.date | None, oldest_
     return skipped
 
 
-def admin_tick(url: str, sender: Sender, now: dt.datetime, *, build: Callable[[dt.date, object], dict | None],
+def admin_tick(url: str, sender: Sender, now: dt.datetime, *, build: Callable[[dt.date, object, str], dict | None],
                catch_up_days: int, after_claim: Callable[[], None] | None = None,
                log: Callable[[str], None] = lambda _line: None) -> list[Dispatch]:
     """Send every admin report due at ``now``. Call under :func:`tick_lock`.
 
-    ``build(report_date, tz)`` returns the report data, or None when the
+    ``build(report_date, tz, config_id)`` returns the report data, or None when the
     warehouse does not yet hold the whole day (the report waits for a later tick).
     ``after_claim`` runs after the claims commit and before any SMTP call (tests crash there).
     """
@@ -425,13 +444,13 @@ def _admin_dispatch(url, sender: Sender, config: AdminConfig, day: dt.date, late
     if not pending:
         return None
     delayed = day < latest
-    data = build(day, config.tz)
+    data = build(day, config.tz, config.id)
     if data is None:
         log(f"admin report {day}: waiting: the warehouse does not hold the whole local day yet")
         return Dispatch(ADMIN, config.id, day, "waiting")
     data["config_warnings"] = config.warnings
-    due_at = schedule.scheduled_at(day, config.tz, config.schedule_hour).astimezone(config.tz)
-    rendered = render.render_admin(data, config.sections, delayed=delayed, due_at=f"{due_at:%d %b %H:%M %Z}")
+    due_at = schedule.scheduled_at(day, config.tz, config.schedule_hour)
+    rendered = render.render_admin(data, config.sections, delayed=delayed, due_at=due_at)
     if sender.dry_run:
         return _dry_run(sender, rendered, ADMIN, config.id, day, [r for r in pending if r in config.recipients], log)
     claimed = claim(url, ADMIN, config.id, day, pending, delayed=delayed, domain=sender.domain)

@@ -85,21 +85,24 @@ def build(con: duckdb.DuckDBPyConnection, recipient: Recipient, week_start: dt.d
 
 
 def tips(data: dict) -> list[dict]:
-    """One to three things to try at home, chosen from what the week showed (keys of the strings files)."""
+    """One to three things to try at home, chosen from what the week showed (keys of the strings files).
+
+    Topics and subjects are the app's names; the email shows each in the parent's language.
+    """
     chosen: list[dict] = []
     practising = [m for m in data["mastery_changes"] if m["now"] in ("struggling", "practicing")]
     weakest = min(data["subjects"], key=lambda s: (s["accuracy"], -s["attempts"]), default=None)
     if practising:
-        chosen.append({"key": "practise_topic", "topic": practising[0]["topic"].replace("_", " ")})
+        chosen.append({"key": "practise_topic", "topic": practising[0]["topic"]})
     elif weakest and weakest["attempts"] >= 5 and weakest["accuracy"] < 0.7:
-        chosen.append({"key": "practise_subject", "subject": weakest["subject"].replace("_", " ")})
+        chosen.append({"key": "practise_subject", "subject": weakest["subject"]})
     if data["stories"]:
         chosen.append({"key": "retell_story", "title": data["stories"][0]["title"]})
     if data["active_days"] < 4:
         chosen.append({"key": "routine"})
     mastered = [m for m in data["mastery_changes"] if m["now"] == "mastered"]
     if mastered:
-        chosen.append({"key": "celebrate", "topic": mastered[0]["topic"].replace("_", " ")})
+        chosen.append({"key": "celebrate", "topic": mastered[0]["topic"]})
     if data["songs"]:
         chosen.append({"key": "sing_along", "title": data["songs"][0]["title"]})
     if not chosen:

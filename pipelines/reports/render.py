@@ -14,11 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import css_inline
 import jinja2
@@ -28,6 +31,8 @@ from pipelines.reports.charts import Chart, trend_chart
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "reports"
 MAX_HTML_BYTES = 100_000  # Gmail clips a message body beyond about 102 KB
+LABELS = tomllib.loads((TEMPLATES / "labels.toml").read_text(encoding="utf-8"))
+_SNAKE_CASE = re.compile(r"[a-z0-9_ ]+")  # an app's internal name: shown with its words, never as it is
 
 
 @dataclass(frozen=True)
@@ -42,24 +47,94 @@ class Rendered:
 
 
 def _fmt(value, kind: str = "num", signed: bool = False) -> str:
+    """A number for people: ``num`` (whole, or one decimal), ``float1``, ``sec`` or ``money`` (US dollars).
+
+    Money may be a ``Decimal`` (the marts' DECIMAL(18, 8)), or a string where
+    :func:`admin_data.report_json` had to store it as one to keep it exact.
+    """
     if value is None:
         return "–"
-    sign = "+" if signed and value > 0 else ""
+    if kind == "money" and isinstance(value, str):
+        value = Decimal(value)
+    sign = "+" if signed and value > 0 else "-" if value < 0 else ""
+    size = abs(value)
     if kind == "money":
-        return f"{sign}${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"{sign}${value:,.4f}"
+        return f"{sign}${size:,.2f}" if size >= Decimal("0.01") or size == 0 else f"{sign}${size:,.4f}"
     if kind == "sec":
-        return f"{sign}{value:,.2f} s"
+        return f"{sign}{size:,.2f} s"
     if kind == "float1":
-        return f"{sign}{value:,.1f}"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{sign}{value:,.1f}"
-    return f"{sign}{value:,.0f}"
+        return f"{sign}{size:,.1f}"
+    if isinstance(value, (float, Decimal)) and value != int(value):
+        return f"{sign}{size:,.1f}"
+    return f"{sign}{size:,.0f}"
 
 
 def _pct(value, signed: bool = False) -> str:
     if value is None:
         return "–"
     return f"{value * 100:+.0f}%" if signed else f"{value * 100:.0f}%"
+
+
+def plural_form(language: str, n) -> str:
+    """Which form a count ``n`` takes in ``language``: ``"one"`` or ``"other"`` (the CLDR rules).
+
+    English and Spanish use "one" for exactly 1; Hindi for 0 and 1 (CLDR: i = 0 or n = 1). Spanish's
+    "many" (a round million: "1 millón de días") is left out: no count here reaches it.
+    """
+    if language == "hi":
+        return "one" if n == 1 or int(n) == 0 else "other"
+    return "one" if n == 1 else "other"
+
+
+def counted(strings: dict, language: str, key: str, n) -> str:
+    """The ``[counts.<key>]`` string of a language's strings in the form ``n`` takes, with ``{n}`` filled in."""
+    forms = strings["counts"][key]
+    return forms.get(plural_form(language, n), forms["other"]).format(n=_fmt(n))
+
+
+def _plural(n, one: str, other: str) -> str:
+    """English only (the admin report): ``one`` or ``other`` as :func:`plural_form` says for ``n``."""
+    return one if plural_form("en", n) == "one" else other
+
+
+def label(name, group: str, strings: dict | None = None) -> str:
+    """What a reader sees for an internal ``name`` (a game type, a topic, a check...): the language's
+    ``[group]`` table in ``strings``, else ``reports/labels.toml``, else, for a snake_case name, its words
+    with a capital first letter. Never a raw snake_case name; other names (``gpt-4o-mini``) as they are."""
+    if name is None:
+        return "–"
+    text = str(name)
+    for table in ((strings or {}).get(group, {}), LABELS.get(group, {})):
+        if text in table:
+            return table[text]
+    if not _SNAKE_CASE.fullmatch(text):
+        return text
+    words = " ".join(text.replace("_", " ").split())
+    return words[:1].upper() + words[1:]
+
+
+def _day(value) -> str:
+    """A date for people, "Tue 31 Mar 2026", from a date or an ISO date; other text is left as it is."""
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError:
+            return value  # not a date (a price sheet version, say)
+    if value is None:
+        return "–"
+    return f"{value:%a %d %b %Y}"
+
+
+def _when(value, zone: str | None = None) -> str:
+    """An instant for people, "Tue 31 Mar 2026, 14:05 UTC": in UTC, or in the IANA ``zone`` when given."""
+    if value is None:
+        return "unknown"
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    value = value.astimezone(ZoneInfo(zone) if zone else dt.timezone.utc)
+    return f"{value:%a %d %b %Y, %H:%M} {value.tzname()}"
 
 
 def _environment() -> jinja2.Environment:
@@ -71,6 +146,10 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["fmt"] = _fmt
     env.filters["pct"] = _pct
+    env.filters["plural"] = _plural
+    env.filters["label"] = label
+    env.filters["day"] = _day
+    env.filters["when"] = _when
     return env
 
 
@@ -129,14 +208,17 @@ def admin_charts(data: dict, sections: list[str]) -> tuple[Chart, ...]:
     return tuple(charts)
 
 
-def render_admin(data: dict, sections: list[str], *, delayed: bool = False, due_at: str | None = None) -> Rendered:
-    """The admin daily report for ``data`` (from :func:`admin_data.build`)."""
+def render_admin(data: dict, sections: list[str], *, delayed: bool = False,
+                 due_at: dt.datetime | None = None) -> Rendered:
+    """The admin daily report for ``data`` (from :func:`admin_data.build`); ``due_at``: when a delayed one was due."""
     day = dt.date.fromisoformat(data["report_date"])
     subject = f"{'[delayed] ' if delayed else ''}Cheeko daily report for {day:%a %d %b %Y}"
     overview = data["overview"]["active_devices"]
-    preheader = (f"{overview['value']:,} active devices on {day:%d %b}"
+    tokens = data["tokens"]["total_tokens"]["value"]
+    preheader = (f"{_fmt(overview['value'])} {_plural(overview['value'], 'active device', 'active devices')} "
+                 f"on {day:%a %d %b}"
                  + (f" ({_fmt(overview['change'], signed=True)} vs the day before)" if overview["change"] is not None else "")
-                 + f", {data['tokens']['total_tokens']['value']:,} tokens.")
+                 + f", {_fmt(tokens)} {_plural(tokens, 'token', 'tokens')}.")
     charts = admin_charts(data, sections)
     through = data.get("data_through")
     context = {
@@ -168,16 +250,30 @@ def render_parent(data: dict, *, unsubscribe_url: str) -> Rendered:
     week_start = dt.date.fromisoformat(data["week_start"])
     week_end = week_start + dt.timedelta(days=6)
     months = strings["months"]
+
+    def count(key: str, n) -> str:
+        return counted(strings, language, key, n)
+
+    def name(value, group: str) -> str:
+        return label(value, group, strings)
+
+    attempts = sum(row["attempts"] for row in data["subjects"])
     fill = {"kid": data["kid_name"], "start": f"{week_start.day} {months[week_start.month - 1]}",
             "end": f"{week_end.day} {months[week_end.month - 1]}",
-            "days": data["active_days"], "minutes": data["minutes"], "streak": data["streak_days"]}
+            "days": count("days", data["active_days"]), "minutes": count("minutes", data["minutes"]),
+            "streak": count("streak", data["streak_days"]), "attempts": count("questions", attempts)}
     subject = strings["subject"].format(**fill)
+
+    def tip_text(tip: dict) -> str:  # tips name topics and subjects by their internal names
+        return strings["tips"][tip["key"]].format(**fill, title=tip.get("title", ""),
+                                                  topic=name(tip.get("topic"), "topics"),
+                                                  subject=name(tip.get("subject"), "games"))
+
     context = {
-        "data": data, "s": strings, "fill": fill, "subject": subject, "lang": language,
+        "data": data, "s": strings, "fill": fill, "subject": subject, "lang": language, "count": count, "name": name,
         "heading": strings["heading"].format(**fill), "subheading": strings["subheading"].format(**fill),
         "preheader": strings["preheader"].format(**fill), "unsubscribe_url": unsubscribe_url,
-        "tips": [strings["tips"][tip["key"]].format(**{**fill, **tip}) for tip in data["tips"]],
-        "css": _css(),
+        "tips": [tip_text(tip) for tip in data["tips"]], "css": _css(),
     }
     html = _inline(ENV.get_template("parent_weekly.html.j2").render(context))
     text = ENV.get_template("parent_weekly.txt.j2").render(context)

@@ -7,4 +7,4 @@ SELECT llm_model,
 FROM staging.priced_usage
 WHERE usage_date = $report_date
 GROUP BY llm_model
-ORDER BY est_cost_usd DESC, llm_model
+ORDER BY est_cost_usd DESC NULLS LAST, llm_model

@@ -1,7 +1,8 @@
 -- admin_trend: the admin report's daily series, one row per local day of $days in the report's zone.
 -- A day is [start_at, end_at): local midnight to local midnight, so a DST day is 23 or 25 hours.
 -- Activity follows metrics.md "Qualifying activity" (deduplicated staging events); tokens are reported per
--- device usage_date, which has no time of day, so they are taken by that date.
+-- device usage_date, which has no time of day, so they are taken by that date. Counts are 0 on a day without
+-- rows; money (est_cost_usd, DECIMAL) is null there: nobody reported a cost (marts.RULES["sums"]).
 WITH days AS (
     SELECT unnest($days::DATE[]) AS day, unnest($starts::TIMESTAMPTZ[]) AS start_at, unnest($ends::TIMESTAMPTZ[]) AS end_at
 ),
@@ -37,8 +38,9 @@ completions AS (
     GROUP BY d.day
 ),
 new_devices AS (
+    -- One device per normalised MAC, new on its earliest create_date (marts.RULES["devices"]).
     SELECT d.day, count(*) AS new_devices
-    FROM days d JOIN raw_cheeko.ai_device v ON v.create_date >= d.start_at AND v.create_date < d.end_at
+    FROM days d JOIN staging.devices v ON v.created_at >= d.start_at AND v.created_at < d.end_at
     GROUP BY d.day
 ),
 new_users AS (
@@ -66,7 +68,7 @@ SELECT d.day,
        coalesce(c.stories_completed, 0) AS stories_completed,
        coalesce(c.songs_completed, 0) AS songs_completed,
        coalesce(k.total_tokens, 0) AS total_tokens,
-       coalesce(k.est_cost_usd, 0) AS est_cost_usd,
+       k.est_cost_usd,
        k.avg_ttft_seconds,
        p.p95_ttft_seconds
 FROM days d
