@@ -22,6 +22,7 @@ from assets.extracts import ANALYST_SNAPSHOT_KEY
 from assets.partitions import DAILY
 from assets.resources import snapshot_tag
 from pipelines.databases import database_url
+from pipelines.extract import event_days
 from pipelines.postgres import Snapshot
 from pipelines.settings import DATABASES, Settings
 from pipelines.source_tables import source_table
@@ -92,18 +93,9 @@ def default_range(settings: Settings, keys: set[dg.AssetKey], progress=print) ->
     days: list[dt.date] = []
     for database, tables in by_database.items():
         with Snapshot(database_url(settings, database)) as snapshot:
-            for name in tables:
-                table = source_table(database, name)
-                columns = snapshot.columns(name)
-                if problem := table.undeclarable({c.name for c in columns}):
-                    # The table's own step fails with the same line; the other tables still give their days.
-                    progress(f"  skipped in the date range: {problem}")
-                    continue
-                # Bound by a timestamp for time columns, by a date for date columns (usage_date).
-                is_date = any(c.name in table.event_time and c.type == "date" for c in columns)
-                before = cutoff if is_date else dt.datetime.combine(cutoff, dt.time(0), dt.UTC)
-                days += [v if is_date else v.astimezone(dt.UTC).date()
-                         for v in snapshot.bounds(name, table.event_time, before) if v is not None]
+            # A table that cannot load as declared: its own step fails with the same line; the others give their days.
+            days += event_days(snapshot, [source_table(database, name) for name in tables], cutoff,
+                               skipped=lambda problem: progress(f"  skipped in the date range: {problem}"))
     if not days:
         return None
     start = max(min(days), settings.partitions_start)

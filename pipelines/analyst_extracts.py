@@ -23,6 +23,10 @@ bookkeeping and staging are not.
 
 :func:`custom_extract` cuts a smaller file (some tables, rows since a date)
 from the latest snapshot, never from the working file.
+
+Every table written, in any format, is sorted by its grain (the key in
+:mod:`pipelines.dictionary`), so two extracts of the same data are the same
+bytes and a CSV reads in key order.
 """
 
 from __future__ import annotations
@@ -84,13 +88,14 @@ def latest_snapshot(root: Path) -> Path | None:
     return path if path.exists() else None
 
 
-def _tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> dict[str, list[tuple[str, str]]]:
-    """``{"schema.table": [(column, type), ...]}`` of the published schemas in a database."""
+def _tables(con: duckdb.DuckDBPyConnection, database: str | None = None,
+            schemas: tuple[str, ...] = PUBLISHED_SCHEMAS) -> dict[str, list[tuple[str, str]]]:
+    """``{"schema.table": [(column, type), ...]}`` of ``schemas`` (default: the published ones) in a database."""
     rows = con.execute(
         "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
         "WHERE database_name = coalesce(?, current_database()) AND schema_name IN (SELECT unnest(?)) "
         "ORDER BY schema_name, table_name, column_index",
-        [database, list(PUBLISHED_SCHEMAS)]).fetchall()
+        [database, list(schemas)]).fetchall()
     tables: dict[str, list[tuple[str, str]]] = {}
     for schema, table, column, type_ in rows:
         tables.setdefault(f"{schema}.{table}", []).append((column, type_))
@@ -121,11 +126,26 @@ def _entry(qualified: str, entries: dict[str, TableEntry]) -> TableEntry:
     return entries.get(qualified) or TableEntry(schema, table, "Not described in the contract.")
 
 
-def _describe(con: duckdb.DuckDBPyConnection, alias: str, tables: dict[str, list[tuple[str, str]]]) -> None:
-    """COMMENT ON every table and column of the copy, and the dictionary as a table of its own."""
+def _sorted(qualified: str, columns: list[str], entries: dict[str, TableEntry]) -> str:
+    """``ORDER BY`` the table's grain (a mart's key, a raw table's primary key), then its other columns:
+    the same data always comes out in one order, even where a check found the grain broken."""
+    key = [c for c in _entry(qualified, entries).key if c in columns]
+    return "ORDER BY " + ", ".join(quote(c) for c in key + [c for c in columns if c not in key])
+
+
+def _describe(con: duckdb.DuckDBPyConnection, alias: str,
+              tables: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
+    """COMMENT ON every table and column of the copy, and the dictionary as a table of its own.
+
+    The file's own tables in ``main`` (this dictionary, and ``snapshot_info`` when it was made first)
+    are described too, last. Returns every table described, with its columns.
+    """
     entries = dictionary.lookup()
+    con.execute(f"CREATE TABLE {alias}.main.data_dictionary (table_schema VARCHAR, table_name VARCHAR, "
+                "column_name VARCHAR, data_type VARCHAR, description VARCHAR)")
+    described = tables | _tables(con, alias, schemas=("main",))
     rows = []
-    for qualified, columns in tables.items():
+    for qualified, columns in described.items():
         entry = _entry(qualified, entries)
         con.execute(f"COMMENT ON TABLE {_name(qualified, alias)} IS {warehouse.literal(entry.description)}")
         rows.append((entry.schema, entry.table, None, None, entry.description))
@@ -133,11 +153,8 @@ def _describe(con: duckdb.DuckDBPyConnection, alias: str, tables: dict[str, list
             text = dictionary.column_description(entry, column)
             con.execute(f"COMMENT ON COLUMN {_name(qualified, alias)}.{quote(column)} IS {warehouse.literal(text)}")
             rows.append((entry.schema, entry.table, column, type_, text))
-    con.execute(f"CREATE TABLE {alias}.main.data_dictionary (table_schema VARCHAR, table_name VARCHAR, "
-                "column_name VARCHAR, data_type VARCHAR, description VARCHAR)")
     con.executemany(f"INSERT INTO {alias}.main.data_dictionary VALUES (?, ?, ?, ?, ?)", rows)
-    con.execute(f"COMMENT ON TABLE {alias}.main.data_dictionary IS "
-                f"{warehouse.literal('Every table and column of this file and what it holds (column_name NULL: the table).')}")
+    return described
 
 
 def markdown(tables: dict[str, list[tuple[str, str]]], rows: dict[str, int], *, title: str) -> str:
@@ -235,28 +252,34 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, published_at: dt.date
     # A column the policy drops today never leaves, whatever an older load put in the working file.
     tables = {q: [(c, t) for c, t in found[q] if c not in _withheld(q)] for q in _order(found)}
     result = Published(folder=root / stamp)
+    entries = dictionary.lookup()
     con.execute(f"ATTACH {warehouse.literal(str(partial / SNAPSHOT_FILE))} AS {SNAPSHOT_ALIAS}")
     try:
         for schema in PUBLISHED_SCHEMAS:
             con.execute(f"CREATE SCHEMA {SNAPSHOT_ALIAS}.{quote(schema)}")
         for qualified, columns in tables.items():
-            select = ", ".join(quote(c) for c, _ in columns)
-            con.execute(f"CREATE TABLE {_name(qualified, SNAPSHOT_ALIAS)} AS SELECT {select} FROM {_name(qualified)}")
+            names = [c for c, _ in columns]
+            con.execute(f"CREATE TABLE {_name(qualified, SNAPSHOT_ALIAS)} AS SELECT {', '.join(map(quote, names))} "
+                        f"FROM {_name(qualified)} {_sorted(qualified, names, entries)}")
             result.rows[qualified] = con.execute(f"SELECT count(*) FROM {_name(qualified, SNAPSHOT_ALIAS)}").fetchone()[0]
-        _describe(con, SNAPSHOT_ALIAS, tables)
         latest_day = (con.execute("SELECT max(day) FROM marts.fleet_daily").fetchone()[0]
                       if "marts.fleet_daily" in tables else None)
         con.execute(f"CREATE TABLE {SNAPSHOT_ALIAS}.main.snapshot_info AS SELECT ?::TIMESTAMPTZ AS published_at, "
                     "?::VARCHAR AS run_id, ?::DATE AS fleet_daily_through, ?::INTEGER AS tables",
                     [published_at, run_id, latest_day, len(tables)])
+        described = _describe(con, SNAPSHOT_ALIAS, tables)
+        rows = result.rows | {q: con.execute(f"SELECT count(*) FROM {_name(q, SNAPSHOT_ALIAS)}").fetchone()[0]
+                              for q in described if q not in tables}
     finally:
         con.execute(f"DETACH {SNAPSHOT_ALIAS}")
     for mart in (m.name for m in MARTS):
         if f"marts.{mart}" in tables:
             target = partial / "marts" / f"{mart}.parquet"
-            con.execute(f"COPY {_name(f'marts.{mart}')} TO ? (FORMAT parquet, COMPRESSION zstd)", [str(target)])
+            names = [c for c, _ in tables[f"marts.{mart}"]]
+            con.execute(f"COPY (SELECT * FROM {_name(f'marts.{mart}')} {_sorted(f'marts.{mart}', names, entries)}) "
+                        "TO ? (FORMAT parquet, COMPRESSION zstd)", [str(target)])
     title = f"Data dictionary: warehouse snapshot {stamp}"
-    (partial / DICTIONARY_FILE).write_text(markdown(tables, result.rows, title=title))
+    (partial / DICTIONARY_FILE).write_text(markdown(described, rows, title=title))
     _freeze(partial)
     os.rename(partial, result.folder)
     _swap_symlink(root / LATEST, stamp)
@@ -319,15 +342,19 @@ class CustomExtract:
 
 
 def _selects(tables: dict[str, list[tuple[str, str]]], chosen: list[str], since: dt.date | None):
-    """``(qualified, SELECT ..., parameters, cut column)`` per chosen table."""
+    """``(qualified, SELECT ..., parameters, cut column)`` per chosen table, sorted by its grain."""
+    entries = dictionary.lookup()
     for qualified in chosen:
-        column = date_column(qualified, [c for c, _ in tables[qualified]]) if since else None
+        names = [c for c, _ in tables[qualified]]
+        column = date_column(qualified, names) if since else None
+        order = _sorted(qualified, names, entries)
         if column is None:
-            yield qualified, f"SELECT * FROM {_name(qualified)}", [], None
+            yield qualified, f"SELECT * FROM {_name(qualified)} {order}", [], None
         elif column == quote("month"):
-            yield qualified, f"SELECT * FROM {_name(qualified)} WHERE month >= date_trunc('month', ?::DATE)", [since], column
+            yield (qualified, f"SELECT * FROM {_name(qualified)} WHERE month >= date_trunc('month', ?::DATE) {order}",
+                   [since], column)
         else:
-            yield qualified, f"SELECT * FROM {_name(qualified)} WHERE {column} >= ?::DATE", [since], column
+            yield qualified, f"SELECT * FROM {_name(qualified)} WHERE {column} >= ?::DATE {order}", [since], column
 
 
 def custom_extract(snapshot: Path, out: Path, *, tables: list[str] | None = None,

@@ -1,7 +1,7 @@
 """``warehouse``: the command line of companion-warehouse.
 
     warehouse demo                      start, migrate, generate a small fleet, materialize, summarise
-    warehouse config                    print the resolved configuration
+    warehouse config                    print every setting, where it came from, secrets masked
     warehouse pg start|stop|status|url  manage the embedded PostgreSQL server
     warehouse db upgrade|downgrade|current|adopt [--database NAME] [--revision REV]
     warehouse generate --devices N --days D --seed S [--messy] [--end DATE] [--reset]
@@ -10,7 +10,7 @@
     warehouse extract --out FILE [--tables T ...] [--since DATE]   cut a file from the latest analyst snapshot
     warehouse ui [--port 3000]          the Dagster UI and daemon (schedules, sensors) on the embedded defaults
     warehouse search "QUERY" [--device MAC] [-k 5]
-    warehouse report preview --date D   write the admin report for local day D as HTML to look at
+    warehouse report preview [--date D] [--config ID]   the admin report for local day D as HTML, to look at
     warehouse report send [--now TIME]  one report tick: send what is due (as the hourly schedule does)
 """
 
@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=DEMO_SEED)
     demo.add_argument("--end", type=dt.date.fromisoformat, help="last day with data (default: the last day ended everywhere)")
 
-    sub.add_parser("config", help="print the resolved configuration")
+    sub.add_parser("config", help="print every setting: where its value came from (set, default, embedded) "
+                                  "and the value, secrets masked")
 
     pg = sub.add_parser("pg", help="manage the embedded PostgreSQL server")
     pg.add_argument("action", choices=["start", "stop", "status", "url"])
@@ -100,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--date", type=dt.date.fromisoformat, help="with preview: the local day the report covers "
                                                                    "(default: the latest day the warehouse holds whole)")
     report.add_argument("--out", type=Path, help="with preview: folder for the HTML (default $WAREHOUSE_HOME/reports)")
+    report.add_argument("--config", metavar="ID", help="with preview: the email_report_config to preview, enabled or "
+                                                       "not (default: the first usable enabled one)")
     report.add_argument("--now", type=_instant, help="with send: the tick's time, ISO 8601 (default: now)")
     return parser
 
@@ -124,13 +127,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_config(settings: Settings, _args) -> int:
-    print(f"WAREHOUSE_HOME         {settings.home}")
-    print(f"WAREHOUSE_DUCKDB_PATH  {settings.duckdb_path}")
-    print(f"WAREHOUSE_PG_PORT      {settings.pg_port}")
-    for name in DATABASES:
-        url = database_url(settings, name, start_embedded=False)
-        origin = "configured" if settings.database_url(name) else "embedded"
-        print(f"{name.upper()}_DATABASE_URL  {postgres.redact(url)}  ({origin})")
+    """Every variable of the configuration contract: where its value came from, and the value (secrets masked)."""
+    from pipelines.settings import shown
+
+    rows = shown(settings, embedded_urls=database_urls(settings, start_embedded=False))
+    width = max(len(row.variable) for row in rows)
+    for row in rows:
+        print(f"{row.variable:<{width}}  {row.origin:<8}  {row.value}")
     return 0
 
 
@@ -209,32 +212,62 @@ def _print_generation(result: generator.Result) -> None:
 
 def _dagster_home(settings: Settings) -> Path:
     """The Dagster instance: ``$DAGSTER_HOME`` when set (a deployment's, e.g. deploy/dagster.postgres.yaml),
-    else ``$WAREHOUSE_HOME/dagster`` holding this repository's dagster.yaml."""
+    else ``$WAREHOUSE_HOME/dagster`` holding this repository's dagster.yaml.
+
+    Also starts the daily partitions where the data starts (unless WAREHOUSE_PARTITIONS_START is set,
+    which always wins); otherwise the UI counts every day since 2024-01-01 as a missing partition.
+    """
     configured = os.environ.get("DAGSTER_HOME")
     home = Path(configured).resolve() if configured else settings.home / "dagster"
     home.mkdir(parents=True, exist_ok=True)
     if not configured or not (home / "dagster.yaml").exists():
         shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
-    _fleet_partitions_start(settings)
+    if not os.environ.get("WAREHOUSE_PARTITIONS_START"):
+        first = _fleet_partitions_start(settings) if settings.uses_embedded else _source_partitions_start(settings)
+        if first is not None:
+            os.environ["WAREHOUSE_PARTITIONS_START"] = first.isoformat()
     return home
 
 
-def _fleet_partitions_start(settings: Settings) -> None:
-    """On the embedded databases, start the daily partitions where the generated fleet starts.
-
-    Otherwise the UI counts every day since WAREHOUSE_PARTITIONS_START (2024-01-01) as a missing
-    partition of a fleet that is 30 days old. An explicit setting always wins.
-    """
+def _fleet_partitions_start(settings: Settings) -> dt.date | None:
+    """On the embedded databases: the first partition the generated fleet needs (its manifest says
+    where it starts); None when there is no readable manifest."""
     manifest = settings.generated / "manifest.json"
-    if os.environ.get("WAREHOUSE_PARTITIONS_START") or not settings.uses_embedded or not manifest.exists():
-        return
+    if not manifest.exists():
+        return None
     try:
         first = dt.date.fromisoformat(json.loads(manifest.read_text())["dataset"]["start"])
     except (ValueError, KeyError, TypeError):
-        return  # an unreadable manifest only costs the tidier partition range
+        return None  # an unreadable manifest only costs the tidier partition range
     # Local days west of UTC begin on the UTC day before the fleet's first day.
-    os.environ["WAREHOUSE_PARTITIONS_START"] = (first - dt.timedelta(days=1)).isoformat()
+    return first - dt.timedelta(days=1)
+
+
+def _source_partitions_start(settings: Settings) -> dt.date | None:
+    """On configured databases: the first partition their data needs, from the earliest event day of the
+    daily-partitioned source tables (the bounds ``warehouse run`` takes its default range from).
+
+    None when they hold no event yet, or, with one line on stderr, when a database cannot be read:
+    the default start stays and the command goes on.
+    """
+    from pipelines.extract import event_days
+    from pipelines.source_tables import source_tables
+
+    today = dt.datetime.now(dt.UTC).date()
+    days: list[dt.date] = []
+    for database in DATABASES:
+        try:
+            with postgres.Snapshot(database_url(settings, database)) as snapshot:
+                # A table that cannot load as declared fails its own asset naming it; the others say where data starts.
+                days += event_days(snapshot, [t for t in source_tables() if t.database == database and t.partitioned], today)
+        except Exception as error:  # noqa: BLE001 - whatever the cause, it only costs the tidier partition range
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            print(f"partitions start at {settings.partitions_start} (WAREHOUSE_PARTITIONS_START's default): could not "
+                  f"read where {database}'s data starts: {reason}", file=sys.stderr)
+            return None
+    # Local days west of UTC begin on the UTC day before: an event of UTC day D may be on local day D - 1.
+    return min(days) - dt.timedelta(days=1) if days else None
 
 
 def _materialize(settings: Settings, *, selection: str | None = None, start: dt.date | None = None,
@@ -399,13 +432,27 @@ def _print_hits(hits) -> None:
 
 
 def cmd_search(settings: Settings, args) -> int:
-    from pipelines import memory_search
+    """Exit 2 for a bad argument (found before any work), 1 when there is nothing to search, else 0."""
+    from pipelines import chunker, memory_search
     from pipelines.embedding import Embedder
 
-    embedder = Embedder(batch_size=settings.embed_batch_size, device=settings.embed_device, backend=settings.embed_backend)
-    hits = memory_search.search(database_url(settings, "cheeko"), args.query, embedder, mac=args.device, k=args.k)
+    try:
+        mac = memory_search.check_arguments(args.query, mac=args.device, k=args.k)
+    except chunker.ChunkerError:
+        raise ValueError(f"--device {args.device!r} is not a MAC address (12 hex digits in any spelling, "
+                         "e.g. 24:0a:c4:1b:2c:3d or 240AC41B2C3D)") from None
+    url = database_url(settings, "cheeko")
+    found = memory_search.searchable(url, mac)
+    if found.unknown_device:
+        raise ValueError(found.problem())
+    if found.problem():
+        print(found.problem(), file=sys.stderr)
+        return 1
+    embedder = Embedder(batch_size=settings.embed_batch_size, device=settings.embed_device, backend=settings.embed_backend,
+                        progress=lambda line: print(line, file=sys.stderr, flush=True))
+    hits = memory_search.search(url, args.query, embedder, mac=mac, k=args.k)
     if not hits:
-        print("no memory chunks" + (f" for device {args.device}" if args.device else "") + " (has memory_chunks been materialized?)")
+        print("no memory chunks: they were removed while the model loaded (by a memory sync?)", file=sys.stderr)
         return 1
     _print_hits(hits)
     return 0
@@ -420,12 +467,12 @@ def cmd_report(settings: Settings, args) -> int:
     url = database_url(settings, "cheeko")
     with warehouse.connect(settings.duckdb_path) as con:
         if args.action == "preview":
-            day = args.date or service.latest_complete_day(con, url)
-            if day is None:
-                raise RuntimeError("the warehouse holds no complete day yet; pass --date")
-            path = service.preview(settings, con, url, day, out_dir=args.out)
-            print(f"admin report for {day}: {path}")
-            print(f"  plain-text version: {path.with_suffix('.txt')}")
+            shown = service.preview(settings, con, url, args.date, config_id=args.config, out_dir=args.out)
+            for note in shown.notes:
+                print(f"  note: {note}")
+            used = f"email_report_config {shown.config_id}" if shown.config_id else "no config (defaults)"
+            print(f"admin report for {shown.day} with {used}: {shown.path}")
+            print(f"  plain-text version: {shown.text_path}")
             return 0
         result = service.run_tick(settings, con, url, args.now or dt.datetime.now(dt.UTC))
     if result.busy:

@@ -4,7 +4,12 @@ The same words appear in three places: the Dagster UI's column schemas, the
 ``COMMENT``s embedded in every analyst extract, and the markdown dictionary
 written beside them. Raw tables are described by ``source_tables.toml``
 (from the seed documents) and the privacy policy; marts by the contract in
-:mod:`pipelines.marts`.
+:mod:`pipelines.marts`; the two tables that describe a snapshot itself
+(``main.snapshot_info``, ``main.data_dictionary``) here.
+
+Each entry also carries the table's grain (``key``): a mart's key, a raw
+table's primary key. Extracts are sorted by it, so two extracts of the same
+data are the same bytes.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class TableEntry:
     description: str
     columns: dict[str, str] = field(default_factory=dict)
     dropped: tuple[str, ...] = ()  # source columns the privacy policy keeps out of the warehouse
+    key: tuple[str, ...] = ()  # the grain: one row per value of these columns (extracts are sorted by it)
 
     @property
     def qualified(self) -> str:
@@ -51,19 +57,44 @@ def raw_column_description(table: SourceTable, column: str) -> str:
     return f"{text} [privacy: {PRIVACY_NOTES[rule]}]" if rule in PRIVACY_NOTES else text
 
 
+def primary_key(table: SourceTable) -> tuple[str, ...]:
+    """The columns the catalogue (the seed documents) describes as the primary key, in their order."""
+    return tuple(name for name, text in table.columns.items() if text.lower().startswith("primary key"))
+
+
 def raw_entry(table: SourceTable) -> TableEntry:
     columns = {name: raw_column_description(table, name) for name in table.columns
                if privacy.rule(table.database, table.name, name) != "drop"}
     dropped = tuple(name for name in table.columns if privacy.rule(table.database, table.name, name) == "drop")
     description = (f"{table.description} Copied from {table.database}.public.{table.name} "
                    f"({LOAD_NOTES[table.load]}).")
-    return TableEntry(RAW_SCHEMAS[table.database], table.name, description, columns, dropped)
+    return TableEntry(RAW_SCHEMAS[table.database], table.name, description, columns, dropped, primary_key(table))
+
+
+# The tables that describe a snapshot itself, in schema main (pipelines.analyst_extracts makes them).
+SNAPSHOT_INFO = TableEntry(
+    "main", "snapshot_info",
+    "One row about this snapshot: when it was published, by which run, how far the marts reach.",
+    {"published_at": "When the snapshot was published (UTC).",
+     "run_id": "The Dagster run that published it; null when it was published outside a run.",
+     "fleet_daily_through": "The latest day of marts.fleet_daily: the marts hold data up to this UTC day "
+                            "(null when that mart is empty or absent).",
+     "tables": "How many tables of marts, raw_cheeko and raw_cognova the snapshot holds."})
+DATA_DICTIONARY = TableEntry(
+    "main", "data_dictionary",
+    "Every table and column of this file and what it holds, each table's row (column_name NULL) before its "
+    "columns'; the same words are the tables' and columns' COMMENTs.",
+    {"table_schema": "Schema of the table: marts, raw_cheeko, raw_cognova or main.",
+     "table_name": "Name of the table.",
+     "column_name": "Name of the column; NULL on the row that describes the table.",
+     "data_type": "DuckDB type of the column; NULL on the row that describes the table.",
+     "description": "What the table or column holds."})
 
 
 def entries() -> list[TableEntry]:
-    """Every table the extracts publish: the marts first, then the raw tables."""
-    marts = [TableEntry("marts", m.name, m.description, dict(m.columns)) for m in MARTS]
-    return marts + [raw_entry(t) for t in source_tables()]
+    """Every table the extracts publish: the marts first, then the raw tables, then the snapshot's own."""
+    marts = [TableEntry("marts", m.name, m.description, dict(m.columns), key=m.key) for m in MARTS]
+    return marts + [raw_entry(t) for t in source_tables()] + [DATA_DICTIONARY, SNAPSHOT_INFO]
 
 
 def lookup() -> dict[str, TableEntry]:

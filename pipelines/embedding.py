@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +49,8 @@ class Embedder:
     ``device`` is ``auto`` (CUDA when PyTorch sees a GPU, else CPU), ``cpu`` or
     ``cuda``. ``batch_size`` is how many texts go through the model at once.
     ``backend="onnx"`` runs an int8 export on CPU instead (:mod:`pipelines.onnx_model`).
+    ``progress``, when given, hears when the load starts and ends: it takes seconds (a command
+    that would otherwise sit silent says so).
     """
 
     batch_size: int = 64
@@ -56,6 +58,7 @@ class Embedder:
     backend: str = "torch"
     cache_dir: Path | None = None  # where the onnx backend keeps its export (default: $WAREHOUSE_HOME/models)
     load_seconds: float = 0.0
+    progress: Callable[[str], None] | None = field(default=None, repr=False)
     _model: object | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -74,10 +77,20 @@ class Embedder:
     def model(self):
         """The loaded ``SentenceTransformer`` (loaded on first access)."""
         if self._model is None:
+            if self.progress:
+                self.progress(f"loading the embedding model ({self.display_name}) ...")
             began = time.perf_counter()
             self._model = self._load()
             self.load_seconds = time.perf_counter() - began
+            if self.progress:
+                self.progress(f"loaded the embedding model in {self.load_seconds:.1f}s ({self.resolved_device()})")
         return self._model
+
+    @property
+    def display_name(self) -> str:
+        """The model's short name for people: ``all-MiniLM-L6-v2`` (``, int8 ONNX`` with that backend)."""
+        short = MODEL_NAME.rsplit("/", 1)[-1]
+        return short if self.backend == "torch" else f"{short}, int8 ONNX"
 
     def resolved_device(self) -> str:
         """The device the model runs on."""

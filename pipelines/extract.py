@@ -313,6 +313,24 @@ def extract_table(
     return result
 
 
+def event_days(snapshot: Snapshot, tables: list[SourceTable], before: dt.date, skipped=None) -> list[dt.date]:
+    """The first and last day with an event before ``before`` in each daily table: the UTC day of its event time
+    (a date column's own day). A table that cannot load as declared gives ``skipped`` its one line and no day."""
+    days: list[dt.date] = []
+    for table in tables:
+        columns = snapshot.columns(table.name)
+        if problem := table.undeclarable({c.name for c in columns}):
+            if skipped:
+                skipped(problem)
+            continue
+        # Bound by a date for date columns (usage_date), by a timestamp for time columns.
+        is_date = any(c.name in table.event_time and c.type == "date" for c in columns)
+        bound = before if is_date else dt.datetime.combine(before, dt.time(0), dt.UTC)
+        days += [v if is_date else v.astimezone(dt.UTC).date()
+                 for v in snapshot.bounds(table.name, table.event_time, bound) if v is not None]
+    return days
+
+
 def extract_tables(path, urls: dict[str, str], tables, *, pseudonym_key: str,
                    windows: dict[str, tuple[dt.datetime, dt.datetime]] | None = None) -> dict[str, LoadResult]:
     """Extract ``tables`` into the warehouse at ``path``, one snapshot per database, as one run does.

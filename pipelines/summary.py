@@ -41,7 +41,14 @@ def fleet_highlights(snapshot: Path) -> list[str]:
     accuracy_text = f"{accuracy:.0%} correct" if accuracy is not None else "no attempts"
     return [
         f"{day}: {active} active devices ({new} new), {turns:,} user turns, {sessions} game sessions "
-        f"({accuracy_text}), {stories} stories and {songs} songs completed, {tokens:,} tokens (${cost or 0:,.2f})",
+        f"({accuracy_text}), {stories} stories and {songs} songs completed, {_usage(tokens, cost)}",
         f"{first} .. {day}: {mean:.1f} active devices a day (peak {peak} on {peak_day}), {week_turns:,} user turns, "
-        f"{week_tokens:,} tokens (${week_cost or 0:,.2f})",
+        f"{_usage(week_tokens, week_cost)}",
     ]
+
+
+def _usage(tokens: int | None, cost) -> str:
+    """Tokens and their estimated cost; null sums mean no device reported tokens (marts.RULES["sums"])."""
+    if tokens is None and cost is None:
+        return "no token usage reported"
+    return f"{tokens or 0:,} tokens (${cost or 0:,.2f})"

@@ -65,18 +65,28 @@ def test_snapshot_holds_marts_and_raw_with_a_comment_on_every_table_and_column(w
     assert copied == set(source) and len(copied) == len(MARTS) + len(source_tables())
     for qualified in copied:  # every row came along
         assert published.rows[qualified] == _query(working, f"SELECT count(*) FROM {qualified}")[0][0]
-    assert _query(latest, "SELECT count(*) FROM duckdb_tables() WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova') AND comment IS NULL") == [(0,)]
-    assert _query(latest, "SELECT count(*) FROM duckdb_columns() WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova') "
-                          "AND (comment IS NULL OR comment = '')") == [(0,)]
-    # Every column is described by the catalogue or the mart contract, not by the fallback sentence.
+    # Every table and column of the file has a COMMENT, the snapshot's own main.snapshot_info and
+    # main.data_dictionary included...
+    assert {t for (t,) in _query(latest, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")} == {
+        "snapshot_info", "data_dictionary"}
+    assert _query(latest, "SELECT list(schema_name || '.' || table_name) FROM duckdb_tables() "
+                          "WHERE comment IS NULL OR comment = ''") == [(None,)]
+    assert _query(latest, "SELECT list(schema_name || '.' || table_name || '.' || column_name) FROM duckdb_columns() "
+                          "WHERE NOT internal AND (comment IS NULL OR comment = '')") == [(None,)]
+    # ...from the catalogue, the mart contract or the dictionary's own entries, not the fallback sentence.
+    assert _query(latest, "SELECT list(table_name) FROM duckdb_tables() WHERE comment LIKE 'Not described%'") == [(None,)]
     assert _query(latest, "SELECT list(table_name || '.' || column_name) FROM duckdb_columns() "
                           "WHERE comment LIKE 'Not described%'") == [(None,)]
+    assert _query(latest, "SELECT comment FROM duckdb_columns() WHERE table_name = 'snapshot_info' "
+                          "AND column_name = 'run_id'") == [(dictionary.SNAPSHOT_INFO.columns["run_id"],)]
     # The comments are the contract's words: the UI shows the same.
     assert _query(latest, "SELECT comment FROM duckdb_columns() WHERE schema_name = 'marts' AND table_name = 'fleet_daily' "
                           "AND column_name = 'active_devices'") == [(dictionary.lookup()["marts.fleet_daily"].columns["active_devices"],)]
     assert _query(latest, "SELECT run_id, fleet_daily_through FROM snapshot_info") == [("test-run", END)]
-    dictionary_rows = _query(latest, "SELECT count(*) FROM data_dictionary WHERE column_name IS NOT NULL")[0][0]
-    assert dictionary_rows == _query(latest, "SELECT count(*) FROM duckdb_columns() WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova')")[0][0]
+    # The dictionary table holds every column of the file, its own and snapshot_info's too, with its COMMENT.
+    assert _query(latest, "SELECT count(*) FROM data_dictionary d JOIN duckdb_columns() c ON (c.schema_name, "
+                          "c.table_name, c.column_name, c.comment) = (d.table_schema, d.table_name, d.column_name, "
+                          "d.description)")[0][0] == _query(latest, "SELECT count(*) FROM duckdb_columns() WHERE NOT internal")[0][0]
 
 
 def test_the_pipelines_own_tables_are_not_published(working, tmp_path):
@@ -112,7 +122,7 @@ def test_markdown_dictionary_lists_every_table_and_column(working, tmp_path):
     text = (published.folder / "data_dictionary.md").read_text()
     for schema, table, column, comment in _query(published.database,
                                                  "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() "
-                                                 "WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova')"):
+                                                 "WHERE NOT internal"):
         assert f"## {schema}.{table}" in text
         assert f"| `{column}` |" in text and comment.replace("|", "\\|") in text
     assert "Not in the warehouse (privacy policy): `password`" in text  # sys_user.password is dropped
@@ -167,6 +177,51 @@ def test_custom_extract_cuts_tables_and_days(working, tmp_path):
     analyst_extracts.custom_extract(snapshot, parquet, tables=["fleet_daily"], since=since)
     with warehouse.in_memory() as con:
         assert con.execute("SELECT count(*) FROM read_parquet(?)", [str(parquet)]).fetchone() == (4,)
+
+
+def _key_order(path: Path, table: str, key: tuple[str, ...]) -> list[tuple]:
+    """The key columns of ``table`` (a query of one file, e.g. ``read_csv(?)``) in the order the rows are stored."""
+    with warehouse.in_memory() as con:
+        con.execute("SET threads = 1")  # rows come back in stored order
+        return con.execute(f"SELECT {', '.join(key)} FROM {table}", [str(path)]).fetchall()
+
+
+def _in_order(rows: list[tuple]) -> bool:
+    return rows == sorted(rows, key=lambda row: tuple((v is None, v) for v in row))
+
+
+def test_extracts_are_sorted_by_grain_and_the_same_data_gives_the_same_bytes(working, tmp_path):
+    first = _publish(working, tmp_path / "one")
+    second = _publish(working, tmp_path / "two")
+    entries = dictionary.lookup()
+    # Every published table has a grain, and it is made of its columns.
+    for qualified in first.rows:
+        columns = {c for (c,) in _query(first.database, "SELECT column_name FROM duckdb_columns() "
+                                                        "WHERE schema_name || '.' || table_name = ?", [qualified])}
+        assert entries[qualified].key and set(entries[qualified].key) <= columns, qualified
+    # The Parquet marts of two snapshots of the same data are the same bytes, in key order.
+    for mart in MARTS:
+        one, two = (p.folder / "marts" / f"{mart.name}.parquet" for p in (first, second))
+        assert one.read_bytes() == two.read_bytes(), mart.name
+        assert _in_order(_key_order(one, "read_parquet(?)", mart.key)), mart.name
+    # Two CSV (and Parquet) extracts of the same snapshot are the same bytes; the CSV's rows in key order.
+    for table, key in (("raw_cheeko.ai_agent_chat_history", ("id",)), ("daily_device_activity", ("activity_date", "mac_address"))):
+        for suffix, reader in ((".csv", "read_csv(?)"), (".parquet", "read_parquet(?)")):
+            a, b = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
+            analyst_extracts.custom_extract(first.database, a, tables=[table])
+            analyst_extracts.custom_extract(second.database, b, tables=[table])
+            assert a.read_bytes() == b.read_bytes(), (table, suffix)
+            rows = _key_order(a, reader, key)
+            assert len(rows) > 10 and _in_order(rows), (table, suffix)
+    # The tables of a .duckdb extract (and of the snapshot itself) are stored in key order.
+    out = tmp_path / "cut.duckdb"
+    analyst_extracts.custom_extract(first.database, out, tables=["marts.*", "raw_cheeko.analytics_game_attempts"])
+    for path in (out, first.database):
+        for qualified in ("marts.learning_progress", "marts.game_daily", "raw_cheeko.analytics_game_attempts"):
+            with warehouse.connect(path, read_only=True) as con:
+                con.execute("SET threads = 1")
+                rows = con.execute(f"SELECT {', '.join(entries[qualified].key)} FROM {qualified}").fetchall()
+            assert rows and _in_order(rows), (path.name, qualified)
 
 
 @pytest.mark.parametrize("out, tables, message", [

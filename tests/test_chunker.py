@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +104,39 @@ def test_file_paths_are_stable_for_any_spelling(mac, expected):
 def test_an_invalid_mac_is_refused_by_name(mac):
     with pytest.raises(ChunkerError, match="not a MAC address"):
         chunk_file("# x\nhello", mac=mac, file_type="daily")
+
+
+# The README's examples of file_path, e.g.
+#   MAC 240ac41b2c3d, file_type "personality", no file_date  ->  memories/24:0a:c4:1b:2c:3d/personality/undated.md
+README_EXAMPLE = re.compile(r'^\s*MAC (\S+), file_type "([^"]*)", (?:file_date (\d{4}-\d{2}-\d{2})|no file_date)\s+->\s+(\S+)$',
+                            re.MULTILINE)
+
+
+def test_the_readme_file_path_format_is_what_the_chunker_writes():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Memory search", 1)[1].split("\n## ", 1)[0]
+    assert "`memories/<MAC>/<file type>/<file date>.md`" in section
+    examples = README_EXAMPLE.findall(section)
+    assert len(examples) >= 4
+    for mac, file_type, day, path in examples:
+        file_date = dt.date.fromisoformat(day) if day else None
+        assert chunker.file_path(mac, file_type, file_date) == path
+        chunks = chunk_file("# Notes\nhello\n\n## More\nworld", mac=mac, file_type=file_type, file_date=file_date)
+        assert {c.file_path for c in chunks} == {path}
+
+
+def test_the_documented_text_normalisation():
+    lf = "# Notes\nCaf\u00e9 au lait,\tthen bed.   \n  An indented line\u00a0\n\n## Mood\nHappy\n"
+    plain = chunk_file(lf, mac=MAC, file_type="daily", file_date=DAY)
+    texts = [(c.text, c.start_line, c.end_line) for c in plain]
+    # CRLF line endings and decomposed Unicode (NFD) chunk exactly like LF and NFC.
+    assert [(c.text, c.start_line, c.end_line) for c in chunk_file(lf.replace("\n", "\r\n"), mac=MAC, file_type="daily",
+                                                                   file_date=DAY)] == texts
+    assert [(c.text, c.start_line, c.end_line) for c in chunk_file(lf.replace("\u00e9", "e\u0301"), mac=MAC,
+                                                                   file_type="daily", file_date=DAY)] == texts
+    # Tabs and leading blanks stay, trailing whitespace goes; lines are joined by \n.
+    assert plain[0].text == "# Notes\nCaf\u00e9 au lait,\tthen bed.\n  An indented line"
+    # A lone CR and other control characters are removed, without starting a new line.
+    lone = chunk_file("one\rtwo\x1b[31m red\x7f\nthree", mac=MAC, file_type="daily", file_date=DAY)
+    assert [(c.text, c.start_line, c.end_line) for c in lone] == [("onetwo[31m red\nthree", 1, 2)]
+    assert [c.category for c in plain] == ["daily:notes", "daily:mood"]

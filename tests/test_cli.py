@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import os
 import signal
 import socket
@@ -10,12 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import running_ui
-from pipelines import migrate, postgres
+from pipelines import cli, memory_sync, migrate, postgres, writes
 from pipelines.marts import MARTS
 from pipelines import warehouse as warehouse_module
+from pipelines.settings import load, variables
+from pipelines.source_tables import source_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,3 +150,129 @@ def test_ui_serves_the_whole_graph_and_stops_cleanly(make_databases, tmp_path):
         assert len(nodes) == len(defs.resolve_asset_graph().get_all_asset_keys())
         assert {n["groupName"] for n in nodes} == {"cheeko_raw", "cognova_raw", "rollups", "memory", "reports", "extracts"}
         assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()  # the instance the CLI uses too
+
+
+def test_config_prints_every_setting_with_where_it_came_from_and_no_secret(home_env):
+    env = home_env | {"CHEEKO_DATABASE_URL": "postgresql://etl:hunter2@db.example/cheeko",
+                      "SMTP_URL": "smtps://reports:mailpass@mail.example:465", "WAREHOUSE_PSEUDONYM_KEY": "key-of-my-own",
+                      "WAREHOUSE_EXTRACTS_KEEP": "9"}
+    env.pop("COGNOVA_DATABASE_URL", None)
+    env.pop("WAREHOUSE_REPORT_CATCHUP_DAYS", None)
+    out = warehouse(env, "config").stdout
+    printed = {line.split()[0]: line.split(maxsplit=2)[1:] for line in out.splitlines()}
+    # Every variable of the contract (the fields of Settings), in its order, and nothing else.
+    assert list(printed) == [f.metadata["variable"] for f in variables()]
+    assert printed["CHEEKO_DATABASE_URL"] == ["set", "postgresql://etl:***@db.example/cheeko"]
+    assert printed["COGNOVA_DATABASE_URL"][0] == "embedded" and "/cognova" in printed["COGNOVA_DATABASE_URL"][1]
+    assert printed["WAREHOUSE_EXTRACTS_KEEP"] == ["set", "9"]
+    assert printed["WAREHOUSE_REPORT_CATCHUP_DAYS"] == ["default", "3"]
+    assert printed["WAREHOUSE_PSEUDONYM_KEY"] == ["set", "a key of your own (not shown)"]
+    assert not any(secret in out for secret in ("hunter2", "mailpass", "key-of-my-own"))
+
+
+# -- where the daily partitions start ---------------------------------------------------------------
+
+
+def _events(settings, start: dt.datetime, end: dt.datetime) -> int:
+    """Rows of every daily source table whose event time is in [start, end)."""
+    total = 0
+    for database in ("cheeko", "cognova"):
+        with postgres.Snapshot(settings.database_url(database)) as snapshot:
+            total += sum(snapshot.count(t.name, t.event_time, start, end)
+                         for t in source_tables() if t.database == database and t.partitioned)
+    return total
+
+
+def test_configured_databases_start_the_partitions_the_day_before_their_first_event(configured, monkeypatch):
+    _, home = configured
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("WAREHOUSE_PARTITIONS_START", "")  # unset (and restored afterwards)
+    settings = load()
+    cli._dagster_home(settings)
+    start = dt.date.fromisoformat(os.environ["WAREHOUSE_PARTITIONS_START"])
+    first_event_day = dt.datetime.combine(start + dt.timedelta(days=1), dt.time(0), dt.UTC)
+    assert _events(settings, dt.datetime(1970, 1, 1, tzinfo=dt.UTC), first_event_day) == 0
+    assert _events(settings, first_event_day, first_event_day + dt.timedelta(days=1)) > 0
+    # A value set by hand always wins.
+    monkeypatch.setenv("WAREHOUSE_PARTITIONS_START", "2025-06-01")
+    cli._dagster_home(load())
+    assert os.environ["WAREHOUSE_PARTITIONS_START"] == "2025-06-01"
+
+
+def test_an_unreachable_database_leaves_the_default_start_with_one_line(tmp_path, monkeypatch, capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("WAREHOUSE_PARTITIONS_START", "")
+    settings = load({"CHEEKO_DATABASE_URL": f"postgresql://u@127.0.0.1:{port}/cheeko",
+                     "COGNOVA_DATABASE_URL": f"postgresql://u@127.0.0.1:{port}/cognova", "WAREHOUSE_PSEUDONYM_KEY": "k"})
+    cli._dagster_home(settings)  # does not raise
+    assert os.environ["WAREHOUSE_PARTITIONS_START"] == ""  # the default (2024-01-01) stays
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "partitions start at 2024-01-01" in err and "could not read" in err
+
+
+# -- warehouse search ---------------------------------------------------------------------------------
+
+SYNCED, NO_FILES, UNSYNCED, UNKNOWN = "24:0a:c4:00:00:a1", "24:0a:c4:00:00:a2", "24:0a:c4:00:00:a3", "24:0a:c4:00:00:a4"
+
+
+def _fake_embed(texts):
+    """Unit vectors from each text's hash: the sync needs vectors, not a model (the search loads the real one)."""
+    vectors = np.stack([np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(size=384)
+                        for t in texts]).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _remember(url: str, mac: str, content: str) -> None:
+    with writes.transaction(url) as conn:
+        conn.execute("INSERT INTO device_memories (mac_id, file_type, file_date, content) VALUES (%s, 'daily', %s, %s)",
+                     (mac, dt.date(2026, 3, 1), content))
+
+
+@pytest.fixture(scope="module")
+def memories(make_databases, tmp_path_factory) -> dict[str, str]:
+    """The environment of a Cheeko with four devices: memories synced; an ai_device row without memory files;
+    memory files (and no ai_device row) not synced yet; nothing at all."""
+    pair = make_databases()
+    with writes.transaction(pair.cheeko) as conn:
+        conn.execute("INSERT INTO ai_device (mac_address) VALUES (%s), (%s)", (SYNCED.upper(), NO_FILES))
+    _remember(pair.cheeko, SYNCED.replace(":", "-"), "# Daily memory\n\n## Pets\nHas a turtle called Bubbles.\n")
+    memory_sync.sync(pair.cheeko, _fake_embed)
+    _remember(pair.cheeko, UNSYNCED, "# Daily memory\n\n## Food\nLoves mango ice cream.\n")
+    return {**os.environ, **pair.environ(), "WAREHOUSE_HOME": str(tmp_path_factory.mktemp("home"))}
+
+
+def test_search_refuses_a_mac_that_is_not_one_before_any_work(memories):
+    result = warehouse(memories, "search", "pets", "--device", "not-a-mac", check=False)
+    assert result.returncode == 2 and "--device 'not-a-mac' is not a MAC address" in result.stderr
+    assert "loading" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize(("device", "code", "says"), [
+    (UNKNOWN, 2, f"Cheeko has no device {UNKNOWN}: no ai_device row and no memory files"),
+    (NO_FILES.upper(), 1, f"device {NO_FILES} has an ai_device row but no memory files in device_memories"),
+    (UNSYNCED, 1, "1 not synced to memory_chunks yet: run the memory sync (warehouse run --select memory_chunks)"),
+])
+def test_search_says_why_a_device_has_nothing_to_search(memories, device, code, says):
+    result = warehouse(memories, "search", "pets", "--device", device, check=False)
+    assert result.returncode == code and says in result.stderr, result.stderr
+    assert "has memory_chunks been materialized" not in result.stderr
+    assert "loading the embedding model" not in result.stderr and result.stdout == ""  # no model for nothing
+
+
+def test_search_of_an_empty_fleet_says_so(make_databases, tmp_path):
+    env = {**os.environ, **make_databases().environ(), "WAREHOUSE_HOME": str(tmp_path)}
+    result = warehouse(env, "search", "pets", check=False)
+    assert result.returncode == 1 and "device_memories is empty: nothing to search" in result.stderr
+
+
+def test_search_says_it_is_loading_the_model_before_the_results(memories):
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "search", "what pet does the child have?",
+                             "--device", SYNCED.replace(":", "").upper(), "-k", "3"], cwd=ROOT, env=memories, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    out = result.stdout
+    assert result.returncode == 0, out
+    loading = out.index("loading the embedding model (all-MiniLM-L6-v2) ...")
+    assert loading < out.index("loaded the embedding model in") < out.index("1. ") < out.index("Bubbles")

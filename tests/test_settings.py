@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from pipelines.settings import DEFAULT_PG_PORT, SettingsError, load
+from pipelines.settings import DEFAULT_PG_PORT, DEVELOPMENT_PSEUDONYM_KEY, SettingsError, load, masked, shown, variables
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_defaults_live_under_the_warehouse_home(tmp_path, monkeypatch):
@@ -53,15 +56,81 @@ def test_unknown_database_name():
         load({}).database_url("payments")
 
 
-def test_readme_documents_every_setting():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for name in ("WAREHOUSE_HOME", "CHEEKO_DATABASE_URL", "COGNOVA_DATABASE_URL", "WAREHOUSE_DUCKDB_PATH", "WAREHOUSE_PG_PORT",
-                 "WAREHOUSE_PSEUDONYM_KEY", "WAREHOUSE_PARTITIONS_START"):
-        assert name in readme, name
+CONTRACT = [f.metadata["variable"] for f in variables()]
+
+
+class Recording(dict):
+    """An environment that remembers every variable asked for."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: list[str] = []
+
+    def get(self, name, default=None):
+        self.asked.append(name)
+        return super().get(name, default)
+
+
+def test_the_contract_is_the_settings_fields_and_nothing_else_is_read():
+    assert len(CONTRACT) == len(set(CONTRACT)) == len(variables())  # every field names a variable of its own
+    env = Recording()
+    load(env)
+    assert sorted(set(env.asked)) == sorted(CONTRACT)  # load() reads no variable the contract lacks
+
+
+def test_the_code_names_no_variable_outside_the_contract():
+    """A variable read anywhere in the pipeline or the graph is one of the contract's (and so printed by config)."""
+    root = Path(__file__).resolve().parents[1]
+    named = {name for folder in ("pipelines", "assets") for path in (root / folder).rglob("*.py")
+             for name in re.findall(r"\b(WAREHOUSE_[A-Z_]+|[A-Z]+_DATABASE_URL|SMTP_URL)\b", path.read_text())}
+    assert named <= set(CONTRACT), named - set(CONTRACT)
+
+
+def test_the_readme_configuration_table_is_the_contract():
+    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `([A-Z_]+)` \|", section, flags=re.MULTILINE)
+    assert documented == CONTRACT
+
+
+def test_every_setting_is_shown_with_its_origin_and_no_secret():
+    env = {"CHEEKO_DATABASE_URL": "postgresql://etl:hunter2@db.example/cheeko?sslmode=require",
+           "COGNOVA_DATABASE_URL": "postgresql://etl@db.example/cognova?password=letmein",
+           "SMTP_URL": "smtps://reports:mailpass@mail.example:465", "WAREHOUSE_PSEUDONYM_KEY": "key-of-my-own",
+           "WAREHOUSE_PG_PORT": "6000"}
+    rows = shown(load(env), env)
+    assert [r.variable for r in rows] == CONTRACT
+    by_name = {r.variable: r for r in rows}
+    assert all(secret not in r.value for r in rows for secret in ("hunter2", "letmein", "mailpass", "key-of-my-own"))
+    assert by_name["CHEEKO_DATABASE_URL"].value == "postgresql://etl:***@db.example/cheeko?sslmode=require"
+    assert by_name["COGNOVA_DATABASE_URL"].value == "postgresql://etl@db.example/cognova?password=***"
+    assert by_name["SMTP_URL"].value == "smtps://reports:***@mail.example:465"
+    assert by_name["WAREHOUSE_PSEUDONYM_KEY"].value == "a key of your own (not shown)"
+    assert (by_name["WAREHOUSE_PG_PORT"].origin, by_name["WAREHOUSE_PG_PORT"].value) == ("set", "6000")
+    assert by_name["WAREHOUSE_EXTRACTS_KEEP"].origin == "default"
+    embedded = shown(load({}), {}, embedded_urls={"cheeko": "postgresql://postgres@127.0.0.1:54329/cheeko"})
+    assert {r.variable: (r.origin, r.value) for r in embedded}["CHEEKO_DATABASE_URL"] == (
+        "embedded", "postgresql://postgres@127.0.0.1:54329/cheeko")
+    assert {r.variable: r.value for r in embedded}["WAREHOUSE_PSEUDONYM_KEY"] == "the development key"
+    assert DEVELOPMENT_PSEUDONYM_KEY not in repr(load({}))
+
+
+def test_masked_urls_keep_everything_but_the_password():
+    assert masked("postgresql://u:p%40ss@h:5432/db?sslmode=require") == "postgresql://u:***@h:5432/db?sslmode=require"
+    assert masked("postgresql://h/db") == "postgresql://h/db"
 
 
 def test_the_development_pseudonym_key_only_serves_the_embedded_databases():
     assert load({}).require_pseudonym_key()
-    with pytest.raises(SettingsError, match="WAREHOUSE_PSEUDONYM_KEY must be set"):
+    with pytest.raises(SettingsError, match="WAREHOUSE_PSEUDONYM_KEY must be set") as refused:
         load({"CHEEKO_DATABASE_URL": "postgresql://u@db/cheeko"}).require_pseudonym_key()
+    # The message names the configured database and how to make a key.
+    assert "CHEEKO_DATABASE_URL" in str(refused.value) and "secrets.token_hex" in str(refused.value)
     assert load({"CHEEKO_DATABASE_URL": "postgresql://u@db/cheeko", "WAREHOUSE_PSEUDONYM_KEY": "s3cret"}).require_pseudonym_key() == "s3cret"
+    configured = shown(load({"CHEEKO_DATABASE_URL": "postgresql://u@db/cheeko"}), {"CHEEKO_DATABASE_URL": "x"})
+    assert "refused" in {r.variable: r.value for r in configured}["WAREHOUSE_PSEUDONYM_KEY"]
+
+
+def test_the_readme_says_the_development_key_is_refused_for_configured_databases():
+    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    assert "development pseudonym key is refused for configured databases" in section
+    assert "secrets.token_hex" in section
