@@ -22,7 +22,8 @@ QUALITY_CHECKS_ON = {
     "app_counter_drift": ("app_counter_drift",),
 }
 QUALITY_DESCRIPTIONS = {
-    "mac_unnormalisable": "Event rows whose MAC cannot be normalised; left out of device metrics.",
+    "mac_unnormalisable": "Event, token usage and ai_device rows whose MAC cannot be normalised; left out of every "
+                          "device metric.",
     "timezone_unknown": "Kid and parent profiles whose time zone is not an IANA name; those devices count in UTC.",
     "future_timestamps": "Events dated more than 5 minutes after the run's as-of time (counted at the source); excluded.",
     "duplicate_events": "Event rows repeating another's natural key; counted once.",

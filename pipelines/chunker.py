@@ -8,6 +8,14 @@ Chunks aim at about ``TARGET_CHARS`` characters and never exceed the model's
 ``MAX_TOKENS``, counted with the model's own tokenizer. ``start_line`` and
 ``end_line`` are 1-based and inclusive, in the file as stored.
 
+Text is normalised line by line (:func:`normalise_line`): content is split
+on ``\n`` only (the lines ``start_line`` counts); each line becomes valid
+UTF-8 (a lone surrogate turns into ``?``), NFC, loses the control characters
+U+0000-U+0008, U+000B-U+001F and U+007F (tabs stay, so a CRLF's ``\r`` goes and
+a lone ``\r`` is dropped without starting a line) and its trailing whitespace.
+A chunk's ``file_path`` is ``memories/<mac>/<file type>/<date or undated>.md``
+(:func:`file_path`; the README gives examples and a test checks them).
+
 ``content_hash`` covers the normalised text, the model's name and
 ``CHUNKER_VERSION``: a new model or chunker changes every hash (everything is
 re-embedded), and nothing else does.
@@ -47,9 +55,13 @@ class Chunk:
     content_hash: str
 
 
+# Surrounding whitespace a MAC may come with (the warehouse's macro `trimmed` strips the same set).
+WHITESPACE = " \t\n\r\f\v"
+
+
 def normal_mac(mac: str) -> str:
     """``aa:bb:cc:dd:ee:ff`` for any spelling of a MAC (the warehouse's rule); ChunkerError if not one."""
-    bare = MAC_SEPARATORS.sub("", (mac or "").lower())
+    bare = MAC_SEPARATORS.sub("", (mac or "").strip(WHITESPACE).lower())
     if not re.fullmatch(r"[0-9a-f]{12}", bare):
         raise ChunkerError(f"not a MAC address: {mac!r}")
     return ":".join(bare[i : i + 2] for i in range(0, 12, 2))
@@ -62,7 +74,11 @@ def normalise_line(line: str) -> str:
 
 
 def file_path(mac: str, file_type: str, file_date) -> str:
-    """A stable path for a memory file: ``memories/<mac>/<file type>/<date or undated>.md``."""
+    """A stable path for a memory file: ``memories/<mac>/<file type>/<date or undated>.md``.
+
+    The MAC normalised (:func:`normal_mac`); the file type lower-cased, each run of characters other than
+    ``a-z 0-9 _ -`` one ``-``, trimmed of ``-`` (``unknown`` when empty); the date in ISO 8601.
+    """
     kind = re.sub(r"[^a-z0-9_-]+", "-", (file_type or "unknown").lower()).strip("-") or "unknown"
     return f"memories/{normal_mac(mac)}/{kind}/{file_date.isoformat() if file_date else 'undated'}.md"
 

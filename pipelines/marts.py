@@ -13,12 +13,20 @@ from dataclasses import dataclass, field
 
 # Rules the marts share, where metrics.md leaves a choice open.
 RULES = {
-    "mac": "A MAC is normalised by lower-casing it and removing ':', '-', '.' and spaces; it is valid when exactly "
-           "12 hex digits remain, written back as aa:bb:cc:dd:ee:ff. Rows whose MAC is not valid are left out of "
-           "device metrics and counted by the mac_unnormalisable check.",
+    "mac": "A MAC is normalised by trimming surrounding whitespace (space, tab, newline, carriage return, form and "
+           "line feed), lower-casing it and removing ':', '-', '.' and "
+           "spaces; it is valid when exactly 12 hex digits remain, written back as aa:bb:cc:dd:ee:ff. Rows whose MAC "
+           "is not valid are left out of every device metric; the mac_unnormalisable check counts them in the event "
+           "tables, device_token_usage and ai_device.",
+    "devices": "One device per normalised MAC (metrics.md 'Resolved details'): several ai_device rows whose MACs "
+               "normalise alike are one device, new on the earliest create_date among them; its kid, owner and agent "
+               "come from the most recently updated row (update_date, then the greatest id). ai_device rows whose "
+               "MAC is not valid are no device: they count in no device metric, new_devices included.",
     "local_day": "A device's zone is its kid's (ai_device.kid_id -> kid_profile.timezone), else its owner's "
-                 "(ai_device.user_id -> parent_profile.user_id -> timezone), else UTC. A zone that is not an IANA "
-                 "name counts as UTC (check timezone_unknown). A MAC with no ai_device row uses UTC.",
+                 "(ai_device.user_id -> parent_profile.user_id -> timezone), else UTC. A zone that is NULL or blank "
+                 "after trimming is unset and falls through to the next; a set zone is trimmed and, when it is not an "
+                 "IANA name, counts as UTC (no fall-through; check timezone_unknown). A MAC with no ai_device row "
+                 "uses UTC.",
     "as_of": "A computation has an as-of time (the run's start, or one given for a backfill or a test). Events "
              "more than 5 minutes after it are excluded (check future_timestamps). As-of marts are computed for an "
              "as-of date D and include events whose device-local date is on or before D.",
@@ -42,8 +50,17 @@ RULES = {
                   "reconciles the app's running counters with them.",
     "prices": "est_cost_usd = (input_tokens * input price + output_tokens * output price) / 1e6, with the prices "
               "per million tokens of the device's LLM (ai_device.agent_id -> ai_agent.llm_model_id -> "
-              "ai_model_config.model_code) in pipelines/price_sheet.toml, else its default price; every cost row "
+              "ai_model_config.model_code) in pipelines/price_sheet.toml, else its default price; a null token column "
+              "counts 0 unless both are null (then the row's cost is null: it reported nothing); every cost row "
               "records the sheet's version.",
+    "money": "Money is exact: every cost is a DECIMAL(18, 8) of US dollars, rounded half away from zero once per "
+             "source row (a priced usage row; a Cognova cost_usd as stored, from the exact value of its float) and "
+             "summed in decimal, so a re-run gives bit-identical rows and extracts print cleanly.",
+    "stored_values": "A stored total or duration that is null reported nothing and never disagrees: only non-null "
+                     "stored values that differ from what the events give count (token_totals_mismatch: a non-null "
+                     "total_tokens other than input + output, a null part counting 0; session_duration_disagree).",
+    "sums": "A sum over no values is null for a measured quantity (tokens, seconds, money: a column nobody reported) "
+            "and 0 for a count of rows. Percentiles (p50, p95) interpolate linearly between order statistics.",
 }
 
 
@@ -145,7 +162,8 @@ MARTS: tuple[Mart, ...] = (
          {"local_date": "Local date.", "mac_address": "Normalised MAC.", "sessions": "Sessions started.",
           "completed_sessions": "Of those, completed.", "attempts": "Attempts in those sessions.",
           "correct": "Correct attempts.", "accuracy": "correct / attempts; null without attempts.",
-          "total_duration_seconds": "Sum of duration_seconds (open sessions count 0)."}),
+          "total_duration_seconds": "Sum of duration_seconds of the sessions that have one (open sessions have "
+                                    "none); null when none has (rule: sums)."}),
     Mart("learning_progress", "as_of",
          "Per kid, subject and topic as of local date D (metrics.md 'Learning progress' and 'Overrides'; rule: games). "
          "The kid is the device's kid; attempts of devices without one are left out. Attempts count when their "
@@ -166,7 +184,8 @@ MARTS: tuple[Mart, ...] = (
           "attempts": "Game attempts.", "correct": "Correct attempts.", "accuracy": "correct / attempts.",
           "stories_completed": "Playback 'complete' of content_type story.",
           "songs_completed": "Playback 'complete' of content_type music.",
-          "listen_seconds": "Sum of position_seconds over 'complete' and 'pause' events.",
+          "listen_seconds": "Sum of position_seconds over 'complete' and 'pause' events; null when there is none "
+                            "(rule: sums).",
           "rfid_scans": "RFID scans.", "last_active_at": "Latest qualifying event (UTC)."}),
     Mart("token_usage_daily", "utc_day",
          "Cheeko token usage per usage_date (the device's reporting date) and device, with estimated cost "
@@ -180,23 +199,27 @@ MARTS: tuple[Mart, ...] = (
           "message_count": "Sum.", "session_count": "Sum.", "session_duration_seconds": "Sum.",
           "total_response_duration_seconds": "Sum.",
           "avg_ttft_seconds": "Sum(avg_ttft x message_count) / sum(message_count) over rows with both set; null if none.",
-          "est_cost_usd": "Estimated cost (rule: prices).", "price_sheet_version": "Version of the price sheet used."}),
+          "est_cost_usd": "Estimated cost, DECIMAL(18, 8) US dollars (rules: prices, money).",
+          "price_sheet_version": "Version of the price sheet used."}),
     Mart("token_usage_monthly", "whole",
          "Cheeko token usage per owner (ai_device.user_id; null when unknown) and calendar month of usage_date.",
          ("month", "owner_user_id"),
          {"month": "First day of the month.", "owner_user_id": "Owner.", "devices": "Distinct devices.",
           "input_tokens": "Sum.", "output_tokens": "Sum.", "total_tokens": "Sum as stored.",
           "message_count": "Sum.", "session_count": "Sum.", "avg_ttft_seconds": "Weighted by message_count.",
-          "est_cost_usd": "Sum of daily estimates.", "price_sheet_version": "Version of the price sheet used."}),
+          "est_cost_usd": "Sum of daily estimates (rule: money).", "price_sheet_version": "Version of the price sheet used."}),
     Mart("fleet_daily", "utc_day",
          "Fleet summary per UTC day (metrics.md 'Fleet summary'): activity by the UTC date of events, tokens by usage_date. "
          "One row for every day of the range, zeros (and nulls for ratios) when nothing happened.",
          ("day",),
          {"day": "UTC date.", "active_devices": "Devices with a qualifying event that UTC day.",
-          "new_devices": "ai_device rows created that day.", "new_users": "sys_user rows created that day.",
+          "new_devices": "Devices (rule: devices) whose earliest create_date is that day.",
+          "new_users": "sys_user rows created that day.",
           "user_turns": "Chat turns with chat_type = 1.", "game_sessions": "Games started (rule: sessions).",
           "attempts": "Attempts.", "accuracy": "Correct / attempts.", "stories_completed": "Story completions.",
-          "songs_completed": "Music completions.", "total_tokens": "Sum as stored.", "est_cost_usd": "Estimated cost.",
+          "songs_completed": "Music completions.",
+          "total_tokens": "Sum as stored; null when no device reported tokens that day (rule: sums).",
+          "est_cost_usd": "Estimated cost (rules: prices, money); null when nothing was priced that day.",
           "avg_ttft_seconds": "Weighted by message_count.",
           "p50_ttft_seconds": "Median of device-day avg_ttft_seconds (non-null), linear interpolation.",
           "p95_ttft_seconds": "95th percentile of the same, linear interpolation."}),
@@ -204,8 +227,9 @@ MARTS: tuple[Mart, ...] = (
          "Cognova token_usage per UTC day and source.",
          ("day", "source"),
          {"day": "UTC date of created_at.", "source": "chat, agent or memory_extraction.", "operations": "Rows.",
-          "input_tokens": "Sum.", "output_tokens": "Sum.", "total_tokens": "input + output.",
-          "cost_usd": "Sum of cost_usd as stored.", "duration_ms": "Sum of duration_ms."}),
+          "input_tokens": "Sum.", "output_tokens": "Sum.",
+          "total_tokens": "input + output over the rows that report either (a null part counts 0); null when none does.",
+          "cost_usd": "Sum of cost_usd as stored, each as DECIMAL(18, 8) (rule: money).", "duration_ms": "Sum of duration_ms."}),
     Mart("cognova_agent_runs_daily", "utc_day",
          "Cognova cron agent runs per agent and UTC day of started_at.",
          ("day", "agent_id"),
@@ -215,14 +239,18 @@ MARTS: tuple[Mart, ...] = (
           "stale": "status running, started more than 6 hours before the as-of time.",
           "success_rate": "success / (success + error + budget_exceeded + cancelled); null if none finished.",
           "p50_duration_ms": "Median duration_ms of finished runs.", "p95_duration_ms": "95th percentile of the same.",
-          "cost_usd": "Sum of cost_usd.", "input_tokens": "Sum.", "output_tokens": "Sum."}),
+          "cost_usd": "Sum of cost_usd, each as DECIMAL(18, 8) (rule: money).", "input_tokens": "Sum.",
+          "output_tokens": "Sum."}),
     Mart("cognova_activity_daily", "utc_day",
          "Cognova activity per UTC day; one row for every day of the range, zeros when nothing happened.",
          ("day",),
          {"day": "UTC date.", "conversations_started": "conversations by started_at.",
-          "messages": "conversation_messages by created_at.", "chat_cost_usd": "Sum of message cost_usd.",
+          "messages": "conversation_messages by created_at.",
+          "chat_cost_usd": "Sum of message cost_usd, each as DECIMAL(18, 8) (rule: money); null when no message "
+                           "reported a cost that day (rule: sums).",
           "tasks_created": "tasks by created_at.", "tasks_completed": "tasks by completed_at.",
-          "reminders_due": "reminders by remind_at.", "reminders_notified": "Of those, notified.",
+          "reminders_due": "reminders by the UTC day of remind_at, with no future cut-off (a schedule, not an event).",
+          "reminders_notified": "Of those, notified.",
           "hook_events": "hook_events by created_at.", "blocked_hook_events": "Of those, blocked."}),
     Mart("app_counter_drift", "whole",
          "The app's running counters in analytics_user_progress, one row per device the app keeps them for, against "

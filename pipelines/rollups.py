@@ -18,6 +18,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
@@ -69,23 +70,24 @@ RAW_INPUTS = {
 
 @dataclass(frozen=True)
 class PriceSheet:
-    """Per-million-token prices by model code, with a default and a version."""
+    """Per-million-token prices by model code, with a default and a version; exact decimals (rule: money)."""
 
     version: str
-    default: tuple[float, float]
-    models: dict[str, tuple[float, float]]
+    default: tuple[Decimal, Decimal]
+    models: dict[str, tuple[Decimal, Decimal]]
 
 
 def load_price_sheet(path: Path = PRICE_SHEET) -> PriceSheet:
-    raw = tomllib.loads(path.read_text())
-    price = lambda entry: (float(entry["input_per_million"]), float(entry["output_per_million"]))  # noqa: E731
+    # Prices are read as written (Decimal), never through a float.
+    raw = tomllib.loads(path.read_text(), parse_float=Decimal)
+    price = lambda entry: (Decimal(entry["input_per_million"]), Decimal(entry["output_per_million"]))  # noqa: E731
     return PriceSheet(str(raw["version"]), price(raw["default"]), {code: price(p) for code, p in raw.get("models", {}).items()})
 
 
 def load_prices(con: duckdb.DuckDBPyConnection, sheet: PriceSheet) -> None:
     """``staging.prices``: the price sheet as a table (model NULL holds the default)."""
-    con.execute("CREATE OR REPLACE TABLE staging.prices (model VARCHAR, input_per_million DOUBLE, "
-                "output_per_million DOUBLE, version VARCHAR)")
+    con.execute("CREATE OR REPLACE TABLE staging.prices (model VARCHAR, input_per_million DECIMAL(18, 8), "
+                "output_per_million DECIMAL(18, 8), version VARCHAR)")
     con.executemany("INSERT INTO staging.prices VALUES (?, ?, ?, ?)",
                     [(None, *sheet.default, sheet.version)] + [(code, *p, sheet.version) for code, p in sheet.models.items()])
 
@@ -161,6 +163,7 @@ def build_mart(con: duckdb.DuckDBPyConnection, name: str, *, as_of_time: dt.date
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"CREATE TABLE IF NOT EXISTS marts.{name} AS SELECT * FROM ({select}) WHERE false", _params(select, values))
+        _evolve(con, name, select, values)
         scope = SCOPE_COLUMN.get(name)
         if scope:
             con.execute(f"DELETE FROM marts.{name} WHERE {scope} BETWEEN $first_day AND $last_day",
@@ -174,6 +177,25 @@ def build_mart(con: duckdb.DuckDBPyConnection, name: str, *, as_of_time: dt.date
         con.execute("ROLLBACK")
         raise
     return int(written)
+
+
+def _evolve(con: duckdb.DuckDBPyConnection, name: str, select: str, values: dict) -> None:
+    """Bring ``marts.<name>``'s columns to what its SQL now selects (a column added, dropped or retyped, e.g. money
+    from DOUBLE to DECIMAL), keeping the rows of other days. Rows built by an older definition keep their values:
+    after a change of definition, rebuild the history with a backfill (README, "Backfills")."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __shape AS SELECT * FROM ({select}) WHERE false", _params(select, values))
+    columns = ("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
+               "AND table_name = ? ORDER BY column_index")
+    wanted = dict(con.execute(columns, ["temp", "main", "__shape"]).fetchall())
+    present = dict(con.execute(columns, [con.execute("SELECT current_database()").fetchone()[0], "marts", name]).fetchall())
+    for column, type_ in wanted.items():
+        if column not in present:
+            con.execute(f"ALTER TABLE marts.{name} ADD COLUMN {column} {type_}")
+        elif present[column] != type_:
+            con.execute(f"ALTER TABLE marts.{name} ALTER {column} TYPE {type_}")
+    for column in present.keys() - wanted.keys():
+        con.execute(f"ALTER TABLE marts.{name} DROP COLUMN {column}")
+    con.execute("DROP TABLE __shape")
 
 
 def _comment(con: duckdb.DuckDBPyConnection, definition) -> None:
@@ -282,7 +304,7 @@ def publish(con: duckdb.DuckDBPyConnection, cheeko_url: str, *, as_of_date: dt.d
 # -- data quality ---------------------------------------------------------------------------------------
 
 MAC_TABLES = ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback", "rfid_scan_log",
-              "device_token_usage", "analytics_game_sessions")
+              "device_token_usage", "analytics_game_sessions", "ai_device")
 # Each event table's event time at the source (marts.RULES["event_times"]).
 EVENT_TIMES = {"ai_agent_chat_history": "created_at",
                "analytics_game_attempts": "coalesce(attempt_time, answered_at, created_at)",
@@ -311,14 +333,16 @@ def quality_report(con: duckdb.DuckDBPyConnection, *, as_of_time: dt.datetime, c
     queries = {
         "mac_unnormalisable": _union([f"SELECT '{t}:' || coalesce(CAST(mac_address AS VARCHAR), 'NULL') AS sample "
                                       f"FROM raw_cheeko.{t} WHERE normal_mac(mac_address) IS NULL" for t in MAC_TABLES]),
+        # Only a set (non-blank) zone that is not an IANA name is unknown; a blank one is unset (RULES["local_day"]).
         "timezone_unknown": _union([f"SELECT '{t}:' || id || ':' || timezone AS sample FROM raw_cheeko.{t} "
-                                    f"WHERE timezone IS NOT NULL AND timezone NOT IN (SELECT name FROM pg_timezone_names())"
+                                    f"WHERE set_zone(timezone) NOT IN (SELECT name FROM pg_timezone_names())"
                                     for t in ("kid_profile", "parent_profile")]),
         "duplicate_events": _union([f"SELECT '{t}:' || CAST(id AS VARCHAR) AS sample FROM raw_cheeko.{t} "
                                     f"QUALIFY row_number() OVER (PARTITION BY {nk} ORDER BY id) > 1"
                                     for t, nk in NATURAL_KEYS.items()]),
+        # A null total reported nothing; a null part counts 0 (RULES["stored_values"]).
         "token_totals_mismatch": "SELECT 'device_token_usage:' || id AS sample FROM raw_cheeko.device_token_usage "
-                                 "WHERE total_tokens IS DISTINCT FROM input_tokens + output_tokens",
+                                 "WHERE total_tokens <> coalesce(input_tokens, 0) + coalesce(output_tokens, 0)",
         # A stored duration that is null reported nothing (metrics.md "Resolved details": stored values).
         "session_duration_disagree": """
             SELECT 'analytics_game_sessions:' || session_id AS sample FROM raw_cheeko.analytics_game_sessions

@@ -7,7 +7,8 @@ conversations AS (
     FROM raw_cognova.conversations WHERE started_at <= $cutoff GROUP BY 1
 ),
 messages AS (
-    SELECT CAST(created_at AS DATE) AS day, count(*) AS messages, sum(cost_usd::DOUBLE) AS chat_cost_usd
+    SELECT CAST(created_at AS DATE) AS day, count(*) AS messages,
+           CAST(sum(stored_money(cost_usd)) AS DECIMAL(18, 8)) AS chat_cost_usd
     FROM raw_cognova.conversation_messages WHERE created_at <= $cutoff GROUP BY 1
 ),
 created AS (
@@ -29,7 +30,7 @@ SELECT
     d.day,
     coalesce(c.conversations_started, 0) AS conversations_started,
     coalesce(m.messages, 0) AS messages,
-    coalesce(m.chat_cost_usd, 0) AS chat_cost_usd,
+    m.chat_cost_usd,  -- null when no message reported a cost (marts.RULES["sums"])
     coalesce(t.tasks_created, 0) AS tasks_created,
     coalesce(k.tasks_completed, 0) AS tasks_completed,
     coalesce(r.reminders_due, 0) AS reminders_due,

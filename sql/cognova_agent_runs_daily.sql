@@ -21,7 +21,7 @@ SELECT
         / nullif(count(*) FILTER (WHERE r.status IN ('success', 'error', 'budget_exceeded', 'cancelled')), 0) AS success_rate,
     quantile_cont(r.duration_ms, 0.5) FILTER (WHERE r.status <> 'running') AS p50_duration_ms,
     quantile_cont(r.duration_ms, 0.95) FILTER (WHERE r.status <> 'running') AS p95_duration_ms,
-    sum(r.cost_usd::DOUBLE) AS cost_usd,
+    CAST(sum(stored_money(r.cost_usd)) AS DECIMAL(18, 8)) AS cost_usd,
     sum(r.input_tokens)::BIGINT AS input_tokens,
     sum(r.output_tokens)::BIGINT AS output_tokens
 FROM runs r

@@ -4,19 +4,19 @@ WITH as_of_dates AS (
     SELECT CAST(d AS DATE) AS as_of_date FROM range($first_day::TIMESTAMP, $last_day::TIMESTAMP + INTERVAL 1 DAY, INTERVAL 1 DAY) t(d)
 ),
 events AS (
-    SELECT mac_address, local_date, event_at, 'turn' AS kind, NULL AS is_correct, NULL AS content_type, 0 AS listened
+    SELECT mac_address, local_date, event_at, 'turn' AS kind, NULL AS is_correct, NULL AS content_type, NULL AS listened
     FROM staging.chat_turns WHERE chat_type = 1
     UNION ALL
-    SELECT mac_address, local_date, event_at, 'attempt', is_correct, NULL, 0 FROM staging.game_attempts
+    SELECT mac_address, local_date, event_at, 'attempt', is_correct, NULL, NULL FROM staging.game_attempts
     UNION ALL
     SELECT mac_address, local_date, event_at, 'media_' || event_type, NULL, content_type,
-           CASE WHEN event_type IN ('complete', 'pause') THEN position_seconds ELSE 0 END
+           CASE WHEN event_type IN ('complete', 'pause') THEN position_seconds END
     FROM staging.media_events
     UNION ALL
-    SELECT mac_address, local_date, event_at, 'scan', NULL, NULL, 0 FROM staging.rfid_scans
+    SELECT mac_address, local_date, event_at, 'scan', NULL, NULL, NULL FROM staging.rfid_scans
     UNION ALL
     -- Games only (marts.RULES["sessions"]).
-    SELECT mac_address, local_date, started_at, 'session', NULL, NULL, 0 FROM staging.game_sessions WHERE is_game
+    SELECT mac_address, local_date, started_at, 'session', NULL, NULL, NULL FROM staging.game_sessions WHERE is_game
 ),
 in_scope AS (
     SELECT * FROM events WHERE event_at <= $cutoff AND local_date <= $last_day AND kind <> 'media_skip'
@@ -29,6 +29,7 @@ counted AS (
            count(*) FILTER (WHERE kind = 'attempt' AND is_correct) AS correct,
            count(*) FILTER (WHERE kind = 'media_complete' AND content_type = 'story') AS stories_completed,
            count(*) FILTER (WHERE kind = 'media_complete' AND content_type = 'music') AS songs_completed,
+           -- null for a device with no complete or pause event: nothing was measured (marts.RULES["sums"]).
            sum(listened)::BIGINT AS listen_seconds,
            count(*) FILTER (WHERE kind = 'scan') AS rfid_scans,
            max(event_at) FILTER (WHERE kind IN ('turn', 'attempt', 'media_play', 'media_complete', 'scan')) AS last_active_at

@@ -29,7 +29,8 @@ sessions AS (
     FROM staging.game_sessions WHERE is_game AND started_at <= $cutoff GROUP BY 1
 ),
 signups AS (
-    SELECT CAST(create_date AS DATE) AS day, count(*) AS new_devices FROM raw_cheeko.ai_device GROUP BY 1
+    -- One device per normalised MAC, new on its earliest create_date; invalid MACs are no device (RULES["devices"]).
+    SELECT CAST(created_at AS DATE) AS day, count(*) AS new_devices FROM staging.devices GROUP BY 1
 ),
 users AS (
     SELECT CAST(created_at AS DATE) AS day, count(*) AS new_users FROM raw_cheeko.sys_user GROUP BY 1
@@ -45,7 +46,7 @@ tokens AS (
     GROUP BY usage_date
 ),
 device_days AS (
-    SELECT usage_date AS day, sum(est_cost_usd) AS est_cost_usd,
+    SELECT usage_date AS day, CAST(sum(est_cost_usd) AS DECIMAL(18, 8)) AS est_cost_usd,
            quantile_cont(avg_ttft_seconds, 0.5) AS p50_ttft_seconds,
            quantile_cont(avg_ttft_seconds, 0.95) AS p95_ttft_seconds
     FROM marts.token_usage_daily WHERE usage_date BETWEEN $first_day AND $last_day GROUP BY usage_date
@@ -61,8 +62,9 @@ SELECT
     CASE WHEN a.attempts > 0 THEN a.correct / a.attempts END AS accuracy,
     coalesce(a.stories_completed, 0) AS stories_completed,
     coalesce(a.songs_completed, 0) AS songs_completed,
-    coalesce(t.total_tokens, 0) AS total_tokens,
-    coalesce(dd.est_cost_usd, 0) AS est_cost_usd,
+    -- Measured quantities: null on a day no device reported (marts.RULES["sums"]).
+    t.total_tokens,
+    dd.est_cost_usd,
     t.avg_ttft_seconds,
     dd.p50_ttft_seconds,
     dd.p95_ttft_seconds

@@ -7,7 +7,8 @@ SELECT
     sum(attempts)::BIGINT AS attempts,
     sum(correct)::BIGINT AS correct,
     CASE WHEN sum(attempts)::BIGINT > 0 THEN sum(correct)::BIGINT / sum(attempts)::BIGINT END AS accuracy,
-    coalesce(sum(duration_seconds), 0) AS total_duration_seconds
+    -- Open sessions have no duration; a day of only open sessions measured none (marts.RULES["sums"]).
+    sum(duration_seconds) AS total_duration_seconds
 FROM marts.game_sessions
 WHERE is_game AND local_date BETWEEN $first_day AND $last_day
 GROUP BY local_date, mac_address

@@ -21,7 +21,7 @@ SELECT
     sum(session_duration_seconds) AS session_duration_seconds,
     sum(total_response_duration_seconds) AS total_response_duration_seconds,
     weighted_ttft(avg_ttft_seconds, message_count) AS avg_ttft_seconds,
-    sum(est_cost_usd) AS est_cost_usd,
+    CAST(sum(est_cost_usd) AS DECIMAL(18, 8)) AS est_cost_usd,
     any_value(price_sheet_version) AS price_sheet_version
 FROM priced
 GROUP BY usage_date, mac_address

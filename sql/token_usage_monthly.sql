@@ -12,7 +12,7 @@ SELECT
     sum(message_count)::BIGINT AS message_count,
     sum(session_count)::BIGINT AS session_count,
     weighted_ttft(avg_ttft_seconds, message_count) AS avg_ttft_seconds,
-    sum(est_cost_usd) AS est_cost_usd,
+    CAST(sum(est_cost_usd) AS DECIMAL(18, 8)) AS est_cost_usd,
     any_value(price_sheet_version) AS price_sheet_version
 FROM priced
 GROUP BY month, owner_user_id

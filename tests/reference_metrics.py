@@ -8,7 +8,10 @@ the SQL. It reads whole tables with ``SELECT *`` through
 library, so a disagreement with the warehouse points at one of the two.
 
 Where both documents leave a choice open, the choice made here is written
-next to the code that makes it (search for "Choice:").
+next to the code that makes it (search for "Choice:"). Money (every
+``*cost_usd`` column) is :class:`decimal.Decimal` with 8 places, exact
+(RULES['money']); a sum over no values is ``None`` for tokens, seconds and
+money, 0 for counts of rows (RULES['sums']).
 
 Entry points:
 
@@ -32,7 +35,7 @@ import tomllib
 import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from functools import cached_property
 from pathlib import Path
 
@@ -44,6 +47,12 @@ ABANDON_AFTER = dt.timedelta(minutes=30)
 STALE_AFTER = dt.timedelta(hours=6)
 PRICE_SHEET = Path(__file__).resolve().parent.parent / "pipelines" / "price_sheet.toml"
 HEX = set("0123456789abcdef")
+# Choice: "surrounding whitespace" (MACs, time zones) is ASCII whitespace: space, tab, newline, carriage return,
+# vertical tab and form feed (not Python's wider Unicode set).
+WHITESPACE = " \t\n\r\v\f"
+# RULES['money']: DECIMAL(18, 8) US dollars, each source row rounded half away from zero once.
+CENT_MILLIONTHS = Decimal("0.00000001")
+EXACT = Context(prec=60)  # enough digits that no product or sum of token counts and prices is ever rounded
 IANA = frozenset(zoneinfo.available_timezones())
 # RULES['sessions']: the modes that are games whatever their attempts.
 GAME_MODES = frozenset({"Math", "Riddle", "WordLadder"})
@@ -88,10 +97,10 @@ NATURAL_KEYS = {
 
 
 def normalise_mac(raw: str | None) -> str | None:
-    """RULES['mac']: lower-case, drop ':', '-', '.' and spaces; 12 hex digits or None."""
+    """RULES['mac']: trim surrounding whitespace, lower-case, drop ':', '-', '.' and spaces; 12 hex digits or None."""
     if raw is None:
         return None
-    s = raw.lower()
+    s = raw.strip(WHITESPACE).lower()
     for ch in ":-. ":
         s = s.replace(ch, "")
     if len(s) != 12 or not set(s) <= HEX:
@@ -111,13 +120,20 @@ def natural_key(table: str, row: dict) -> tuple:
     return tuple(normalise_mac(row[c]) or row[c] if c == "mac_address" else row[c] for c in NATURAL_KEYS[table])
 
 
-def zone_is_unknown(name: str | None) -> bool:
-    """A profile's zone counts for the timezone_unknown check: set, but not an IANA name."""
+def zone_name(raw: str | None) -> str | None:
+    """RULES['local_day']: a profile's zone trimmed; None when it is unset (NULL or blank after trimming)."""
+    name = None if raw is None else raw.strip(WHITESPACE)
+    return name or None
+
+
+def zone_is_unknown(raw: str | None) -> bool:
+    """A profile's zone counts for the timezone_unknown check: set (not blank), but not an IANA name once trimmed."""
+    name = zone_name(raw)
     return name is not None and name not in IANA
 
 
 def zone_of(name: str) -> dt.tzinfo:
-    """An IANA zone, or UTC for a name that is not one."""
+    """An IANA zone, or UTC for a (set) name that is not one."""
     return zoneinfo.ZoneInfo(name) if name in IANA else UTC
 
 
@@ -138,9 +154,36 @@ def quantile_cont(values: list[float], q: float) -> float | None:
 
 
 def sql_sum(values) -> object:
-    """SUM as SQL has it: nulls ignored, null when nothing is left."""
+    """SUM as SQL has it: nulls ignored, null when nothing is left (RULES['sums'] for a measured quantity)."""
     present = [v for v in values if v is not None]
     return sum(present) if present else None
+
+
+def money(value) -> Decimal | None:
+    """RULES['money']: one source row's dollars as DECIMAL(18, 8), rounded half away from zero. A float (a Cognova
+    `real`, already its exact float32 value) converts from its exact binary value, not from a shorter text."""
+    if value is None:
+        return None
+    exact = Decimal(value) if isinstance(value, (float, int)) else value
+    return exact.quantize(CENT_MILLIONTHS, rounding=ROUND_HALF_UP, context=EXACT)
+
+
+def money_sum(values) -> Decimal | None:
+    """RULES['money'] and ['sums']: an exact decimal sum of per-row amounts, null when no row reported one."""
+    present = [v for v in values if v is not None]
+    return sum(present, Decimal(0)).quantize(CENT_MILLIONTHS, context=EXACT) if present else None
+
+
+def usage_cost(row: dict, prices: tuple[Decimal, Decimal]) -> Decimal | None:
+    """RULES['prices'] and ['money']: one device_token_usage row's cost; a null part counts 0 unless both are null
+    (the row reported nothing: no cost)."""
+    inp, out = row["input_tokens"], row["output_tokens"]
+    if inp is None and out is None:
+        return None
+    p_in, p_out = prices
+    dollars = EXACT.divide(EXACT.add(EXACT.multiply(Decimal(inp or 0), p_in), EXACT.multiply(Decimal(out or 0), p_out)),
+                           Decimal(10 ** 6))
+    return money(dollars)
 
 
 def ratio(num, den) -> float | None:
@@ -180,10 +223,16 @@ def duration_disagrees(session: dict) -> bool:
     return abs(session["duration_seconds"] - (session["ended_at"] - session["started_at"]).total_seconds()) > 1
 
 
+def price(value) -> Decimal:
+    """A price per million tokens as an exact decimal (a float is taken by its shortest text, as written)."""
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
 def load_price_sheet(path: Path = PRICE_SHEET) -> dict:
-    """``{"version", "default": (in, out), "models": {code: (in, out)}}`` from the price sheet."""
-    raw = tomllib.loads(path.read_text())
-    pair = lambda t: (float(t["input_per_million"]), float(t["output_per_million"]))  # noqa: E731
+    """``{"version", "default": (in, out), "models": {code: (in, out)}}`` from the price sheet, prices exact
+    decimals read from their text (never through a binary float)."""
+    raw = tomllib.loads(path.read_text(), parse_float=Decimal)
+    pair = lambda t: (price(t["input_per_million"]), price(t["output_per_million"]))  # noqa: E731
     return {"version": str(raw["version"]), "default": pair(raw["default"]),
             "models": {code: pair(p) for code, p in raw.get("models", {}).items()}}
 
@@ -252,28 +301,49 @@ class Reference:
     # ---- dimensions ----
 
     @cached_property
-    def devices(self) -> dict[str, dict]:
-        """ai_device by normalised MAC (RULES['local_day']: matched by normalised MAC)."""
-        # Choice: of several ai_device rows whose MACs normalise alike, the one with the smallest id is the device
-        # (its kid, owner and agent); metrics.md's "One device per MAC" (most recently updated) is a later change.
-        out = {}
-        for row in sorted(self.src.cheeko["ai_device"], key=lambda r: str(r["id"])):
+    def device_rows(self) -> dict[str, list[dict]]:
+        """Every ai_device row with a valid MAC, by normalised MAC (RULES['devices']; an invalid MAC is no device)."""
+        out: dict[str, list[dict]] = defaultdict(list)
+        for row in self.src.cheeko["ai_device"]:
             mac = normalise_mac(row["mac_address"])
             if mac is not None:
-                out.setdefault(mac, row)
+                out[mac].append(row)
+        return dict(out)
+
+    @cached_property
+    def devices(self) -> dict[str, dict]:
+        """RULES['devices']: one device per normalised MAC, the most recently updated of its rows (update_date, then
+        the greatest id): its kid, owner and agent."""
+        def recency(row: dict) -> tuple:
+            # Choice: a null update_date is older than any date (so never the latest while another row has one);
+            # ids (uuids) compare by their text, which for uuids is their numeric order.
+            updated = row["update_date"]
+            return updated is not None, updated or dt.datetime.min.replace(tzinfo=UTC), str(row["id"])
+
+        return {mac: max(rows, key=recency) for mac, rows in self.device_rows.items()}
+
+    @cached_property
+    def device_created(self) -> dict[str, dt.datetime]:
+        """RULES['devices']: a device is new on the earliest create_date among its rows (devices with none are not)."""
+        out = {}
+        for mac, rows in self.device_rows.items():
+            dates = [r["create_date"] for r in rows if r["create_date"] is not None]
+            if dates:
+                out[mac] = min(dates)
         return out
 
     @cached_property
     def zones(self) -> dict[str, dt.tzinfo]:
+        """RULES['local_day']: the kid's zone, else the owner's, else UTC; NULL or blank is unset and falls through,
+        a set name is trimmed and, when not an IANA name, is UTC without falling through."""
         kids = {k["id"]: k for k in self.src.cheeko["kid_profile"]}
         parents = {p["user_id"]: p for p in self.src.cheeko["parent_profile"] if p["user_id"] is not None}
         out = {}
         for mac, device in self.devices.items():
             kid = kids.get(device["kid_id"]) if device["kid_id"] is not None else None
             owner = parents.get(device["user_id"]) if device["user_id"] is not None else None
-            # Choice: "else" falls through on a missing zone (null), not on an unknown one:
-            # a kid whose zone is set but not IANA counts as UTC (it does not borrow the owner's).
-            name = kid["timezone"] if kid and kid["timezone"] is not None else owner["timezone"] if owner else None
+            names = [zone_name(kid["timezone"]) if kid else None, zone_name(owner["timezone"]) if owner else None]
+            name = next((n for n in names if n is not None), None)
             out[mac] = UTC if name is None else zone_of(name)
         return out
 
@@ -436,14 +506,16 @@ class Reference:
                 continue
             g = groups.setdefault((r["local_date"], r["mac_address"]), {
                 "local_date": r["local_date"], "mac_address": r["mac_address"], "sessions": 0, "completed_sessions": 0,
-                "attempts": 0, "correct": 0, "accuracy": None, "total_duration_seconds": 0.0})
+                "attempts": 0, "correct": 0, "accuracy": None, "total_duration_seconds": []})
             g["sessions"] += 1
             g["completed_sessions"] += r["status"] == "completed"
             g["attempts"] += r["attempts"]
             g["correct"] += r["correct"]
-            g["total_duration_seconds"] += r["duration_seconds"] or 0.0
+            g["total_duration_seconds"].append(r["duration_seconds"])
         for g in groups.values():
             g["accuracy"] = ratio(g["correct"], g["attempts"])
+            # RULES['sums']: seconds are measured; open sessions have none, and a day of only open ones sums to null.
+            g["total_duration_seconds"] = sql_sum(g["total_duration_seconds"])
         return list(groups.values())
 
     @cached_property
@@ -478,7 +550,7 @@ class Reference:
                 return per.setdefault(mac, {
                     "as_of_date": day, "mac_address": mac, "total_active_days": 0, "user_turns": 0, "game_sessions": 0,
                     "attempts": 0, "correct": 0, "accuracy": None, "stories_completed": 0, "songs_completed": 0,
-                    "listen_seconds": 0, "rfid_scans": 0, "last_active_at": None})
+                    "listen_seconds": [], "rfid_scans": 0, "last_active_at": None})
 
             for mac, active in self.active_days.items():
                 n = sum(1 for d in active if d <= day)
@@ -505,7 +577,7 @@ class Reference:
                 if kind == "complete" and ctype == "music":
                     row(e.mac)["songs_completed"] += 1
                 if kind in ("complete", "pause"):
-                    row(e.mac)["listen_seconds"] += e.row["position_seconds"] or 0
+                    row(e.mac)["listen_seconds"].append(e.row["position_seconds"])
             for e in self.scans:
                 if e.local <= day:
                     row(e.mac)["rfid_scans"] += 1
@@ -515,6 +587,9 @@ class Reference:
                     r["last_active_at"] = e.at if r["last_active_at"] is None else max(r["last_active_at"], e.at)
             for r in per.values():
                 r["accuracy"] = ratio(r["correct"], r["attempts"])
+                # RULES['sums']: null without a complete or pause event.
+                # Choice: ... or when every one of them left position_seconds null (SQL's SUM: nothing reported).
+                r["listen_seconds"] = sql_sum(r["listen_seconds"])
             out.extend(per.values())
         return out
 
@@ -524,7 +599,7 @@ class Reference:
     def _agents_and_models(self) -> tuple[dict, dict]:
         return ({a["id"]: a for a in self.src.cheeko["ai_agent"]}, {m["id"]: m for m in self.src.cheeko["ai_model_config"]})
 
-    def _price(self, mac: str) -> tuple[str, tuple[float, float]]:
+    def _price(self, mac: str) -> tuple[str, tuple[Decimal, Decimal]]:
         """(llm_model, (input, output) per million) for a device (RULES['prices'])."""
         device = self.devices.get(mac)
         agents, models = self._agents_and_models
@@ -533,20 +608,20 @@ class Reference:
         code = model["model_code"] if model else None
         # Choice: a model the sheet does not list is priced (and named) 'default'.
         if code is not None and code in self.prices["models"]:
-            return code, self.prices["models"][code]
-        return "default", self.prices["default"]
+            return code, tuple(map(price, self.prices["models"][code]))
+        return "default", tuple(map(price, self.prices["default"]))
 
     @cached_property
     def token_rows(self) -> list[dict]:
-        """device_token_usage rows with a valid MAC, each with its estimated cost."""
+        """device_token_usage rows with a valid MAC, each with its estimated cost (RULES['prices'], ['money']: rounded
+        once, per row)."""
         out = []
         for row in self.src.cheeko["device_token_usage"]:
             mac = normalise_mac(row["mac_address"])
             if mac is None:
                 continue
-            model, (p_in, p_out) = self._price(mac)
-            cost = ((row["input_tokens"] or 0) * p_in + (row["output_tokens"] or 0) * p_out) / 1e6
-            out.append({**row, "_mac": mac, "_model": model, "_cost": cost})
+            model, prices = self._price(mac)
+            out.append({**row, "_mac": mac, "_model": model, "_cost": usage_cost(row, prices)})
         return out
 
     @cached_property
@@ -557,9 +632,10 @@ class Reference:
             groups[(r["usage_date"], r["_mac"])].append(r)
         out = []
         for (day, mac), rows in groups.items():
-            model, (p_in, p_out) = self._price(mac)
+            model, _ = self._price(mac)
             sums = {c: sql_sum(r[c] for r in rows) for c in TOKEN_SUMS}
-            cost = ((sums["input_tokens"] or 0) * p_in + (sums["output_tokens"] or 0) * p_out) / 1e6
+            # Two spellings of a device on one day are two rows: each priced and rounded (RULES['money']), then summed.
+            cost = money_sum(r["_cost"] for r in rows)
             out.append({"usage_date": day, "mac_address": mac, "owner_user_id": owners.get(mac), "llm_model": model,
                         **sums, "avg_ttft_seconds": _weighted_ttft(rows), "est_cost_usd": cost,
                         "price_sheet_version": self.prices["version"], "_rows": rows})
@@ -580,24 +656,27 @@ class Reference:
             out.append({"month": month, "owner_user_id": owner, "devices": len({d["mac_address"] for d in days}),
                         **{c: sql_sum(d[c] for d in days) for c in ("input_tokens", "output_tokens", "total_tokens",
                                                                       "message_count", "session_count")},
-                        "avg_ttft_seconds": _weighted_ttft(rows), "est_cost_usd": sum(d["est_cost_usd"] for d in days),
+                        "avg_ttft_seconds": _weighted_ttft(rows), "est_cost_usd": money_sum(d["est_cost_usd"] for d in days),
                         "price_sheet_version": self.prices["version"]})
         return out
 
     # ---- fleet ----
 
     def fleet_daily(self) -> list[dict]:
-        # Choice: one row for every day of the range, zeros on a quiet day (likewise cognova_activity_daily).
+        # One row for every day of the range (the contract): counts 0 on a quiet day, measured sums (tokens, cost)
+        # null when nobody reported them (RULES['sums']), ratios null.
         day_of = lambda at: at.astimezone(UTC).date()  # noqa: E731
         rows = {d: {"day": d, "active_devices": set(), "new_devices": 0, "new_users": 0, "user_turns": 0,
                     "game_sessions": 0, "attempts": 0, "_correct": 0, "accuracy": None, "stories_completed": 0,
-                    "songs_completed": 0, "total_tokens": 0, "est_cost_usd": 0.0, "avg_ttft_seconds": None,
+                    "songs_completed": 0, "total_tokens": None, "est_cost_usd": None, "avg_ttft_seconds": None,
                     "p50_ttft_seconds": None, "p95_ttft_seconds": None, "_tokens": []} for d in self.days}
         for _, e in self.qualifying:
             if (r := rows.get(day_of(e.at))) is not None:
                 r["active_devices"].add(e.mac)
-        for d in self.src.cheeko["ai_device"]:
-            if d["create_date"] is not None and (r := rows.get(day_of(d["create_date"]))) is not None:
+        # RULES['devices']: a device (not a row) is new on the UTC day of its earliest create_date; rows with an invalid
+        # MAC are no device.
+        for created in self.device_created.values():
+            if (r := rows.get(day_of(created))) is not None:
                 r["new_devices"] += 1
         for u in self.src.cheeko["sys_user"]:
             if u["created_at"] is not None and (r := rows.get(day_of(u["created_at"]))) is not None:
@@ -623,8 +702,8 @@ class Reference:
             r["active_devices"] = len(r["active_devices"])
             r["accuracy"] = ratio(r.pop("_correct"), r["attempts"])
             tokens = r.pop("_tokens")
-            r["total_tokens"] = sum(t["total_tokens"] or 0 for t in tokens)
-            r["est_cost_usd"] = sum(t["est_cost_usd"] for t in tokens)
+            r["total_tokens"] = sql_sum(t["total_tokens"] for t in tokens)
+            r["est_cost_usd"] = money_sum(t["est_cost_usd"] for t in tokens)
             r["avg_ttft_seconds"] = _weighted_ttft([raw for t in tokens for raw in t["_rows"]])
             ttfts = [float(t["avg_ttft_seconds"]) for t in tokens if t["avg_ttft_seconds"] is not None]
             r["p50_ttft_seconds"] = quantile_cont(ttfts, 0.5)
@@ -648,9 +727,11 @@ class Reference:
         out = []
         for (day, source), rows in groups.items():
             inp, outp = sql_sum(r["input_tokens"] for r in rows), sql_sum(r["output_tokens"] for r in rows)
+            reported = [r for r in rows if r["input_tokens"] is not None or r["output_tokens"] is not None]
             out.append({"day": day, "source": source, "operations": len(rows), "input_tokens": inp, "output_tokens": outp,
-                        "total_tokens": sum((r["input_tokens"] or 0) + (r["output_tokens"] or 0) for r in rows),
-                        "cost_usd": sql_sum(r["cost_usd"] for r in rows),
+                        # The contract: over the rows that report either part, a null part counting 0; null if none.
+                        "total_tokens": sql_sum((r["input_tokens"] or 0) + (r["output_tokens"] or 0) for r in reported),
+                        "cost_usd": money_sum(money(r["cost_usd"]) for r in rows),
                         "duration_ms": sql_sum(r["duration_ms"] for r in rows)})
         return out
 
@@ -673,8 +754,8 @@ class Reference:
                         "cancelled": count("cancelled"), "running": len(running) - stale, "stale": stale,
                         "success_rate": ratio(count("success"), finished),
                         "p50_duration_ms": quantile_cont(durations, 0.5), "p95_duration_ms": quantile_cont(durations, 0.95),
-                        # Choice: sums as SQL has them: null for an agent-day whose runs all lack a cost (still running).
-                        "cost_usd": sql_sum(r["cost_usd"] for r in rows),
+                        # RULES['sums']: null for an agent-day whose runs all lack a cost (still running).
+                        "cost_usd": money_sum(money(r["cost_usd"]) for r in rows),
                         "input_tokens": sql_sum(r["input_tokens"] for r in rows),
                         "output_tokens": sql_sum(r["output_tokens"] for r in rows)})
         return out
@@ -693,12 +774,12 @@ class Reference:
         for m in self.src.cognova["conversation_messages"]:
             bump(m["created_at"], "messages")
             if (day := self._utc_day(m["created_at"])) is not None:
-                rows[day]["chat_cost_usd"].append(m["cost_usd"])
+                rows[day]["chat_cost_usd"].append(money(m["cost_usd"]))
         for t in self.src.cognova["tasks"]:
             bump(t["created_at"], "tasks_created")  # Choice: soft-deleted tasks were still created.
             bump(t["completed_at"], "tasks_completed")
         for r in self.src.cognova["reminders"]:
-            # Choice: remind_at is a schedule, not an event: the future rule does not apply to it.
+            # metrics.md 'Resolved details': remind_at is a schedule, not an event: the future rule does not apply.
             day = r["remind_at"].astimezone(UTC).date()
             if self.first_day <= day <= self.last_day:
                 rows[day]["reminders_due"] += 1
@@ -708,8 +789,8 @@ class Reference:
             if h["blocked"]:
                 bump(h["created_at"], "blocked_hook_events")
         for r in rows.values():
-            # Choice: a day without priced messages cost nothing (0, like the counts beside it), not null.
-            r["chat_cost_usd"] = float(sum(c for c in r["chat_cost_usd"] if c is not None))
+            # RULES['sums']: money is measured: null on a day no message reported a cost (the counts beside it are 0).
+            r["chat_cost_usd"] = money_sum(r["chat_cost_usd"])
         return list(rows.values())
 
     # ---- the app's running counters (metrics.md 'Overrides': the app's analytics tables are the app's) ----
@@ -823,8 +904,9 @@ def quality_counts(sources: Sources, as_of_time: dt.datetime) -> dict[str, int]:
     """The data-quality counts, over every operational row (future and duplicate rows included)."""
     cheeko = sources.cheeko
     cutoff = as_of_time.astimezone(UTC) + FUTURE_GRACE
+    # RULES['mac']: the check counts the event tables, device_token_usage and ai_device.
     mac_tables = ("ai_agent_chat_history", "analytics_game_attempts", "analytics_media_playback", "rfid_scan_log",
-                  "device_token_usage", "analytics_game_sessions")
+                  "device_token_usage", "analytics_game_sessions", "ai_device")
     future = 0
     for table in EVENT_TIMES:
         future += sum(1 for r in cheeko[table] if (at := event_time(table, r)) is not None and at > cutoff)
@@ -839,8 +921,9 @@ def quality_counts(sources: Sources, as_of_time: dt.datetime) -> dict[str, int]:
         "timezone_unknown": sum(1 for t in ("kid_profile", "parent_profile") for r in cheeko[t] if zone_is_unknown(r["timezone"])),
         "future_timestamps": future,
         "duplicate_events": duplicates,
-        "token_totals_mismatch": sum(1 for r in cheeko["device_token_usage"]
-                                     if r["total_tokens"] != (r["input_tokens"] or 0) + (r["output_tokens"] or 0)),
+        # RULES['stored_values']: a null total reported nothing and never disagrees; a null part counts 0.
+        "token_totals_mismatch": sum(1 for r in cheeko["device_token_usage"] if r["total_tokens"] is not None
+                                     and r["total_tokens"] != (r["input_tokens"] or 0) + (r["output_tokens"] or 0)),
         "session_duration_disagree": disagree,
         "app_counter_drift": drifting,
     }

@@ -456,21 +456,30 @@ def test_memory_files_are_multi_section_markdown(clean):
 BAD_ZONES = ["Asia/Bangalore", "IST+5:30", "Mars/Olympus_Mons", "America/NewYork", "GMT+530"]
 CANONICAL = "'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$'"
 NORMALISABLE = "'^[0-9a-f]{12}$'"
+EVENT_MAC_TABLES = (("ai_agent_chat_history", "mac_address"), ("analytics_media_playback", "mac_address"),
+                    ("rfid_scan_log", "mac_address"), ("device_token_usage", "mac_address"), ("device_memories", "mac_id"),
+                    ("analytics_game_sessions", "mac_address"), ("analytics_game_attempts", "mac_address"))
 
 
-def _mac_faults(url: str, table: str, column: str = "mac_address") -> tuple[int, int]:
-    """(respelled, invalid) rows: not canonical but normalisable, and not normalisable at all."""
+def _mac_faults(url: str, table: str, column: str = "mac_address") -> tuple[int, int, int]:
+    """(respelled, invalid, padded) rows: not canonical but normalisable without trimming, not normalisable at all,
+    and the canonical form with surrounding whitespace."""
     normalised = f"regexp_replace(lower({column}), '[^0-9a-z]', '', 'g')"
+    padded = f"({column} <> btrim({column}, E' \\t\\n') AND btrim({column}, E' \\t\\n') ~ {CANONICAL})"
     return tuple(query(url, f"""SELECT count(*) FILTER (WHERE {column} !~ {CANONICAL} AND {normalised} ~ {NORMALISABLE}
                                                              AND length({column}) IN (12, 17)),
-                                       count(*) FILTER (WHERE NOT ({normalised} ~ {NORMALISABLE} AND length({column}) IN (12, 17)))
+                                       count(*) FILTER (WHERE NOT {padded} AND NOT ({normalised} ~ {NORMALISABLE}
+                                                                                     AND length({column}) IN (12, 17))),
+                                       count(*) FILTER (WHERE {padded})
                                 FROM {table}""")[0])
 
 
 def test_messy_plants_every_fault_exactly_as_counted(messy):
     pair, result, _ = messy
     url, faults = pair.cheeko, result.faults
-    for name in ("mac_respelled", "mac_invalid", "timezone_unknown", "token_total_mismatch", "session_duration_mismatch",
+    for name in ("mac_respelled", "mac_whitespace", "mac_invalid", "device_respelled", "device_mac_invalid",
+                 "timezone_unknown", "timezone_blank", "timezone_padded", "token_total_mismatch", "token_total_null", "token_null_parts",
+                 "session_duration_mismatch", "message_cost_null",
                  "duplicate_analytics_game_attempts", "duplicate_analytics_media_playback", "duplicate_rfid_scan_log",
                  "duplicate_ai_agent_chat_history", "future_ai_agent_chat_history", "future_analytics_game_attempts",
                  "future_analytics_game_sessions", "future_analytics_media_playback", "future_rfid_scan_log",
@@ -478,18 +487,49 @@ def test_messy_plants_every_fault_exactly_as_counted(messy):
                  "app_counter_drift"):
         assert faults.get(name, 0) > 0, name
     assert "session_total_mismatch" not in faults
-    respelled = invalid = 0
-    for table, column in (("ai_agent_chat_history", "mac_address"), ("analytics_media_playback", "mac_address"),
-                          ("rfid_scan_log", "mac_address"), ("device_token_usage", "mac_address"),
-                          ("device_memories", "mac_id"), ("analytics_game_sessions", "mac_address"),
-                          ("analytics_game_attempts", "mac_address")):
-        r, i = _mac_faults(url, table, column)
-        respelled, invalid = respelled + r, invalid + i
-    # Duplicated rows repeat a respelled or invalid row never (faults are disjoint), so counts add up exactly.
+    respelled = invalid = padded = 0
+    for table, column in EVENT_MAC_TABLES:
+        r, i, p = _mac_faults(url, table, column)
+        respelled, invalid, padded = respelled + r, invalid + i, padded + p
+    # Duplicated rows repeat a respelled, padded or invalid row never (faults are disjoint), so counts add up exactly.
     assert (respelled, invalid) == (faults["mac_respelled"], faults["mac_invalid"])
+    # ai_device: padded rows, the second rows of respelled devices, and rows no MAC rule can save.
+    device_respelled, device_invalid, device_padded = _mac_faults(url, "ai_device")
+    assert (device_respelled, device_invalid) == (faults["device_respelled"], faults["device_mac_invalid"])
+    assert padded + device_padded == faults["mac_whitespace"] and padded > 0 and device_padded > 0
+    # Padding has spaces, tabs and newlines.
+    assert scalar(url, "SELECT count(*) FROM ai_agent_chat_history WHERE mac_address ~ E'[\\t\\n]'") \
+        + scalar(url, "SELECT count(*) FROM ai_device WHERE mac_address ~ E'[\\t\\n]'") > 0
+    # A respelled device: another spelling of a device's MAC, created and updated later, with another family's kid
+    # and owner; the original row (the one the app, memory files and events use) keeps the canonical spelling.
+    assert scalar(url, f"""SELECT count(*) FROM ai_device d JOIN ai_device o
+                              ON o.mac_address ~ {CANONICAL} AND d.mac_address !~ {CANONICAL}
+                             AND regexp_replace(lower(d.mac_address), '[:-]', '', 'g') = replace(o.mac_address, ':', '')
+                           WHERE d.create_date > o.create_date AND d.update_date > o.update_date
+                             AND d.kid_id IS NOT NULL AND d.kid_id IS DISTINCT FROM o.kid_id
+                             AND d.user_id IS DISTINCT FROM o.user_id""") == faults["device_respelled"]
+    # Rows with an invalid MAC are created inside the data's window (a new device the metrics must not count).
+    first = dt.datetime.combine(END - dt.timedelta(days=20), dt.time(0), dt.UTC)
+    assert scalar(url, f"""SELECT count(*) FROM ai_device WHERE NOT (btrim(mac_address, E' \\t\\n') ~ {CANONICAL}
+                              OR regexp_replace(lower(mac_address), '[:-]', '', 'g') ~ {NORMALISABLE}) AND create_date >= %s""",
+                  (first,)) == faults["device_mac_invalid"]
     zones = scalar(url, "SELECT (SELECT count(*) FROM parent_profile WHERE timezone = ANY(%(z)s)) "
                         "+ (SELECT count(*) FROM kid_profile WHERE timezone = ANY(%(z)s))", {"z": BAD_ZONES})
     assert zones == faults["timezone_unknown"]
+    blank = "btrim(timezone) = ''"
+    assert scalar(url, f"SELECT (SELECT count(*) FROM parent_profile WHERE {blank}) "
+                       f"+ (SELECT count(*) FROM kid_profile WHERE {blank})") == faults["timezone_blank"]
+    assert {z for (z,) in query(url, f"SELECT timezone FROM kid_profile WHERE {blank} UNION SELECT timezone FROM parent_profile "
+                                     f"WHERE {blank}")} == {"", "   "}
+    # A blank kid zone is planted where the owner's zone applies instead: the kid has a device, the owner a real zone.
+    blank_kids = query(url, f"""SELECT p.timezone, EXISTS (SELECT 1 FROM ai_device d WHERE d.kid_id = k.id)
+                               FROM kid_profile k LEFT JOIN parent_profile p ON p.user_id = k.user_id
+                               WHERE btrim(k.timezone) = ''""")
+    assert blank_kids and all(zone in zoneinfo.available_timezones() and has_device for zone, has_device in blank_kids)
+    padded = "timezone <> btrim(timezone, E' \\t\\n') AND btrim(timezone, E' \\t\\n') = ANY(%(z)s)"
+    assert scalar(url, f"SELECT (SELECT count(*) FROM parent_profile WHERE {padded}) "
+                       f"+ (SELECT count(*) FROM kid_profile WHERE {padded})",
+                  {"z": sorted(zoneinfo.available_timezones())}) == faults["timezone_padded"]
     natural_keys = {
         "analytics_game_attempts": "session_id, attempt_number, attempt_time, question_text",
         "analytics_media_playback": "mac_address, content_id, event_type, created_at",
@@ -511,15 +551,32 @@ def test_messy_plants_every_fault_exactly_as_counted(messy):
                           WHERE (s.started_at > %(t)s) <> (a.created_at > %(t)s)
                              OR (s.started_at > %(t)s) <> (coalesce(a.attempt_time, a.answered_at, a.created_at) > %(t)s)""",
                   {"t": after}) == 0
-    assert scalar(url, "SELECT count(*) FROM device_token_usage WHERE total_tokens <> input_tokens + output_tokens") \
+    # Stored token totals: a mismatch is a non-null total other than input + output, a null part counting 0
+    # (metrics.md "Resolved details"); null totals and null parts are planted apart and never mismatch.
+    assert scalar(url, "SELECT count(*) FROM device_token_usage "
+                       "WHERE total_tokens <> coalesce(input_tokens, 0) + coalesce(output_tokens, 0)") \
+        == scalar(url, "SELECT count(*) FROM device_token_usage WHERE total_tokens <> input_tokens + output_tokens") \
         == faults["token_total_mismatch"]
+    assert scalar(url, "SELECT count(*) FROM device_token_usage WHERE total_tokens IS NULL "
+                       "AND input_tokens IS NOT NULL AND output_tokens IS NOT NULL") == faults["token_total_null"]
+    parts = dict(query(url, "SELECT (input_tokens IS NULL)::int + 2 * (output_tokens IS NULL)::int, count(*) "
+                            "FROM device_token_usage WHERE input_tokens IS NULL OR output_tokens IS NULL GROUP BY 1"))
+    assert sum(parts.values()) == faults["token_null_parts"] and set(parts) == {1, 2, 3}  # input, output, both
     # Stored durations more than a second off ended_at - started_at: exactly the planted ones, each 5 to 600 s off.
     off = query(url, """SELECT abs(extract(epoch FROM ended_at - started_at) - duration_seconds) FROM analytics_game_sessions
                         WHERE abs(extract(epoch FROM ended_at - started_at) - duration_seconds) > 1""")
     assert len(off) == faults["session_duration_mismatch"] and all(4 < x < 601 for (x,) in off)
+    # Ended sessions that stored no duration (an older app) come with clean data and stay.
+    assert scalar(url, "SELECT count(*) FROM analytics_game_sessions WHERE ended_at IS NOT NULL AND duration_seconds IS NULL") > 0
+    # Cognova: assistant messages without a cost, and exactly one UTC day with messages but no priced one.
+    assert scalar(pair.cognova, "SELECT count(*) FROM conversation_messages WHERE role = 'assistant' AND cost_usd IS NULL") \
+        == faults["message_cost_null"]
+    unpriced_days = scalar(pair.cognova, """SELECT count(*) FROM (SELECT (created_at AT TIME ZONE 'UTC')::date FROM conversation_messages
+                                            GROUP BY 1 HAVING count(cost_usd) = 0) d""")
+    assert unpriced_days == faults["message_cost_null_day"] == 1
     # The app's own tables are the app's: computed before any fault, so never damaged.
     for table in ("analytics_streaks", "analytics_user_progress"):
-        assert _mac_faults(url, table) == (0, 0), table
+        assert _mac_faults(url, table) == (0, 0, 0), table
     sizes = dict(query(url, "SELECT CASE WHEN content = '' THEN 'empty' WHEN btrim(content, E' \\t\\n') = '' THEN 'blank' "
                             "WHEN length(content) > 2000000 THEN 'huge' WHEN strpos(content, repeat('x', 100000)) > 0 THEN 'long_line' ELSE 'other' END, "
                             "count(*) FROM device_memories WHERE file_type = 'scratch' GROUP BY 1"))

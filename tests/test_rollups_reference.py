@@ -7,10 +7,13 @@ mart and ``rollups.publish`` fills the pipeline's three tables in Cheeko's
 count must equal what plain Python computes from the operational rows, and
 the app's own progress tables must come out of a run byte for byte as they
 went in. A second, hand-made dataset pins the rules a generated fleet rarely
-reaches (open sessions, stale runs, the as-of cut-off, respelled and invalid
-MACs, unknown zones, event times falling back, sessions that are not games,
-the app's counters) and checks the reference itself against numbers worked
-out by hand (the ``by_hand`` tests, which need no warehouse).
+reaches (open sessions, stale runs, the as-of cut-off, respelled, padded and
+invalid MACs, a device registered twice, unknown, blank and padded zones,
+event times falling back, sessions that are not games, null stored values and
+sums over nothing, money rounded once per row, the app's counters) and checks
+the reference itself against numbers worked out by hand (the ``by_hand``
+tests, which need no warehouse). Money (``MONEY``) compares exactly, as
+Decimals of 8 places.
 """
 
 from __future__ import annotations
@@ -46,19 +49,32 @@ CHECKS = ("mac_unnormalisable", "timezone_unknown", "future_timestamps", "duplic
           "session_duration_disagree", "app_counter_drift")
 # The app's own tables: the warehouse reads them and never writes them (metrics.md, "Overrides").
 APP_TABLES = ("analytics_streaks", "analytics_user_progress", "kid_learning_progress")
-# The generator's planted faults (pipelines/generator/messy.py) each check must count at the data's horizon.
-PLANTED = {"mac_unnormalisable": ("mac_invalid",), "timezone_unknown": ("timezone_unknown",),
+# The generator's planted faults (pipelines/generator/messy.py) each check must count at the data's horizon. The
+# other faults of metrics.md's "Resolved details" (mac_whitespace, device_respelled, timezone_blank, timezone_padded,
+# token_total_null, token_null_parts, message_cost_null) must count in no check: a padded MAC or zone is valid, a
+# second spelling is the same device, a blank zone is unset, a null stored value never disagrees. An ai_device row
+# whose MAC is invalid (device_mac_invalid) counts as unnormalisable (RULES['mac']).
+PLANTED = {"mac_unnormalisable": ("mac_invalid", "device_mac_invalid"), "timezone_unknown": ("timezone_unknown",),
            "future_timestamps": ("future_",), "duplicate_events": ("duplicate_",),
            "token_totals_mismatch": ("token_total_mismatch",), "session_duration_disagree": ("session_duration_mismatch",)}
+
+
+# Money columns (RULES['money']): DECIMAL(18, 8) US dollars, compared exactly.
+MONEY = frozenset({"est_cost_usd", "cost_usd", "chat_cost_usd"})
+CENT_MILLIONTHS = Decimal("0.00000001").as_tuple().exponent
 
 
 # -- comparing rows --------------------------------------------------------------------------------
 
 
-def same(expected, actual) -> bool:
-    """Equal values: floats within 1e-9, Decimals and integers exactly, UUIDs by their text."""
+def same(expected, actual, *, exact: bool = False) -> bool:
+    """Equal values: floats within 1e-9, Decimals and integers exactly, UUIDs by their text. With ``exact`` (money),
+    both must be Decimals of 8 decimal places and equal: no float tolerance, no float at all."""
     if expected is None or actual is None:
         return expected is None and actual is None
+    if exact:
+        return (isinstance(expected, Decimal) and isinstance(actual, Decimal) and expected == actual
+                and actual.as_tuple().exponent == CENT_MILLIONTHS)
     if isinstance(expected, uuid.UUID) or isinstance(actual, uuid.UUID):
         return str(expected) == str(actual)
     if isinstance(expected, bool) or isinstance(actual, bool):
@@ -100,7 +116,7 @@ def differences(expected: list[dict], actual: list[dict], key: tuple[str, ...], 
         for c in columns:
             if c not in act[k]:
                 out.append(f"{k}: column {c} missing")
-            elif not same(exp[k][c], act[k][c]):
+            elif not same(exp[k][c], act[k][c], exact=c in MONEY):
                 out.append(f"{k}: {c} expected {exp[k][c]!r}, got {act[k][c]!r}")
     return out
 
@@ -281,6 +297,20 @@ def test_the_fleet_reaches_the_rules(fleet):
     assert quality_counts(fleet.sources, AS_OF)["future_timestamps"] > planted_future
     assert all(fleet.faults.get(k, 0) > 0 for k in ("mac_invalid", "mac_respelled", "timezone_unknown",
                                                   "token_total_mismatch", "session_duration_mismatch"))
+    # metrics.md "Resolved details", each reached: padded MACs, devices registered twice and rows that are no device,
+    # blank and padded zones, null stored totals and parts, messages without a cost.
+    assert all(fleet.faults.get(k, 0) > 0 for k in ("mac_whitespace", "device_respelled", "device_mac_invalid",
+                                                  "timezone_blank", "timezone_padded", "token_total_null",
+                                                  "token_null_parts",
+                                                  "message_cost_null", "message_cost_null_day"))
+    rows = fleet.sources.cheeko["ai_device"]
+    created_in_range = sum(1 for r in rows if r["create_date"] is not None and FIRST <= r["create_date"].date() <= END)
+    assert 0 < sum(r["new_devices"] for r in fleet.expected["fleet_daily"]) < created_in_range  # devices, not rows
+    assert any(r["est_cost_usd"] is None for r in fleet.expected["token_usage_daily"])  # a day that reported no tokens
+    assert any(r["chat_cost_usd"] is None and r["messages"] > 0 for r in fleet.expected["cognova_activity_daily"])
+    money = [r[c] for m, c in (("token_usage_daily", "est_cost_usd"), ("cognova_cost_daily", "cost_usd"),
+                               ("cognova_activity_daily", "chat_cost_usd")) for r in fleet.expected[m]]
+    assert money and all(v is None or isinstance(v, Decimal) for v in money)
 
 
 @pytest.mark.parametrize("table", list(PUBLISHED))
@@ -326,16 +356,24 @@ def test_a_second_publish_changes_no_row(fleet_published):
 
 # -- a hand-made dataset ---------------------------------------------------------------------------------
 # Every rule at least once, on rows small enough to work out by hand. Local days: D1 is a Kolkata kid's,
-# D2 has no kid and a New York owner (the data crosses the 8 March DST change), D3's kid has an unknown
-# zone (UTC), D4's kid has no zone (its Berlin owner's), ...05 has no ai_device row (UTC), D6's kid has no
-# kid_profile row and the device no owner (UTC).
+# D2's kid has a blank zone ('   ': unset), so its New York owner's applies (the data crosses the 8 March DST
+# change), D3's kid has an unknown zone (UTC), D4 was registered again on the 9th as "AA-BB-CC-00-00-04" by
+# another family (owner 3, whose zone is ''), and that later row wins: kid 14, zone ' Europe/Paris\t' trimmed
+# (the same offsets as its first family's Berlin), agent A1; ...05 has no ai_device row (UTC), D6 (spelled with
+# a space and a tab) has two rows updated at the same instant, the greater id winning: its kid 99 has no
+# kid_profile row and the device no owner (UTC). An ai_device row whose MAC cannot be normalised was created on
+# the 9th: no device.
 
 SMALL_AS_OF = dt.datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 SMALL_FIRST, SMALL_LAST = dt.date(2026, 3, 8), dt.date(2026, 3, 10)  # activity on 7 March lies before the range
-TEST_PRICES = {"version": "test", "default": (0.5, 1.5), "models": {"gpt-4o-mini": (0.15, 0.6)}}
+# Exact decimals; the default's input price has a third decimal, so a cost can fall halfway between two
+# 8-place amounts (rounded half away from zero, once per row).
+TEST_PRICES = {"version": "test", "default": (Decimal("0.125"), Decimal("1.5")),
+               "models": {"gpt-4o-mini": (Decimal("0.15"), Decimal("0.6"))}}
 M1, M2, A1, A2 = (f"00000000-0000-0000-0000-0000000000{s}" for s in ("a1", "a2", "b1", "b2"))
 X1, C1 = "00000000-0000-0000-0000-0000000000c1", "00000000-0000-0000-0000-0000000000d1"
 D1, D2, D3, D4, D5, D6 = (f"aa:bb:cc:00:00:0{i}" for i in range(1, 7))
+E1, E2 = "00000000-0000-0000-0000-0000000000e1", "00000000-0000-0000-0000-0000000000e2"  # D6's two rows
 NOBODY = "aa:bb:cc:00:00:09"  # the app keeps counters for it; the warehouse saw nothing of it
 GS7 = dt.datetime(2026, 3, 7, 20, 0, tzinfo=UTC)  # gs7's start: Kolkata 01:30 on the 8th
 
@@ -383,9 +421,10 @@ def _gs7_attempts() -> list[dict]:
             *[one(n, 10 * n, f"{n}+{n}", n <= 13) for n in range(6, 23)]]
 
 
-def _usage(mac: str, day: str, inp: int, out: int, total: int, ttft: str | None, messages: int) -> dict:
+def _usage(mac: str, day: str, inp: int | None, out: int | None, total: int | None, ttft: str | None, messages: int) -> dict:
     return {"mac_address": mac, "usage_date": dt.date.fromisoformat(day), "input_tokens": inp, "output_tokens": out,
-            "total_tokens": total, "input_audio_tokens": inp // 2, "input_text_tokens": inp - inp // 2,
+            "total_tokens": total, "input_audio_tokens": None if inp is None else inp // 2,
+            "input_text_tokens": None if inp is None else inp - inp // 2,
             "input_cached_tokens": 0, "output_audio_tokens": out, "output_text_tokens": 0,
             "avg_ttft_seconds": None if ttft is None else Decimal(ttft), "message_count": messages, "session_count": 1,
             "session_duration_seconds": Decimal("100.500"), "total_response_duration_seconds": Decimal("20.250")}
@@ -401,21 +440,33 @@ def _progress(mac: str, kid: int | None, updated: str, games, correct, wrong, cu
 
 def fill_small(cheeko: str, cognova: str) -> None:
     insert(cheeko, "sys_user", [{"id": 1, "username": "p1", "created_at": at("2026-03-08 10:00")},
-                                {"id": 2, "username": "p2", "created_at": at("2026-01-01 00:00")}])
-    insert(cheeko, "parent_profile", [{"user_id": 1, "timezone": "America/New_York"}, {"user_id": 2, "timezone": "Europe/Berlin"}])
+                                {"id": 2, "username": "p2", "created_at": at("2026-01-01 00:00")},
+                                {"id": 3, "username": "p3", "created_at": at("2026-01-15 00:00")}])
+    insert(cheeko, "parent_profile", [{"user_id": 1, "timezone": "America/New_York"}, {"user_id": 2, "timezone": "Europe/Berlin"},
+                                      {"user_id": 3, "timezone": ""}])  # blank: unset, not unknown
     insert(cheeko, "kid_profile", [{"id": 11, "user_id": 1, "name": "k11", "timezone": "Asia/Kolkata"},
                                    {"id": 12, "user_id": 1, "name": "k12", "timezone": "Mars/Olympus_Mons"},
-                                   {"id": 13, "user_id": 2, "name": "k13", "timezone": None}])
+                                   {"id": 13, "user_id": 2, "name": "k13", "timezone": None},
+                                   {"id": 14, "user_id": 3, "name": "k14", "timezone": " Europe/Paris\t"},  # trimmed: set
+                                   {"id": 15, "user_id": 1, "name": "k15", "timezone": "   "}])  # blank: the owner's
     insert(cheeko, "ai_model_config", [{"id": M1, "model_type": "LLM", "model_code": "gpt-4o-mini", "model_name": "m1"},
                                        {"id": M2, "model_type": "LLM", "model_code": "mystery-model", "model_name": "m2"}])
     insert(cheeko, "ai_agent", [{"id": A1, "user_id": 1, "agent_name": "a1", "llm_model_id": M1},
                                 {"id": A2, "user_id": 1, "agent_name": "a2", "llm_model_id": M2}])
+    device = lambda mac, user, kid, agent, created, updated=None, **extra: {  # noqa: E731
+        "mac_address": mac, "user_id": user, "kid_id": kid, "agent_id": agent, "create_date": at(created),
+        "update_date": at(updated or created), **extra}
     insert(cheeko, "ai_device", [
-        {"mac_address": "AA:BB:CC:00:00:01", "user_id": 1, "kid_id": 11, "agent_id": A1, "create_date": at("2026-03-07 05:00")},
-        {"mac_address": D2, "user_id": 1, "kid_id": None, "agent_id": None, "create_date": at("2026-03-08 09:00")},
-        {"mac_address": "aa-bb-cc-00-00-03", "user_id": 1, "kid_id": 12, "agent_id": A2, "create_date": at("2026-02-01 00:00")},
-        {"mac_address": D4, "user_id": 2, "kid_id": 13, "agent_id": None, "create_date": at("2026-02-01 00:00")},
-        {"mac_address": D6, "user_id": None, "kid_id": 99, "agent_id": None, "create_date": at("2026-02-01 00:00")},
+        device("AA:BB:CC:00:00:01", 1, 11, A1, "2026-03-07 05:00"),
+        device(D2, 1, 15, None, "2026-03-08 09:00"),
+        device("aa-bb-cc-00-00-03", 1, 12, A2, "2026-02-01 00:00"),
+        device(D4, 2, 13, None, "2026-02-01 00:00"),
+        # D6 registered twice at the same instant (a double submit): the greater id is the later row, and wins.
+        device(" aa:bb:cc:00:00:06\t", None, 99, None, "2026-02-01 00:00", id=E2),
+        device("AABBCC000006", None, 98, None, "2026-02-01 00:00", id=E1),
+        # D4 registered again by another family on the 9th: new on 1 February still; kid, owner and agent from here.
+        device("AA-BB-CC-00-00-04", 3, 14, A1, "2026-03-09 09:00", "2026-03-09 09:30"),
+        device("aa:bb:cc:00:00", 2, 13, None, "2026-03-09 08:00"),  # five octets: no device, not new
     ])
     chat = lambda mac, session, kind, when: {"mac_address": mac, "session_id": session, "chat_type": kind, "created_at": at(when)}  # noqa: E731
     insert(cheeko, "ai_agent_chat_history", [
@@ -441,7 +492,7 @@ def fill_small(cheeko: str, cognova: str) -> None:
     ])
     insert(cheeko, "rfid_scan_log", [
         {"rfid_uid": "U1", "mac_address": D2, "created_at": at("2026-03-10 03:30")},  # 23:30 EDT on the 9th
-        {"rfid_uid": "U2", "mac_address": D5, "created_at": at("2026-03-10 00:30")},
+        {"rfid_uid": "U2", "mac_address": "\taa:bb:cc:00:00:05 ", "created_at": at("2026-03-10 00:30")},  # padded: D5
         {"rfid_uid": "U2", "mac_address": D5, "created_at": at("2026-03-17 00:00")},  # future
         {"rfid_uid": "U3", "mac_address": D3, "created_at": at("2026-03-09 01:00")},  # UTC's 9th (its owner's New York says the 8th)
         {"rfid_uid": "U3", "mac_address": "AA:BB:CC:00:00:03", "created_at": at("2026-03-09 01:00")},  # the same scan, respelled
@@ -460,6 +511,7 @@ def fill_small(cheeko: str, cognova: str) -> None:
         _session("gs11", D4, "Story", "2026-03-10 10:00", "2026-03-10 10:10", 600, 3, "completed"),  # a game by a future attempt
         _session("gs12", D1, "Math", "2026-03-09 12:00", "2026-03-09 12:03", 180, 2, "completed", A1),  # Kolkata 17:30 on the 9th
         _session("gs13", D6, "Math", "2026-03-10 07:00", "2026-03-10 07:02", 120, 1, "completed"),
+        _session("gs14", D5, "Math", "2026-03-10 11:50", None, None, 0, "in_progress"),  # open: D5's only game that day
     ])
     insert(cheeko, "analytics_game_attempts", [
         _attempt("gs1", D3, "math_tutor", "addition", "1+1", 1, True, time=at("2026-03-09 10:01")),
@@ -502,6 +554,10 @@ def fill_small(cheeko: str, cognova: str) -> None:
         _usage(D1, "2026-02-28", 100, 100, 200, "1.000", 2),               # another month, before the range
         _usage(D4, "2026-03-11", 5, 5, 10, "1.000", 1),                    # after the last day
         _usage("bad", "2026-03-09", 1, 1, 2, "1.000", 1),                  # no device
+        _usage(D2, "2026-03-10", 201, 100, None, None, 3),                 # total not reported: never a mismatch
+        _usage("\tAA:BB:CC:00:00:02", "2026-03-10", 1, None, 1, None, 1),  # the same device and day; output null
+        _usage(D4, "2026-03-10", 40, 20, 60, None, 2),                     # priced by the later row's agent
+        _usage(D6, "2026-03-10", None, None, None, None, 1),               # reported no tokens: no cost
     ])
     # The app's own tables, as the app keeps them (the exact values they are checked against: see the test).
     insert(cheeko, "analytics_user_progress", [
@@ -550,7 +606,9 @@ def fill_small(cheeko: str, cognova: str) -> None:
     insert(cognova, "conversations", [{"id": C1, "session_id": "web_1", "started_at": at("2026-03-09 09:00")}])
     insert(cognova, "conversation_messages", [
         {"conversation_id": C1, "role": "user", "content": "hi", "cost_usd": None, "created_at": at("2026-03-09 09:00:10")},
-        {"conversation_id": C1, "role": "assistant", "content": "hello", "cost_usd": 0.1, "created_at": at("2026-03-09 09:00:20")},
+        # 0.3 as a real is 0.300000011920928955078125: 0.30000001 to 8 places.
+        {"conversation_id": C1, "role": "assistant", "content": "hello", "cost_usd": 0.3, "created_at": at("2026-03-09 09:00:20")},
+        {"conversation_id": C1, "role": "user", "content": "still there?", "cost_usd": None, "created_at": at("2026-03-10 08:00")},
     ])
     insert(cognova, "tasks", [
         {"title": "t1", "created_at": at("2026-03-08 10:00"), "completed_at": at("2026-03-10 09:00"), "status": "done"},
@@ -644,7 +702,7 @@ def test_by_hand_game_sessions(by_hand):
     _, ref = by_hand
     sessions = _by(ref["game_sessions"], "session_id")
     # gs5 is in the future, gs6 has an invalid MAC, gs8 is on Kolkata's 7th.
-    assert set(sessions) == {"gs1", "gs2", "gs3", "gs4", "gs7", "gs9", "gs10", "gs11", "gs12", "gs13"}
+    assert set(sessions) == {"gs1", "gs2", "gs3", "gs4", "gs7", "gs9", "gs10", "gs11", "gs12", "gs13", "gs14"}
     assert sessions["gs1"] == {  # the respelled repeat of "1+1" is dropped (the first row, right, is kept)
         "session_id": "gs1", "local_date": D9, "mac_address": D3, "kid_id": 12, "agent_id": uuid.UUID(A2),
         "mode_type": "Math", "is_game": True, "started_at": at("2026-03-09 10:00"), "ended_at": at("2026-03-09 10:05"),
@@ -659,16 +717,23 @@ def test_by_hand_game_sessions(by_hand):
     s = sessions["gs7"]  # stored 601 s against 600: not more than 1 s apart
     assert (s["local_date"], s["kid_id"], s["attempts"], s["correct"], s["duration_seconds"], s["duration_disagrees"]) == (
         D8, 11, 22, 11, 600.0, False)
-    s = sessions["gs9"]  # music is not a game; the attempt naming it has an invalid MAC
+    # Music is not a game; the attempt naming it has an invalid MAC. New York's 8th: D2's kid's zone is blank.
+    s = sessions["gs9"]
     assert (s["local_date"], s["kid_id"], s["mode_type"], s["is_game"], s["attempts"], s["duration_seconds"]) == (
-        D8, None, "Music", False, 0, 2400.0)
-    s = sessions["gs10"]  # a conversation with attempts is a game
-    assert (s["kid_id"], s["is_game"], s["attempts"], s["correct"], s["accuracy"], s["duration_seconds"]) == (13, True, 2, 1, 0.5, 1200.0)
+        D8, 15, "Music", False, 0, 2400.0)
+    # A conversation with attempts is a game. Its kid is the later registration's (14, not 13), its local day
+    # Paris's (the zone trimmed).
+    s = sessions["gs10"]
+    assert (s["local_date"], s["kid_id"], s["is_game"], s["attempts"], s["correct"], s["accuracy"], s["duration_seconds"]) == (
+        D10, 14, True, 2, 1, 0.5, 1200.0)
     assert (s["stored_duration_seconds"], s["duration_disagrees"], s["agent_id"]) == (None, False, None)
     s = sessions["gs11"]  # a story whose only attempt is still to come is a game already, with no attempts yet
     assert (s["is_game"], s["attempts"], s["accuracy"], s["duration_seconds"]) == (True, 0, None, 600.0)
     assert (sessions["gs12"]["local_date"], sessions["gs12"]["attempts"], sessions["gs12"]["correct"]) == (D9, 2, 1)
-    assert sessions["gs13"]["kid_id"] == 99  # the device's kid, profile or not
+    assert sessions["gs13"]["kid_id"] == 99  # the device's kid, profile or not (of D6's two rows, the greater id)
+    s = sessions["gs14"]  # open: no duration yet
+    assert (s["mac_address"], s["status"], s["is_game"], s["kid_id"], s["duration_seconds"], s["ended_at_effective"]) == (
+        D5, "open", True, None, None, None)
 
     daily = _by(ref["game_daily"], "local_date", "mac_address")
     row = lambda day, mac, n, done, attempts, correct, accuracy, seconds: {  # noqa: E731
@@ -681,6 +746,7 @@ def test_by_hand_game_sessions(by_hand):
         (D10, D3): row(D10, D3, 3, 0, 3, 2, 2 / 3, 120.0),  # open sessions count 0 seconds
         (D10, D4): row(D10, D4, 2, 2, 2, 1, 0.5, 1800.0),
         (D10, D6): row(D10, D6, 1, 1, 1, 1, 1.0, 120.0),
+        (D10, D5): row(D10, D5, 1, 0, 0, 0, None, None),  # its only game is open: no duration to sum (null, not 0)
     }  # (no (D8, D2): gs9 is not a game)
 
 
@@ -706,13 +772,14 @@ def test_by_hand_learning_progress(by_hand):
     assert (D8, 12, "math_tutor", "addition") not in learning
     plus = learning[(D10, 12, "math_tutor", "addition")]
     assert (plus["attempts"], plus["correct"], plus["mastery"], plus["last_practiced_at"]) == (3, 2, "needs_data", at("2026-03-09 10:03"))
-    assert learning[(D10, 13, "riddle_solver", "general")] == {  # the repeat dropped; created_at for the last
-        "as_of_date": D10, "kid_id": 13, "subject": "riddle_solver", "topic": "general", "attempts": 2, "correct": 1,
+    # D4's kid is its later registration's, 14 (not 13); the repeat dropped; created_at for the last.
+    assert learning[(D10, 14, "riddle_solver", "general")] == {
+        "as_of_date": D10, "kid_id": 14, "subject": "riddle_solver", "topic": "general", "attempts": 2, "correct": 1,
         "accuracy": 0.5, "recent_accuracy": 0.5, "mastery": "needs_data", "last_practiced_at": at("2026-03-10 08:10")}
     assert {k[1:] for k in learning if k[0] == D10} == {
         (11, "math_tutor", "addition"), (11, "riddle_solver", "general"), (12, "math_tutor", "addition"),
-        (12, "riddle_solver", "logic"), (12, "word_ladder", "rhyme"), (13, "riddle_solver", "general"),
-        (99, "math_tutor", "subtraction")}  # D2 (no kid) and ...05 (no device) are left out
+        (12, "riddle_solver", "logic"), (12, "word_ladder", "rhyme"), (14, "riddle_solver", "general"),
+        (99, "math_tutor", "subtraction")}  # D2 (no valid attempt) and ...05 (no device) are left out
 
 
 def test_by_hand_device_progress(by_hand):
@@ -724,6 +791,7 @@ def test_by_hand_device_progress(by_hand):
     assert p["last_active_at"] == at("2026-03-08 18:20")
     p = progress[(D10, D1)]
     assert (p["total_active_days"], p["user_turns"], p["game_sessions"], p["attempts"], p["correct"]) == (3, 2, 3, 25, 13)
+    assert p["listen_seconds"] is None  # no complete or pause event: nothing measured (null, not 0)
     assert p["last_active_at"] == at("2026-03-09 12:02")
     p = progress[(D8, D2)]  # the evening of the 7th counts for every D; the pause is New York's 8th
     assert (p["total_active_days"], p["user_turns"], p["game_sessions"], p["stories_completed"], p["listen_seconds"]) == (
@@ -740,6 +808,8 @@ def test_by_hand_device_progress(by_hand):
     assert (p["user_turns"], p["game_sessions"], p["attempts"], p["correct"], p["last_active_at"]) == (
         2, 2, 2, 1, at("2026-03-10 12:04"))
     assert (D9, D4) not in progress
+    p = progress[(D10, D5)]  # the padded scan is D5's; gs14 (open) is a game all the same
+    assert (p["total_active_days"], p["rfid_scans"], p["game_sessions"], p["attempts"], p["listen_seconds"]) == (1, 1, 1, 0, None)
 
 
 def test_by_hand_tokens_fleet_and_cognova(by_hand):
@@ -748,41 +818,79 @@ def test_by_hand_tokens_fleet_and_cognova(by_hand):
     t1 = tokens[(D9, D1)]
     assert (t1["input_tokens"], t1["output_tokens"], t1["total_tokens"], t1["llm_model"], t1["owner_user_id"]) == (
         1010, 505, 1515, "gpt-4o-mini", 1)
-    assert t1["avg_ttft_seconds"] == pytest.approx(0.9) and t1["est_cost_usd"] == pytest.approx((1010 * 0.15 + 505 * 0.6) / 1e6)
+    # Each row priced and rounded once: (1000 x 0.15 + 500 x 0.6) / 1e6 + (10 x 0.15 + 5 x 0.6) / 1e6.
+    assert t1["avg_ttft_seconds"] == pytest.approx(0.9) and t1["est_cost_usd"] == Decimal("0.00045450")
     assert t1["session_duration_seconds"] == Decimal("201.000") and t1["price_sheet_version"] == "test"
-    assert tokens[(D10, D3)]["llm_model"] == "default" and tokens[(D10, D3)]["est_cost_usd"] == pytest.approx(2.0)
+    # A model the sheet lacks pays the default: 1e6 x 0.125 + 1e6 x 1.5.
+    assert tokens[(D10, D3)]["llm_model"] == "default" and tokens[(D10, D3)]["est_cost_usd"] == Decimal("1.62500000")
     assert tokens[(D9, D2)]["avg_ttft_seconds"] is None and tokens[(D10, D5)]["owner_user_id"] is None
+    assert tokens[(D9, D2)]["est_cost_usd"] == Decimal("0.00008750") and tokens[(D10, D5)]["est_cost_usd"] == Decimal("0.00001625")
+    # D2 on the 10th: a row with no total (201 in, 100 out: 0.000175125, half away from zero 0.00017513) and a
+    # padded one with no output (1 in: 0.000000125, so 0.00000013), each rounded once: 0.00017526, where rounding
+    # the day's 202 and 100 tokens would give 0.00017525 (and half to even 0.00017524 per row).
+    t2 = tokens[(D10, D2)]
+    assert (t2["input_tokens"], t2["output_tokens"], t2["total_tokens"], t2["message_count"], t2["avg_ttft_seconds"]) == (
+        202, 100, 1, 4, None)
+    assert t2["est_cost_usd"] == Decimal("0.00017526") and t2["llm_model"] == "default"
+    # D4's later registration: its owner (3) and its agent's model (40 x 0.15 + 20 x 0.6).
+    t4 = tokens[(D10, D4)]
+    assert (t4["owner_user_id"], t4["llm_model"], t4["est_cost_usd"]) == (3, "gpt-4o-mini", Decimal("0.00001800"))
+    # D6 reported no tokens at all: every token sum and the cost are null; the messages still count.
+    t6 = tokens[(D10, D6)]
+    assert (t6["input_tokens"], t6["output_tokens"], t6["total_tokens"], t6["est_cost_usd"], t6["message_count"]) == (
+        None, None, None, None, 1)
+    assert all(isinstance(t["est_cost_usd"], Decimal) for t in tokens.values() if t["est_cost_usd"] is not None)
     assert not any(m == "bad" or d > D10 for d, m in tokens)
     monthly = _by(ref["token_usage_monthly"], "month", "owner_user_id")
-    assert set(monthly) == {(dt.date(2026, 2, 1), 1), (dt.date(2026, 3, 1), 1), (dt.date(2026, 3, 1), None)}
+    assert set(monthly) == {(dt.date(2026, 2, 1), 1), (dt.date(2026, 3, 1), 1), (dt.date(2026, 3, 1), None),
+                            (dt.date(2026, 3, 1), 3)}
     march = monthly[(dt.date(2026, 3, 1), 1)]
-    assert (march["devices"], march["total_tokens"], march["message_count"]) == (3, 1515 + 3100 + 150 + 2_000_000, 51)
+    assert (march["devices"], march["total_tokens"], march["message_count"]) == (3, 1515 + 3100 + 150 + 1 + 2_000_000, 55)
+    assert march["est_cost_usd"] == Decimal("0.00045450") + Decimal("0.00090000") + Decimal("0.00008750") \
+        + Decimal("0.00017526") + Decimal("1.62500000")
+    assert monthly[(dt.date(2026, 2, 1), 1)]["est_cost_usd"] == Decimal("0.00007500")  # 100 x 0.15 + 100 x 0.6
+    assert (monthly[(dt.date(2026, 3, 1), None)]["devices"], monthly[(dt.date(2026, 3, 1), 3)]["devices"]) == (2, 1)
 
     fleet = _by(ref["fleet_daily"], "day")
     assert [fleet[d]["active_devices"] for d in (D8, D9, D10)] == [2, 4, 5]
     assert (fleet[D8]["new_devices"], fleet[D8]["new_users"], fleet[D8]["user_turns"], fleet[D8]["stories_completed"]) == (1, 1, 3, 1)
+    # The 9th: D4's second registration is the same device (new in February) and the five-octet MAC no device.
+    assert (fleet[D9]["new_devices"], fleet[D10]["new_devices"]) == (0, 0)
     # Games by the UTC day they started: gs1 and gs12; gs6 (invalid MAC) and gs9 (music) are not counted.
     assert (fleet[D9]["game_sessions"], fleet[D9]["attempts"], fleet[D9]["accuracy"], fleet[D9]["songs_completed"],
             fleet[D9]["total_tokens"]) == (2, 5, 3 / 5, 1, 1665)
+    assert fleet[D9]["est_cost_usd"] == Decimal("0.00054200")
+    # The 10th: D2's total is its padded row's 1 (the other reported none), D4's 60, D6's nothing.
     assert (fleet[D10]["game_sessions"], fleet[D10]["attempts"], fleet[D10]["accuracy"], fleet[D10]["total_tokens"]) == (
-        6, 6, 4 / 6, 3100 + 2_000_000 + 20)
+        7, 6, 4 / 6, 3100 + 2_000_000 + 20 + 1 + 60)
+    assert fleet[D10]["est_cost_usd"] == Decimal("1.62610951")
     assert fleet[D10]["p50_ttft_seconds"] == pytest.approx(1.0) and fleet[D10]["p95_ttft_seconds"] == pytest.approx(1.18)
     assert fleet[D8]["avg_ttft_seconds"] is None and fleet[D8]["accuracy"] is None and fleet[D8]["game_sessions"] == 0
+    # The 8th: nobody reported tokens, so the measured sums are null, not 0.
+    assert (fleet[D8]["total_tokens"], fleet[D8]["est_cost_usd"]) == (None, None)
 
     runs = _by(ref["cognova_agent_runs_daily"], "day", "agent_id")
     r10 = runs[(D10, uuid.UUID(X1))]
     assert (r10["runs"], r10["success"], r10["error"], r10["running"], r10["stale"], r10["success_rate"]) == (4, 1, 1, 1, 1, 0.5)
-    assert (r10["p50_duration_ms"], r10["p95_duration_ms"], r10["cost_usd"], r10["input_tokens"]) == (2000.0, 2900.0, 0.75, 150)
+    assert (r10["p50_duration_ms"], r10["p95_duration_ms"], r10["cost_usd"], r10["input_tokens"]) == (
+        2000.0, 2900.0, Decimal("0.75000000"), 150)
     r9 = runs[(D9, uuid.UUID(X1))]
     assert (r9["runs"], r9["cancelled"], r9["success_rate"], r9["p95_duration_ms"], r9["agent_name"]) == (2, 1, 0.5, 2000.0, "Nightly digest")
+    assert r9["cost_usd"] == Decimal("0.12500000")  # the cancelled run reported no cost
     costs = _by(ref["cognova_cost_daily"], "day", "source")
     assert set(costs) == {(D9, "chat"), (D10, "agent")}  # memory extraction at 12:30 is in the future
     assert (costs[(D9, "chat")]["operations"], costs[(D9, "chat")]["total_tokens"], costs[(D9, "chat")]["duration_ms"]) == (2, 180, 500)
+    # 0.01 and 0.02 as reals are 0.00999999977... and 0.01999999955...: each rounds to its cent, the sum exact
+    # (as floats they would add up to 0.0299999993...).
+    assert costs[(D9, "chat")]["cost_usd"] == Decimal("0.03000000") and costs[(D10, "agent")]["cost_usd"] == Decimal("0.50000000")
     activity = _by(ref["cognova_activity_daily"], "day")
-    assert activity[D9] == {"day": D9, "conversations_started": 1, "messages": 2, "chat_cost_usd": pytest.approx(0.1),
+    assert activity[D9] == {"day": D9, "conversations_started": 1, "messages": 2, "chat_cost_usd": Decimal("0.30000001"),
                             "tasks_created": 1, "tasks_completed": 0, "reminders_due": 1, "reminders_notified": 1,
                             "hook_events": 1, "blocked_hook_events": 1}
     assert (activity[D10]["tasks_completed"], activity[D10]["reminders_due"], activity[D10]["reminders_notified"]) == (1, 1, 0)
+    # The 10th has a message but none reported a cost; the 8th has none: chat cost null both days, counts 0 or more.
+    assert (activity[D10]["messages"], activity[D10]["chat_cost_usd"]) == (1, None)
+    assert (activity[D8]["messages"], activity[D8]["chat_cost_usd"], activity[D8]["hook_events"]) == (0, None, 1)
 
 
 def _drift(mac: str, kid: int | None, compared: str, app: tuple, exact: tuple, drift: tuple, last: tuple, max_drift: int,
@@ -825,11 +933,13 @@ def test_by_hand_app_counter_drift(by_hand):
 def test_by_hand_quality_counts(by_hand):
     sources, _ = by_hand
     assert quality_counts(sources, SMALL_AS_OF) == {
-        "mac_unnormalisable": 5,  # a chat turn, a session, two attempts, a token row
-        "timezone_unknown": 1,
+        # A chat turn, a session, two attempts, a token row and ai_device's five-octet row (not the padded scan nor
+        # token row, which normalise).
+        "mac_unnormalisable": 6,
+        "timezone_unknown": 1,  # Mars; not '' nor '   ' (unset), nor ' Europe/Paris\t' (trimmed)
         "future_timestamps": 6,  # a chat turn, a scan, gs5 and three attempts (one by attempt_time 13:00)
         "duplicate_events": 5,  # a chat turn, a playback event, a scan (respelled) and two attempts
-        "token_totals_mismatch": 1,
+        "token_totals_mismatch": 1,  # D1 on the 10th; not a null total, nor 1 = 1 + null
         "session_duration_disagree": 2,  # gs1 (2 s) and gs6 (an invalid MAC still counts); not gs7 (1 s), gs8 (0.4 s)
         "app_counter_drift": 3,  # D2, D4 and the device the warehouse never saw
     }
@@ -840,8 +950,8 @@ def test_by_hand_published_rows(by_hand):
     published = published_rows(ref, D10)
     assert {r["mac_address"] for r in published["device_streaks"]} == {D1, D2, D3, D4, "aa:bb:cc:00:00:05", D6}
     assert {r["mac_address"] for r in published["device_progress"]} == {D1, D2, D3, D4, "aa:bb:cc:00:00:05", D6}
-    # Every kid, the one without a kid_profile row (99) included.
-    assert {r["kid_id"] for r in published["learning_progress"]} == {11, 12, 13, 99}
+    # Every kid, the one without a kid_profile row (99) included; D4's is its later registration's (14).
+    assert {r["kid_id"] for r in published["learning_progress"]} == {11, 12, 14, 99}
     for table, rows in published.items():
         assert all(r["as_of_date"] == D10 and list(r) == list(mart(table).columns) for r in rows), table
 

@@ -259,16 +259,22 @@ def _set_agent_last_runs(data: Dataset) -> None:
 
 
 def _inject_faults(data: Dataset, seed: int, pop: Population | None, end: dt.date) -> None:
-    """--messy: damage the new rows (and, for a fresh dataset, add hostile memory files)."""
+    """--messy: damage the new rows (and, for a fresh dataset, add hostile memory files and a day of Cognova
+    messages none of which reported a cost)."""
     rng = stream(seed, "messy", end.toordinal())
     cheeko = {t: f for (db, t), f in data.tables.items() if db == "cheeko"}
-    messy.inject(rng, cheeko, data.faults)
+    window = (epoch_seconds(data.start), epoch_seconds(data.end + dt.timedelta(days=1)))
+    messy.inject(rng, cheeko, data.faults, window=window)
     if pop is not None:
         with_kid = [str(m) for m, k in zip(pop.device_mac, pop.device_kid) if k >= 0]
         bad, counts = messy.bad_memory_files(rng, with_kid[:5], end)
         cheeko["device_memories"] = pl.concat([cheeko["device_memories"], bad])
         data.faults.update({k: data.faults.get(k, 0) + v for k, v in counts.items()})
     data.tables |= {("cheeko", t): f for t, f in cheeko.items()}
+    cognova_tables = {t: f for (db, t), f in data.tables.items() if db == "cognova"}
+    messy.inject_cognova(stream(seed, "messy-cognova", end.toordinal()), cognova_tables, data.faults,
+                         whole_day=pop is not None)
+    data.tables |= {("cognova", t): f for t, f in cognova_tables.items()}
 
 
 def build_append(meta: dict, k: int, progress=print) -> Dataset:

@@ -10,7 +10,7 @@ SELECT coalesce(a.name, r.agent_id::VARCHAR) AS agent_name,
            / nullif(count(*) FILTER (WHERE r.status IN ('success', 'error', 'budget_exceeded', 'cancelled')), 0)
            AS success_rate,
        -- money as the marts keep it (marts.RULES["money"]); null when no run reported a cost
-       CAST(sum(CAST(r.cost_usd AS DECIMAL(18, 8))) AS DECIMAL(18, 8)) AS cost_usd
+       CAST(sum(stored_money(r.cost_usd)) AS DECIMAL(18, 8)) AS cost_usd
 FROM raw_cognova.cron_agent_runs r LEFT JOIN raw_cognova.cron_agents a ON a.id = r.agent_id
 WHERE r.started_at >= $window_start AND r.started_at < $window_end
 GROUP BY ALL

@@ -1,5 +1,6 @@
--- priced_usage: Cheeko token rows with a valid MAC, their owner, and the prices of their device's LLM
--- from the price sheet, else its default (marts.RULES["prices"]). One place for the pricing rule.
+-- priced_usage: Cheeko token rows with a valid MAC, their owner, and their cost priced by their device's LLM in the
+-- price sheet, else its default (marts.RULES["prices"]): a DECIMAL(18, 8), rounded once per row (RULES["money"]);
+-- null when the row reports neither input nor output tokens. One place for the pricing rule.
 CREATE OR REPLACE TABLE staging.priced_usage AS
 WITH usage AS (
     SELECT normal_mac(mac_address) AS mac_address, * EXCLUDE (mac_address)
@@ -8,8 +9,11 @@ WITH usage AS (
 )
 SELECT u.*, d.owner_user_id,
        CASE WHEN p.model IS NOT NULL THEN p.model ELSE 'default' END AS llm_model,
-       (coalesce(u.input_tokens, 0) * coalesce(p.input_per_million, dp.input_per_million)
-        + coalesce(u.output_tokens, 0) * coalesce(p.output_per_million, dp.output_per_million)) / 1e6 AS est_cost_usd,
+       CASE WHEN u.input_tokens IS NOT NULL OR u.output_tokens IS NOT NULL
+            THEN CAST((coalesce(u.input_tokens, 0) * coalesce(p.input_per_million, dp.input_per_million)
+                       + coalesce(u.output_tokens, 0) * coalesce(p.output_per_million, dp.output_per_million))
+                      * 0.000001 AS DECIMAL(18, 8))
+       END AS est_cost_usd,
        dp.version AS price_sheet_version
 FROM usage u
 LEFT JOIN staging.devices d USING (mac_address)
