@@ -212,6 +212,25 @@ def test_day_by_day_runs_equal_one_backfill(make_databases, tmp_path, monkeypatc
         assert results["daily"][m], m
 
 
+def test_a_mart_built_by_an_older_definition_takes_the_new_columns_and_keeps_other_days(built, tmp_path):
+    """Money was DOUBLE and a column has gone since: the table is altered in place, the other days keep their rows."""
+    import shutil
+
+    _, path, _ = built
+    copy = tmp_path / "older.duckdb"
+    shutil.copyfile(path, copy)
+    with warehouse.connect(copy) as con:
+        before = con.execute("SELECT count(*) FROM marts.token_usage_daily WHERE usage_date < ?", [END]).fetchone()[0]
+        con.execute("ALTER TABLE marts.token_usage_daily ALTER est_cost_usd TYPE DOUBLE")
+        con.execute("ALTER TABLE marts.token_usage_daily ADD COLUMN retired_column VARCHAR")
+        rollups.build(con, ["token_usage_daily"], as_of_time=AS_OF, first_day=END, last_day=END)
+        types = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'marts' "
+                                 "AND table_name = 'token_usage_daily'").fetchall())
+        after = con.execute("SELECT count(*) FROM marts.token_usage_daily WHERE usage_date < ?", [END]).fetchone()[0]
+    assert types["est_cost_usd"] == "DECIMAL(18,8)" and "retired_column" not in types
+    assert after == before > 0
+
+
 def test_marts_on_a_warehouse_without_their_raw_tables_name_what_is_missing(tmp_path):
     with warehouse.connect(tmp_path / "w.duckdb") as con:
         con.execute("CREATE SCHEMA raw_cheeko; CREATE TABLE raw_cheeko.ai_device (id BIGINT)")
