@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pipelines import warehouse
 from pipelines.privacy import quote
+from pipelines.reports.render import plural_form
 from pipelines.warehouse import RAW_SCHEMAS
 
 LAYERS = (*RAW_SCHEMAS.values(), "marts")
@@ -40,15 +41,21 @@ def fleet_highlights(snapshot: Path) -> list[str]:
     first, mean, peak_day, peak, week_turns, week_tokens, week_cost = week
     accuracy_text = f"{accuracy:.0%} correct" if accuracy is not None else "no attempts"
     return [
-        f"{day}: {active} active devices ({new} new), {turns:,} user turns, {sessions} game sessions "
-        f"({accuracy_text}), {stories} stories and {songs} songs completed, {_usage(tokens, cost)}",
-        f"{first} .. {day}: {mean:.1f} active devices a day (peak {peak} on {peak_day}), {week_turns:,} user turns, "
-        f"{_usage(week_tokens, week_cost)}",
+        f"{day}: {counted(active, 'active device')} ({new} new), {counted(turns, 'user turn')}, "
+        f"{counted(sessions, 'game session')} ({accuracy_text}), {counted(stories, 'story', 'stories')} and "
+        f"{counted(songs, 'song')} completed, {_usage(tokens, cost)}",
+        f"{first} .. {day}: {mean:.1f} active devices a day (peak {peak} on {peak_day}), "
+        f"{counted(week_turns, 'user turn')}, {_usage(week_tokens, week_cost)}",
     ]
+
+
+def counted(n: int, one: str, other: str | None = None) -> str:
+    """``n`` and its noun in the right form: "1 story", "3 stories"."""
+    return f"{n:,} {one if plural_form('en', n) == 'one' else other or one + 's'}"
 
 
 def _usage(tokens: int | None, cost) -> str:
     """Tokens and their estimated cost; null sums mean no device reported tokens (marts.RULES["sums"])."""
     if tokens is None and cost is None:
         return "no token usage reported"
-    return f"{tokens or 0:,} tokens (${cost or 0:,.2f})"
+    return f"{counted(tokens or 0, 'token')} (${cost or 0:,.2f})"

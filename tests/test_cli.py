@@ -18,6 +18,7 @@ import pytest
 from conftest import running_ui
 from pipelines import cli, memory_sync, migrate, postgres, writes
 from pipelines.marts import MARTS
+from pipelines.summary import counted
 from pipelines import warehouse as warehouse_module
 from pipelines.settings import load, variables
 from pipelines.source_tables import source_tables
@@ -82,7 +83,7 @@ def test_demo_runs_from_nothing_and_again(home_env):
                                          "ORDER BY day DESC LIMIT 1").fetchone()
         names = [n for (n,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts'").fetchall()]
         marts = sum(con.execute(f"SELECT count(*) FROM marts.{n}").fetchone()[0] for n in names)
-    assert f"{day}: {active} active devices" in summary and f"{turns:,} user turns" in summary
+    assert f"{day}: {counted(active, 'active device')}" in summary and counted(turns, "user turn") in summary
     assert f"  {'marts':<22} {marts:>10,} rows in {len(names)} tables" in summary and len(names) == len(MARTS)
     assert "analyst snapshot" in summary and "warehouse ui" in summary
     cut = Path(home_env["WAREHOUSE_HOME"]) / "fleet.csv"
