@@ -29,7 +29,6 @@ from pipelines import warehouse, writes
 from pipelines.marts import DRIFT_COUNTERS, MARTS, mart
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-RAW_REFERENCE = re.compile(r"\braw_(?:cheeko|cognova)\.\w+")
 TABLE_REFERENCE = re.compile(r"\b(?:raw_cheeko|raw_cognova|staging|marts)\.\w+")
 TABLE_MACRO = re.compile(r"CREATE OR REPLACE MACRO (\w+)\([^)]*\) AS TABLE")
 PRICE_SHEET = Path(__file__).with_name("price_sheet.toml")
@@ -232,7 +231,7 @@ class MissingInputs(RuntimeError):
 def missing_inputs(con: duckdb.DuckDBPyConnection, names: list[str]) -> list[str]:
     """Raw tables that the staging SQL or the SQL of ``names`` reads and the warehouse does not hold."""
     files = [SQL_DIR / "staging" / f"{name}.sql" for name in STAGING] + [SQL_DIR / f"{name}.sql" for name in names]
-    needed = {match.group(0) for path in files for match in RAW_REFERENCE.finditer(path.read_text())}
+    needed = {name for path in files for name in references(path.read_text()) if name.startswith("raw_")}
     present = {f"{schema}.{table}" for schema, table in con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
     return sorted(needed - present)
