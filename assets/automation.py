@@ -20,7 +20,7 @@ from assets.resources import SourceDatabases
 from pipelines import embedding, memory_sync
 from pipelines import settings as settings_module
 
-DAILY_GROUPS = ("cheeko_raw", "cognova_raw", "rollups", "extracts")
+DAILY_GROUPS = ("cheeko_raw", "cognova_raw", "staging", "rollups", "extracts")
 # Runs that do not write the warehouse file, or publish the snapshot themselves, need no publishing after.
 NOT_WAREHOUSE_WRITES = {MEMORY_CHUNKS_KEY, EMAIL_REPORTS_KEY}
 # On every run `warehouse run` starts: it publishes after its last run itself.

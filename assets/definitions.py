@@ -15,10 +15,11 @@ from assets.memory import MEMORY_ASSETS
 from assets.raw import RAW_ASSETS
 from assets.reports import REPORT_ASSETS, email_reports_job, email_reports_schedule
 from assets.resources import EmbeddingModel, SourceDatabases, Warehouse
-from assets.rollups import ROLLUP_ASSETS
+from assets.rollups import ROLLUP_ASSETS, ROLLUP_CHECKS
 
 defs = dg.Definitions(
     assets=[*RAW_ASSETS, *ROLLUP_ASSETS, *MEMORY_ASSETS, *REPORT_ASSETS, *EXTRACT_ASSETS],
+    asset_checks=ROLLUP_CHECKS,
     jobs=[*AUTOMATION_JOBS, email_reports_job],
     schedules=[*AUTOMATION_SCHEDULES, email_reports_schedule],
     sensors=AUTOMATION_SENSORS,

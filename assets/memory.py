@@ -8,6 +8,11 @@ from assets.resources import EmbeddingModel, SourceDatabases
 from pipelines import memory_sync
 
 MEMORY_CHUNKS_KEY = dg.AssetKey(["memory_chunks"])
+# The memory sync reads Cheeko's device_memories itself, not the warehouse's copy (raw_cheeko/device_memories).
+DEVICE_MEMORIES = dg.AssetSpec(
+    ["cheeko", "device_memories"], group_name="memory", kinds={"postgres"}, owners=["team:data"],
+    description="Cheeko's device_memories table: one memory file per device and day, uploaded by the devices. "
+                "Read directly by the memory sync; the warehouse's copy is raw_cheeko/device_memories.")
 CONSISTENT = "memory_chunks_match_their_files"
 NO_FAILED_FILES = "every_memory_file_synced"
 
@@ -23,6 +28,7 @@ NO_FAILED_FILES = "every_memory_file_synced"
         "per batch of files, through pipelines.writes. Rows that cannot be chunked are counted, not fatal."
     ),
     kinds={"postgres", "pgvector", "pytorch"},
+    deps=[DEVICE_MEMORIES],
     # Devices upload a memory file a day, so the sensor starts a sync at least daily in a live fleet.
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=26)),
     owners=["team:data"],
@@ -75,4 +81,4 @@ def memory_chunks(context: dg.AssetExecutionContext, sources: SourceDatabases,
     )
 
 
-MEMORY_ASSETS = [memory_chunks]
+MEMORY_ASSETS = [DEVICE_MEMORIES, memory_chunks]

@@ -1,5 +1,6 @@
-"""The raw layer: one asset per operational table, made by one factory from
-``pipelines/source_tables.toml``. Groups ``cheeko_raw`` and ``cognova_raw``."""
+"""The raw layer: one asset per operational table, declared in ``pipelines/source_tables.toml``, extracted by
+one step per source database and partitioning (the way dagster-sling and dagster-dlt run a whole source as one
+multi-asset). Groups ``cheeko_raw`` and ``cognova_raw``."""
 
 
 import warnings
@@ -10,6 +11,7 @@ from assets.partitions import DAILY, DAILY_FRESHNESS, PARTITIONED_TAG, refresh_w
 from assets.resources import SourceDatabases, Warehouse
 from pipelines import dictionary, extract
 from pipelines import warehouse as warehouse_module
+from pipelines.settings import DATABASES
 from pipelines.source_tables import SourceTable, source_tables
 
 PRIMARY_KEY_UNIQUE = "primary_key_unique"
@@ -71,44 +73,86 @@ def _checks(result: extract.LoadResult, key: dg.AssetKey) -> list[dg.AssetCheckR
     ]
 
 
-def raw_asset(table: SourceTable) -> dg.AssetsDefinition:
-    """The asset that extracts ``table`` per its declared load strategy."""
-    key = raw_key(table.database, table.name)
-    checks = [
-        dg.AssetCheckSpec(PRIMARY_KEY_UNIQUE, asset=key, description="No two warehouse rows share a primary key."),
-        dg.AssetCheckSpec(ROW_COUNT_MATCHES_SOURCE, asset=key,
-                          description="Warehouse rows equal source rows (whole table, or the partition window) in the run's snapshot."),
-    ]
-
-    @dg.asset(
-        key=key,
+def _spec(table: SourceTable) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        raw_key(table.database, table.name),
         group_name=f"{table.database}_raw",
         description=_description(table),
         kinds={"postgres", "duckdb"},
         owners=RAW_OWNERS,
         tags={"load": table.load, **(PARTITIONED_TAG if table.partitioned else {})},
-        partitions_def=DAILY if table.partitioned else None,
-        backfill_policy=dg.BackfillPolicy.single_run() if table.partitioned else None,
-        check_specs=checks,
         # Shown before the first run; each materialization records the columns and types it found.
         metadata={"dagster/column_schema": dg.TableSchema(columns=[
             dg.TableColumn(name, "see the latest materialization", description=text)
             for name, text in dictionary.raw_entry(table).columns.items()])},
-        pool="warehouse_writer",
         freshness_policy=DAILY_FRESHNESS,
+        # A table that cannot load as declared is skipped (its check says why); what reads it is not run.
+        skippable=True,
     )
-    def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
-        window = refresh_window(context.partition_time_window) if table.partitioned else None
+
+
+def _check_specs(table: SourceTable) -> list[dg.AssetCheckSpec]:
+    key = raw_key(table.database, table.name)
+    return [
+        dg.AssetCheckSpec(PRIMARY_KEY_UNIQUE, asset=key, description="No two warehouse rows share a primary key."),
+        dg.AssetCheckSpec(ROW_COUNT_MATCHES_SOURCE, asset=key,
+                          description="Warehouse rows equal source rows (whole table, or the partition window) in the "
+                                      "run's snapshot. Fails also when the table could not load as declared "
+                                      "(metadata `error`)."),
+    ]
+
+
+def _stopped(table: SourceTable, error: Exception) -> dg.Failure:
+    """One line naming the database and the table, for an error that is not about the table's declaration:
+    typically the source database going away (a restart, the network). Nothing of the table was committed,
+    so a re-run recovers exactly."""
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return dg.Failure(description=f"{table.database}.{table.name}: extraction stopped: {reason}",
+                      allow_retries=False)
+
+
+def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:
+    """One step for all of ``database``'s tables of one partitioning: the daily tables (partitioned by UTC day) or
+    the others (full and incremental). Subsettable, so one table can still be selected and backfilled on its own;
+    every table keeps its own materialization, metadata, column schema and checks. The step reads one source
+    snapshot through one warehouse connection."""
+    tables = [t for t in source_tables() if t.database == database and t.partitioned == partitioned]
+    by_key = {raw_key(t.database, t.name): t for t in tables}
+    what = "daily-partitioned tables" if partitioned else "full and incremental tables"
+
+    @dg.multi_asset(
+        name=f"raw_{database}_{'daily' if partitioned else 'tables'}",
+        description=f"Extracts {database}'s {what} into raw_{database}.",
+        specs=[_spec(t) for t in tables],
+        check_specs=[spec for t in tables for spec in _check_specs(t)],
+        can_subset=True,
+        partitions_def=DAILY if partitioned else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
+        pool="warehouse_writer",
+    )
+    def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceDatabases):
+        window = refresh_window(context.partition_time_window) if partitioned else None
         with warehouse.connect() as con:
-            alias = sources.attach(con, table.database)
-            result = extract.extract_table(
-                con, table, sources.snapshot(table.database), alias=alias, pseudonym_key=warehouse.pseudonym_key,
-                window=window,
-            )
-            preview = warehouse_module.preview(con, extract.target_name(table))
-        return dg.MaterializeResult(metadata=_metadata(result, preview), check_results=_checks(result, key))
+            alias = sources.attach(con, database)
+            for key, table in by_key.items():
+                if key not in context.selected_asset_keys:
+                    continue
+                try:
+                    result = extract.extract_table(con, table, sources.snapshot(database), alias=alias,
+                                                   pseudonym_key=warehouse.pseudonym_key, window=window)
+                except extract.ExtractionError as error:
+                    # This table alone: its declaration no longer matches the source. The others go on.
+                    context.log.error(str(error))
+                    yield dg.AssetCheckResult(asset_key=key, check_name=ROW_COUNT_MATCHES_SOURCE, passed=False,
+                                              metadata={"error": str(error)})
+                    continue
+                except Exception as error:  # noqa: BLE001 - said in one line; the step stops here
+                    raise _stopped(table, error) from error
+                preview = warehouse_module.preview(con, extract.target_name(table))
+                yield dg.MaterializeResult(asset_key=key, metadata=_metadata(result, preview),
+                                           check_results=_checks(result, key))
 
     return _raw
 
 
-RAW_ASSETS = [raw_asset(table) for table in source_tables()]
+RAW_ASSETS = [source_assets(database, partitioned) for database in DATABASES for partitioned in (False, True)]

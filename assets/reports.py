@@ -5,13 +5,14 @@ import datetime as dt
 import dagster as dg
 
 from assets.resources import SourceDatabases, Warehouse
-from assets.rollups import mart_key
+from assets.rollups import keys_of
+from pipelines import lineage
 from pipelines import settings as settings_module
 from pipelines.reports import service
 
 EMAIL_REPORTS_KEY = dg.AssetKey(["email_reports"])
-REPORT_INPUTS = ["fleet_daily", "token_usage_daily", "device_streaks", "learning_progress", "game_sessions",
-                 "daily_device_activity", "cognova_cost_daily", "cognova_agent_runs_daily"]
+# What the report queries in sql/reports/ read, parsed from them.
+REPORT_INPUTS = keys_of(frozenset().union(*lineage.report_inputs().values()))
 
 
 def _tick_time(context: dg.AssetExecutionContext) -> dt.datetime:
@@ -33,7 +34,7 @@ def _tick_time(context: dg.AssetExecutionContext) -> dt.datetime:
     ),
     kinds={"email", "postgres", "duckdb"},
     owners=["team:data"],
-    deps=[mart_key(name) for name in REPORT_INPUTS],
+    deps=REPORT_INPUTS,
     pool="warehouse_writer",
     # The tick is hourly: two missed ticks in a row is an outage worth a look.
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=2, minutes=10),

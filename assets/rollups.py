@@ -1,5 +1,6 @@
-"""The marts of metrics.md (group ``rollups``), their data-quality checks, and the
-exact progress values published to Cheeko's ``warehouse`` schema. One asset per SQL file in ``sql/``."""
+"""The staging tables (group ``staging``), the marts of metrics.md (group ``rollups``), their data-quality
+checks, and the exact progress values published to Cheeko's ``warehouse`` schema. One asset per SQL file in
+``sql/`` and ``sql/staging/``; each one's upstream assets are the tables its SQL reads (``pipelines.lineage``)."""
 
 import datetime as dt
 
@@ -8,7 +9,7 @@ import dagster as dg
 from assets.partitions import DAILY, DAILY_FRESHNESS, PARTITIONED_TAG, refresh_window
 from assets.raw import raw_key
 from assets.resources import SourceDatabases, Warehouse
-from pipelines import rollups
+from pipelines import lineage, rollups
 from pipelines.warehouse import preview
 from pipelines.marts import MARTS, RULES, Mart
 
@@ -35,17 +36,56 @@ QUALITY_DESCRIPTIONS = {
 }
 
 
+STAGING_DESCRIPTIONS = {
+    "prices": "The price sheet (pipelines/price_sheet.toml) as a table; model NULL holds the default price.",
+    "streaks": "The table macro streaks_as_of(first_day, last_day, cutoff): gaps and islands over the qualifying "
+               "events (sql/staging/streaks.sql).",
+}
+
+
 def mart_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["marts", name])
 
 
-def _deps(definition: Mart) -> list[dg.AssetKey]:
-    database, tables = rollups.RAW_INPUTS.get(definition.name, ("cheeko", ()))
-    upstream = [raw_key(database, t) for t in tables]
-    upstream += [mart_key(m) for m in rollups.MART_INPUTS.get(definition.name, ())]
-    if definition.name == "token_usage_monthly":
-        upstream.append(mart_key("token_usage_daily"))
-    return upstream
+def staging_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["staging", name])
+
+
+def keys_of(tables) -> list[dg.AssetKey]:
+    """Asset keys of warehouse tables named ``schema.table`` (what ``pipelines.lineage`` returns)."""
+    return [dg.AssetKey(lineage.key_path(t)) for t in sorted(tables)]
+
+
+def _staging_description(name: str) -> str:
+    if name in STAGING_DESCRIPTIONS:
+        return STAGING_DESCRIPTIONS[name]
+    first = rollups.staging_sql(name).splitlines()[0]
+    return first.removeprefix("-- ").strip() + f" SQL: `sql/staging/{name}.sql`."
+
+
+@dg.multi_asset(
+    name="staging",
+    description="Builds the staging tables the marts share (normalised MACs, local days, deduplicated events, "
+                "priced usage) in one transaction, when the raw layer loaded something since they were last built "
+                "or their SQL or the price sheet changed.",
+    specs=[dg.AssetSpec(staging_key(name), deps=keys_of(lineage.staging_inputs()[name]), group_name="staging",
+                        description=_staging_description(name), kinds={"duckdb", "sql"}, owners=ROLLUP_OWNERS,
+                        freshness_policy=DAILY_FRESHNESS)
+           for name in lineage.staging_tables()],
+    pool="warehouse_writer",
+)
+def staging(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    with warehouse.connect() as con:
+        rebuilt = rollups.prepare(con)
+        tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                                "current_database() AND schema_name = 'staging'").fetchall()}
+        counts = {name: con.execute("SELECT count(*) FROM query_table(?)", [f"staging.{name}"]).fetchone()[0]
+                  for name in lineage.staging_tables() if name in tables}
+    for name in lineage.staging_tables():
+        metadata = {"rebuilt": rebuilt}
+        if name in counts:
+            metadata["dagster/row_count"] = counts[name]
+        yield dg.MaterializeResult(asset_key=staging_key(name), metadata=metadata)
 
 
 def _days(context: dg.AssetExecutionContext, definition: Mart) -> tuple[dt.date, dt.date]:
@@ -60,8 +100,6 @@ def _days(context: dg.AssetExecutionContext, definition: Mart) -> tuple[dt.date,
 def mart_asset(definition: Mart) -> dg.AssetsDefinition:
     """The asset that (re)builds one mart for its partition window."""
     key = mart_key(definition.name)
-    checks = [dg.AssetCheckSpec(name, asset=key, description=QUALITY_DESCRIPTIONS[name], blocking=False)
-              for name in QUALITY_CHECKS_ON.get(definition.name, ())]
     grain = {"local_day": "Partitioned by the device-local date (each run refreshes the day before too).",
              "utc_day": "Partitioned by UTC date (each run refreshes the day before too).",
              "as_of": "Partitioned by as-of date: partition D holds the values as of the end of local day D.",
@@ -74,16 +112,15 @@ def mart_asset(definition: Mart) -> dg.AssetsDefinition:
         kinds={"duckdb", "sql"},
         owners=ROLLUP_OWNERS,
         tags={"grain": definition.grain, **(PARTITIONED_TAG if definition.grain != "whole" else {})},
-        deps=_deps(definition),
+        deps=keys_of(lineage.mart_inputs()[definition.name]),
         partitions_def=None if definition.grain == "whole" else DAILY,
         backfill_policy=None if definition.grain == "whole" else dg.BackfillPolicy.single_run(),
-        check_specs=checks,
         metadata={"dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name, "see runtime schema", description=text) for name, text in definition.columns.items()])},
         pool="warehouse_writer",
         freshness_policy=DAILY_FRESHNESS,
     )
-    def _mart(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:
+    def _mart(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         first_day, last_day = _days(context, definition)
         as_of_time = dt.datetime.now(dt.UTC)
         with warehouse.connect() as con:
@@ -92,20 +129,6 @@ def mart_asset(definition: Mart) -> dg.AssetsDefinition:
             total = con.execute("SELECT count(*) FROM query_table(?)", [f"marts.{name}"]).fetchone()[0]
             columns = con.execute("SELECT column_name, data_type, comment FROM duckdb_columns() "
                                   "WHERE schema_name = 'marts' AND table_name = ? ORDER BY column_index", [name]).fetchall()
-            results = []
-            if definition.name == "app_counter_drift":
-                drift = rollups.drift_summary(con)
-                results.append(dg.AssetCheckResult(
-                    asset_key=key, check_name="app_counter_drift", passed=drift["devices_drifting"] == 0,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"count": drift["devices_drifting"], "largest": drift["largest"], "samples": drift["samples"]}))
-            elif checks:
-                report = rollups.quality_report(con, as_of_time=as_of_time, cheeko_url=sources.url("cheeko"))
-                for spec in checks:
-                    count, samples = report[spec.name]
-                    results.append(dg.AssetCheckResult(
-                        asset_key=key, check_name=spec.name, passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
-                        metadata={"count": count, "samples": samples}))
             sample = preview(con, f"marts.{name}")
         return dg.MaterializeResult(
             metadata={
@@ -116,10 +139,41 @@ def mart_asset(definition: Mart) -> dg.AssetsDefinition:
                 "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(c, t, description=d or "") for c, t, d in columns]),
                 "preview": dg.MetadataValue.md(sample),
             },
-            check_results=results,
         )
 
     return _mart
+
+
+QUALITY_CHECK_SPECS = [dg.AssetCheckSpec(name, asset=mart_key(mart), description=QUALITY_DESCRIPTIONS[name])
+                       for mart, names in QUALITY_CHECKS_ON.items() for name in names]
+
+
+@dg.multi_asset_check(
+    name="data_quality",
+    description="Every data-quality check of the marts, computed once per run (pipelines.rollups.quality_report).",
+    specs=QUALITY_CHECK_SPECS,
+    can_subset=True,
+    pool="warehouse_writer",
+)
+def data_quality(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, sources: SourceDatabases):
+    """Counts of the rows each check finds, with samples; WARN: the marts leave those rows out or flag them."""
+    selected = {key.name for key in context.selected_asset_check_keys}
+    as_of_time = dt.datetime.now(dt.UTC)
+    with warehouse.connect() as con:
+        report = rollups.quality_report(con, as_of_time=as_of_time, cheeko_url=sources.url("cheeko")) \
+            if selected - {"app_counter_drift"} else {}
+        drift = rollups.drift_summary(con) if "app_counter_drift" in selected else None
+    for spec in QUALITY_CHECK_SPECS:
+        if spec.name not in selected:
+            continue
+        if spec.name == "app_counter_drift":
+            passed, metadata = drift["devices_drifting"] == 0, {"count": drift["devices_drifting"],
+                                                                "largest": drift["largest"], "samples": drift["samples"]}
+        else:
+            count, samples = report[spec.name]
+            passed, metadata = count == 0, {"count": count, "samples": samples}
+        yield dg.AssetCheckResult(asset_key=spec.asset_key, check_name=spec.name, passed=passed,
+                                  severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
 
 
 @dg.asset(
@@ -151,4 +205,5 @@ def cheeko_published_progress(warehouse: Warehouse, sources: SourceDatabases) ->
     return dg.MaterializeResult(metadata=metadata)
 
 
-ROLLUP_ASSETS = [mart_asset(definition) for definition in MARTS] + [cheeko_published_progress]
+ROLLUP_ASSETS = [staging, *(mart_asset(definition) for definition in MARTS), cheeko_published_progress]
+ROLLUP_CHECKS = [data_quality]

@@ -1,33 +1,35 @@
 """Materialize a selection of the graph for a date range: ``warehouse run``.
 
-The selection is split into consecutive runs wherever partitioning changes
-along the dependency order (unpartitioned raw tables, then the daily ones for
-the whole range in one run, then whatever depends on them), so each run is a
-single query per table over the range rather than one run per day. A
-selection that writes the warehouse ends by publishing the analyst snapshot,
-as the daemon's sensor does after runs launched from the UI.
+One user action is one Dagster run: the selection's raw tables, staging, marts, checks, the published
+progress and, when any of them writes the warehouse, the analyst snapshot, for the whole date range at once
+(a run with a partition range materializes the daily assets once per table over the range, and the others
+once). The run reads one source snapshot per database, and the analyst snapshot, which depends on every table
+it copies, runs last and only when nothing it copies failed. Progress is printed per asset as it completes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import ExitStack
+import threading
+import uuid
 from dataclasses import dataclass, field
 
 import dagster as dg
 
-from assets.automation import DAILY_GROUPS, PUBLISHES_LAST_TAG
+from assets.automation import DAILY_GROUPS
 from assets.definitions import defs
 from assets.extracts import ANALYST_SNAPSHOT_KEY
 from assets.partitions import DAILY
-from assets.resources import snapshot_tag
 from pipelines.databases import database_url
 from pipelines.extract import event_days
 from pipelines.postgres import Snapshot
-from pipelines.settings import DATABASES, Settings
+from pipelines.settings import Settings
 from pipelines.source_tables import source_table
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+WATCHED = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+           dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
+POLL_SECONDS = 0.5
 
 
 class RunFailed(RuntimeError):
@@ -36,18 +38,25 @@ class RunFailed(RuntimeError):
 
 @dataclass
 class RunSummary:
-    """What ``materialize`` did: per asset, its row count and checks."""
+    """What ``materialize`` did: per asset its row count, the checks that failed, the run."""
 
     start: dt.date | None
     end: dt.date | None
     rows: dict[str, int] = field(default_factory=dict)
-    failed_checks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        """Every check that failed, WARN and ERROR alike."""
+        return self.warnings + self.errors
 
 
 def _selected(selection: str | None) -> set[dg.AssetKey]:
     graph = defs.resolve_asset_graph()
-    return set(dg.AssetSelection.from_string(selection).resolve(graph) if selection else graph.get_all_asset_keys())
+    everything = graph.materializable_asset_keys
+    return set(dg.AssetSelection.from_string(selection).resolve(graph)) & everything if selection else set(everything)
 
 
 def with_publishing(keys: set[dg.AssetKey]) -> set[dg.AssetKey]:
@@ -55,28 +64,6 @@ def with_publishing(keys: set[dg.AssetKey]) -> set[dg.AssetKey]:
     graph = defs.resolve_asset_graph()
     writes = any(graph.get(k).group_name in DAILY_GROUPS for k in keys if k != ANALYST_SNAPSHOT_KEY)
     return keys | {ANALYST_SNAPSHOT_KEY} if writes else keys
-
-
-def _waves(keys: set[dg.AssetKey]) -> list[tuple[bool, list[dg.AssetKey]]]:
-    """Runs in dependency order: each takes every selected asset whose selected
-    upstreams are done, unpartitioned ones first, then the partitioned ones.
-    The analyst snapshot, when selected, is always the last run: it copies
-    whatever the others wrote, selected upstream or not."""
-    graph = defs.resolve_asset_graph()
-    publish = ANALYST_SNAPSHOT_KEY in keys
-    keys = keys - {ANALYST_SNAPSHOT_KEY}
-    done: set[dg.AssetKey] = set()
-    waves: list[tuple[bool, list[dg.AssetKey]]] = []
-    while len(done) < len(keys):
-        ready = sorted((k for k in keys - done if (graph.get(k).parent_keys & keys) <= done), key=lambda k: k.to_user_string())
-        if not ready:
-            raise ValueError("the selection has a dependency cycle")
-        for partitioned in (False, True):
-            batch = [k for k in ready if (graph.get(k).partitions_def is not None) == partitioned]
-            if batch:
-                waves.append((partitioned, batch))
-        done |= set(ready)
-    return waves + [(False, [ANALYST_SNAPSHOT_KEY])] if publish else waves
 
 
 def default_range(settings: Settings, keys: set[dg.AssetKey], progress=print) -> tuple[dt.date, dt.date] | None:
@@ -104,13 +91,17 @@ def default_range(settings: Settings, keys: set[dg.AssetKey], progress=print) ->
 
 def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: str | None = None,
                 start: dt.date | None = None, end: dt.date | None = None, progress=print) -> RunSummary:
-    """Materialize ``selection`` (default: everything) for ``start..end`` (default: all days with data)."""
+    """Materialize ``selection`` (default: everything) for ``start..end`` (default: all days with data), in one run.
+
+    Raises :class:`RunFailed` when an asset failed or an ERROR check did not pass; WARN checks that fail are
+    in the summary's ``warnings``."""
     keys = _selected(selection)
     if not keys:
         raise ValueError(f"the selection {selection!r} matches no asset")
     keys = with_publishing(keys)
-    any_partitioned = any(partitioned for partitioned, _ in _waves(keys))
-    if any_partitioned and (start is None or end is None):
+    graph = defs.resolve_asset_graph()
+    partitioned = {k for k in keys if graph.get(k).partitions_def is not None}
+    if partitioned and (start is None or end is None):
         found = default_range(settings, keys, progress)
         if found is None:
             progress("no complete day with data yet: daily assets skipped")
@@ -118,72 +109,104 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: 
     if start and end and start > end:
         raise ValueError(f"--start {start} is after --end {end}")
     summary = RunSummary(start=start, end=end)
-    job = defs.resolve_implicit_global_asset_job_def()
-    # The selection may take several Dagster runs; they all read one snapshot per database,
-    # exported here and held open until the last of them has finished.
-    with ExitStack() as stack:
-        snapshots = {db: stack.enter_context(Snapshot(database_url(settings, db))) for db in DATABASES}
-        shared = {snapshot_tag(db): snapshot.id for db, snapshot in snapshots.items()}
-        if ANALYST_SNAPSHOT_KEY in keys:
-            shared[PUBLISHES_LAST_TAG] = "true"  # the daemon's sensor need not publish after each run
-        _run_waves(job, instance, keys, start, end, shared, summary, progress)
-    for name in summary.failed_checks:
-        progress(f"  check failed: {name}")
+    tags = {}
+    if partitioned and start and end:
+        tags = {"dagster/asset_partition_range_start": start.isoformat(),
+                "dagster/asset_partition_range_end": end.isoformat()}
+    else:
+        keys -= partitioned
+    if keys:
+        _run(instance, keys, tags, summary, progress)
+    for name in summary.warnings:
+        progress(f"  warning: check failed: {name}")
     return summary
 
 
-def _run_waves(job, instance: dg.DagsterInstance, keys: set[dg.AssetKey], start: dt.date | None, end: dt.date | None,
-               shared_tags: dict[str, str], summary: RunSummary, progress) -> None:
-    """Run the waves in order. An asset that fails holds back only what depends on it: the other
-    tables and marts still run (one source table the app changed must not stop the rest), and the
-    run fails at the end, naming each failure. The analyst snapshot is published only when nothing failed."""
-    graph = defs.resolve_asset_graph()
-    failures: list[str] = []
-    held_back: set[dg.AssetKey] = set()
-    for partitioned, wave in _waves(keys):
-        if partitioned and not (start and end):
-            continue
-        blocked = [k for k in wave if k == ANALYST_SNAPSHOT_KEY and failures
-                   or graph.get(k).parent_keys & held_back]
-        if blocked:
-            held_back |= set(blocked)
-            for key in blocked:
-                progress(f"  {key.to_user_string():<45} not run: an asset it depends on failed")
-            wave = [k for k in wave if k not in blocked]
-            if not wave:
-                continue
-        tags = dict(shared_tags)
-        label = f"{len(wave)} asset(s)"
-        if partitioned:
-            tags |= {"dagster/asset_partition_range_start": start.isoformat(),
-                     "dagster/asset_partition_range_end": end.isoformat()}
-            label += f" for {start} .. {end}"
-        progress(f"running {label}")
-        result = job.execute_in_process(instance=instance, asset_selection=wave, tags=tags, run_config=QUIET_LOGS,
-                                        raise_on_error=False)
-        summary.run_ids.append(result.run_id)
-        # A ranged run records one materialization per partition, all alike: report each asset once.
-        latest = {}
-        for event in result.get_asset_materialization_events():
+def _run(instance: dg.DagsterInstance, keys: set[dg.AssetKey], tags: dict[str, str], summary: RunSummary,
+         progress) -> None:
+    """One run of ``keys``; an asset that fails holds back only what depends on it (Dagster skips those steps):
+    the other tables and marts still run, and the run fails at the end, naming each failure."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    run_id = str(uuid.uuid4())
+    summary.run_ids.append(run_id)
+    label = f"{len(keys)} asset(s)" + (f" for {tags['dagster/asset_partition_range_start']} .. "
+                                         f"{tags['dagster/asset_partition_range_end']}" if tags else "")
+    progress(f"running {label} (run {run_id})")
+    watcher = _Watcher(instance, run_id, summary, progress)
+    watcher.start()
+    try:
+        result = job.execute_in_process(instance=instance, asset_selection=sorted(keys, key=lambda k: k.path),
+                                        tags=tags, run_config=QUIET_LOGS, raise_on_error=False, run_id=run_id)
+    finally:
+        watcher.finish()
+    if not result.success and not watcher.failures:
+        watcher.failures.append(f"run {run_id} failed: see the Dagster UI")
+    problems = watcher.failures + [f"check {name} failed" + (f": {watcher.details[name]}" if name in watcher.details else "")
+                                   for name in summary.errors]
+    if problems:
+        raise RunFailed(f"{len(problems)} problem(s) (what depends on them was not run): " + "; ".join(problems))
+
+
+class _Watcher(threading.Thread):
+    """Prints each asset as it completes, by reading the run's events from the instance while it runs."""
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, summary: RunSummary, progress):
+        super().__init__(daemon=True)
+        self.instance, self.run_id, self.summary, self.progress = instance, run_id, summary, progress
+        self.failures: list[str] = []
+        self.details: dict[str, str] = {}
+        self._done = threading.Event()
+        self._cursor: str | None = None
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self._done.wait(POLL_SECONDS):
+            self._read()
+
+    def finish(self) -> None:
+        self._done.set()
+        self.join()
+        self._read()
+
+    def _read(self) -> None:
+        with self._lock:
+            while True:
+                page = self.instance.get_records_for_run(self.run_id, cursor=self._cursor, of_type=WATCHED, limit=500)
+                self._cursor = page.cursor
+                for record in page.records:
+                    self._show(record.event_log_entry.dagster_event)
+                if not page.has_more:
+                    return
+
+    def _show(self, event) -> None:
+        kind = event.event_type
+        if kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.event_specific_data.materialization
-            latest[materialization.asset_key.to_user_string()] = materialization.metadata
-        for name, metadata in sorted(latest.items()):
-            rows = metadata.get("dagster/row_count")
-            summary.rows[name] = rows.value if rows else 0
-            written = metadata.get("rows_written")
-            progress(f"  {name:<45} {summary.rows[name]:>11,} rows" + (f"  ({written.value:,} written)" if written else ""))
-        for check in result.get_asset_check_evaluations():
-            if not check.passed:
-                summary.failed_checks.append(f"{check.asset_key.to_user_string()}:{check.check_name}")
-        if not result.success:
-            failed_steps = [e for e in result.all_events if e.is_step_failure]
-            for event in failed_steps:
-                message = event.step_failure_data.error.message.strip().splitlines()[0]
-                failures.append(f"{event.step_key}: {message}")
-                progress(f"  failed: {event.step_key}: {message}")
-            done = {e.event_specific_data.materialization.asset_key for e in result.get_asset_materialization_events()}
-            held_back |= set(wave) - done
-            if not failed_steps:
-                failures.append(f"run {result.run_id} failed: see the Dagster UI")
-    if failures:
-        raise RunFailed(f"{len(failures)} asset(s) failed (what depends on them was not run): " + "; ".join(failures))
+            name = materialization.asset_key.to_user_string()
+            if name in self.summary.rows:
+                return  # a ranged run records one materialization per partition, all alike
+            rows = materialization.metadata.get("dagster/row_count")
+            written = materialization.metadata.get("rows_written")
+            self.summary.rows[name] = rows.value if rows else 0
+            self.progress(f"  {name:<45} {self.summary.rows[name]:>11,} rows"
+                          + (f"  ({written.value:,} written)" if written else ""))
+        elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            check = event.event_specific_data
+            if check.passed:
+                return
+            name = f"{check.asset_key.to_user_string()}:{check.check_name}"
+            error = check.metadata.get("error")
+            if check.severity == dg.AssetCheckSeverity.WARN:
+                self.summary.warnings.append(name)
+            else:
+                self.summary.errors.append(name)
+                if error:
+                    self.details[name] = error.value
+                self.progress(f"  failed: {name}" + (f": {error.value}" if error else ""))
+        elif kind == dg.DagsterEventType.STEP_FAILURE:
+            message = event.step_failure_data.error.message.strip().splitlines()[0]
+            message = message.removeprefix("dagster._core.definitions.events.Failure: ")
+            self.failures.append(f"{event.step_key}: {message}")
+            self.progress(f"  failed: {event.step_key}: {message}")
+        elif kind == dg.DagsterEventType.STEP_SKIPPED:
+            self.progress(f"  {event.step_key:<45} not run: an asset it depends on failed")

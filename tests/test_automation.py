@@ -67,7 +67,7 @@ def test_the_daily_schedule_runs_yesterday_end_to_end(configured):
         done = {e.asset_key for e in result.get_asset_materialization_events()}
         graph = defs.resolve_asset_graph()
         assert done == {k for k in graph.get_all_asset_keys() if graph.get(k).group_name in
-                        ("cheeko_raw", "cognova_raw", "rollups", "extracts")}
+                        ("cheeko_raw", "cognova_raw", "staging", "rollups", "extracts")}
         snapshot = analyst_extracts.latest_snapshot(load().extracts)
         with warehouse.connect(snapshot, read_only=True) as con:
             # The run refreshed END and the day before (late rows); the mart holds exactly those days.
@@ -182,7 +182,10 @@ def test_warehouse_run_publishes_a_snapshot_last(configured):
         summary = runs.materialize(load(), instance, selection="group:cognova_raw", start=END, end=END,
                                    progress=lines.append)
     assert ANALYST_SNAPSHOT_KEY.to_user_string() in summary.rows
-    assert "running 1 asset(s)" in [line for line in lines if line.startswith("running")][-1]
+    # One run for the whole selection, its progress printed per asset, the snapshot last.
+    assert len([line for line in lines if line.startswith("running")]) == 1 and len(summary.run_ids) == 1
+    assets_done = [line.split()[0] for line in lines if line.startswith("  ") and " rows" in line]
+    assert assets_done[-1] == ANALYST_SNAPSHOT_KEY.to_user_string() and len(assets_done) == len(summary.rows)
     assert analyst_extracts.latest_snapshot(load().extracts) is not None
 
 
