@@ -23,8 +23,6 @@ from pipelines import settings as settings_module
 DAILY_GROUPS = ("cheeko_raw", "cognova_raw", "staging", "rollups", "extracts")
 # Runs that do not write the warehouse file, or publish the snapshot themselves, need no publishing after.
 NOT_WAREHOUSE_WRITES = {MEMORY_CHUNKS_KEY, EMAIL_REPORTS_KEY}
-# On every run `warehouse run` starts: it publishes after its last run itself.
-PUBLISHES_LAST_TAG = "warehouse/publishes_last"
 BACKFILLS_LOOKED_AT = 20
 
 warehouse_daily_job = dg.define_asset_job(
@@ -104,8 +102,6 @@ def device_memories_changed(context: dg.SensorEvaluationContext, sources: Source
 def publish_snapshot_after_runs(context: dg.RunStatusSensorContext):
     run = context.dagster_run
     selected = set(run.asset_selection or ())
-    if PUBLISHES_LAST_TAG in run.tags:
-        return dg.SkipReason("`warehouse run` publishes once, after its last run")
     if "dagster/backfill" in run.tags:
         return dg.SkipReason(f"part of backfill {run.tags['dagster/backfill']}: published when it completes")
     if not selected:

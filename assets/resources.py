@@ -31,36 +31,26 @@ class OperationalDatabase(dg.ConfigurableResource):
         return database_url(settings_module.load(), self.database)
 
 
-def snapshot_tag(database: str) -> str:
-    """The run tag that carries a source snapshot id to import."""
-    return f"warehouse/snapshot_{database}"
-
-
 class SourceDatabases(dg.ConfigurableResource):
     """Both operational databases, read through one snapshot per database per run.
 
-    The first asset that reads a database exports a REPEATABLE READ, READ ONLY
-    snapshot of it; every later asset of the run imports the same snapshot, so
+    The first step that reads a database exports a REPEATABLE READ, READ ONLY
+    snapshot of it; every later step of the run reads the same snapshot, so
     the tables of one run are mutually consistent. (That holds for the
-    in-process executor the code location uses: one resource per run.)
+    in-process executor the code location uses: one resource per run, and
+    ``warehouse run`` is one run.)
     """
 
     _snapshots: dict[str, Snapshot] = PrivateAttr(default_factory=dict)
-    _snapshot_ids: dict[str, str] = PrivateAttr(default_factory=dict)
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # `warehouse run` spans several Dagster runs and tags each with the snapshot they share.
-        tags = context.run.tags if context.run else {}
-        self._snapshot_ids = {db: tags[snapshot_tag(db)] for db in ("cheeko", "cognova") if snapshot_tag(db) in tags}
 
     def url(self, database: str) -> str:
         """libpq URL of ``cheeko`` or ``cognova``."""
         return database_url(settings_module.load(), database)
 
     def snapshot(self, database: str) -> Snapshot:
-        """The run's snapshot of ``database``: imported when one was given, else exported on first use."""
+        """The run's snapshot of ``database``, exported on first use."""
         if database not in self._snapshots:
-            self._snapshots[database] = Snapshot(self.url(database), import_id=self._snapshot_ids.get(database))
+            self._snapshots[database] = Snapshot(self.url(database))
         return self._snapshots[database]
 
     def attach(self, con: duckdb.DuckDBPyConnection, database: str) -> str:

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import dagster as dg
+import psycopg
 
 from assets.automation import DAILY_GROUPS
 from assets.definitions import defs
@@ -79,10 +80,14 @@ def default_range(settings: Settings, keys: set[dg.AssetKey], progress=print) ->
             by_database.setdefault(prefix.removeprefix("raw_"), []).append(name)
     days: list[dt.date] = []
     for database, tables in by_database.items():
-        with Snapshot(database_url(settings, database)) as snapshot:
-            # A table that cannot load as declared: its own step fails with the same line; the others give their days.
-            days += event_days(snapshot, [source_table(database, name) for name in tables], cutoff,
-                               skipped=lambda problem: progress(f"  skipped in the date range: {problem}"))
+        try:
+            with Snapshot(database_url(settings, database)) as snapshot:
+                # A table that cannot load as declared: its own check fails with the same line; the others give their days.
+                days += event_days(snapshot, [source_table(database, name) for name in tables], cutoff,
+                                   skipped=lambda problem: progress(f"  skipped in the date range: {problem}"))
+        except psycopg.OperationalError as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise RunFailed(f"{database}: cannot read the days with data: {reason}") from None
     if not days:
         return None
     start = max(min(days), settings.partitions_start)
@@ -100,6 +105,9 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: 
         raise ValueError(f"the selection {selection!r} matches no asset")
     keys = with_publishing(keys)
     graph = defs.resolve_asset_graph()
+    if any(key.path[0].startswith("raw_") for key in keys):
+        # A configuration error is said once, before any run starts, not once per table.
+        settings.require_pseudonym_key()
     partitioned = {k for k in keys if graph.get(k).partitions_def is not None}
     if partitioned and (start is None or end is None):
         found = default_range(settings, keys, progress)

@@ -98,23 +98,79 @@ def migrated(make_databases: Callable[..., DatabasePair]) -> DatabasePair:
 CONFIGURED_FLEET_END = dt.date(2026, 3, 31)
 
 
-@pytest.fixture
-def configured(make_databases, tmp_path, monkeypatch):
-    """A small generated fleet (12 devices, 5 days to ``CONFIGURED_FLEET_END``), the configuration contract
-    pointing at it, and a Dagster instance folder with the repository's dagster.yaml: ``(environ, home)``."""
+def _configured_fleet(make_databases, folder: Path) -> tuple[dict[str, str], Path]:
+    """The fleet of ``configured`` generated under ``folder``: its environment, and a Dagster home with the
+    repository's dagster.yaml."""
     from pipelines import generator
 
     pair = make_databases()
     generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=12, days=5, seed=8, end=CONFIGURED_FLEET_END),
-                       tmp_path / "gen", progress=lambda _: None)
-    env = pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key", "WAREHOUSE_HOME": str(tmp_path / "home"),
-                            "WAREHOUSE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    home = tmp_path / "dagster"
+                       folder / "gen", progress=lambda _: None)
+    env = pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key", "WAREHOUSE_HOME": str(folder / "home"),
+                            "WAREHOUSE_DUCKDB_PATH": str(folder / "w.duckdb")}
+    home = folder / "dagster"
     home.mkdir()
     (home / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
     return env, home
+
+
+@pytest.fixture
+def configured(make_databases, tmp_path, monkeypatch):
+    """A small generated fleet (12 devices, 5 days to ``CONFIGURED_FLEET_END``), the configuration contract
+    pointing at it, and a Dagster instance folder with the repository's dagster.yaml: ``(environ, home)``."""
+    env, home = _configured_fleet(make_databases, tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env, home
+
+
+@dataclass(frozen=True)
+class Materialized:
+    """The ``configured`` fleet with the whole graph materialized once (``warehouse run``): its environment,
+    Dagster home, and what the run reported. Shared by the session: read it, or work on a copy (``on_materialized``)."""
+
+    environ: dict[str, str]
+    home: Path
+    summary: object  # assets.runs.RunSummary
+    progress: tuple[str, ...]
+
+
+@pytest.fixture(scope="session")
+def materialized(make_databases, tmp_path_factory) -> Materialized:
+    """The whole graph run once over the ``configured`` fleet, for every test that needs a built warehouse."""
+    import dagster as dg
+
+    from assets import runs
+    from pipelines.settings import load
+
+    env, home = _configured_fleet(make_databases, tmp_path_factory.mktemp("materialized"))
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            summary = runs.materialize(load(), instance, progress=lines.append)
+    return Materialized(env, home, summary, tuple(lines))
+
+
+@pytest.fixture
+def on_materialized(materialized, tmp_path, monkeypatch) -> tuple[dict[str, str], Path]:
+    """A private copy of the materialized warehouse, its home (snapshots) and its Dagster instance, with the
+    configuration pointing at the copy; the source databases are the shared ones. ``(environ, home)``."""
+    import shutil
+
+    env = dict(materialized.environ)
+    for variable, name in (("WAREHOUSE_HOME", "home"), ("WAREHOUSE_DUCKDB_PATH", "w.duckdb")):
+        source = Path(env[variable])
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, symlinks=True)
+        else:
+            shutil.copyfile(source, tmp_path / name)
+        env[variable] = str(tmp_path / name)
+    shutil.copytree(materialized.home, tmp_path / "dagster")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env, tmp_path / "dagster"
 
 
 @contextmanager

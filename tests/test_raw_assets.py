@@ -35,10 +35,9 @@ def test_one_asset_per_source_table_in_two_groups():
         assert table.description.split(".")[0] in (node.description or "")
 
 
-def test_everything_materializes_with_checks_passing(configured):
-    env, home = configured
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        summary = runs.materialize(load(), instance, progress=lambda _: None)
+def test_everything_materializes_with_checks_passing(materialized):
+    summary = materialized.summary
+    with dg.DagsterInstance.from_config(str(materialized.home)) as instance:
         assert (summary.start, summary.end) == (END - dt.timedelta(days=4), END + dt.timedelta(days=1))
         assert len(summary.rows) == len(defs.resolve_asset_graph().materializable_asset_keys)
         assert len(summary.run_ids) == 1  # one user action, one run
@@ -65,10 +64,9 @@ def test_everything_materializes_with_checks_passing(configured):
         assert len(checks) == 2
 
 
-def test_a_backfill_range_leaves_the_incremental_cursors_alone(configured):
-    env, home = configured
+def test_a_backfill_range_leaves_the_incremental_cursors_alone(on_materialized):
+    env, home = on_materialized
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs.materialize(load(), instance, progress=lambda _: None)
         with warehouse.connect(Path(env["WAREHOUSE_DUCKDB_PATH"]), read_only=True) as con:
             cursors = con.execute("SELECT * FROM _warehouse.cursors ORDER BY ALL").fetchall()
         lines: list[str] = []
