@@ -4,7 +4,8 @@ One user action is one Dagster run: the selection's raw tables, staging, marts, 
 progress and, when any of them writes the warehouse, the analyst snapshot, for the whole date range at once
 (a run with a partition range materializes the daily assets once per table over the range, and the others
 once). The run reads one source snapshot per database, and the analyst snapshot, which depends on every table
-it copies, runs last and only when nothing it copies failed. Progress is printed per asset as it completes.
+it copies, runs last, and is not run when one of them failed or was skipped (a failed check does not stop it:
+checks are not blocking). Progress is printed per asset as it completes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import uuid
 from dataclasses import dataclass, field
 
 import dagster as dg
-import psycopg
 
 from assets.automation import DAILY_GROUPS
 from assets.definitions import defs
@@ -23,6 +23,7 @@ from assets.extracts import ANALYST_SNAPSHOT_KEY
 from assets.partitions import DAILY
 from pipelines.databases import database_url
 from pipelines.extract import event_days
+from pipelines import postgres
 from pipelines.postgres import Snapshot
 from pipelines.settings import Settings
 from pipelines.source_tables import source_table
@@ -85,7 +86,7 @@ def default_range(settings: Settings, keys: set[dg.AssetKey], progress=print) ->
                 # A table that cannot load as declared: its own check fails with the same line; the others give their days.
                 days += event_days(snapshot, [source_table(database, name) for name in tables], cutoff,
                                    skipped=lambda problem: progress(f"  skipped in the date range: {problem}"))
-        except psycopg.OperationalError as error:
+        except postgres.Error as error:
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise RunFailed(f"{database}: cannot read the days with data: {reason}") from None
     if not days:
@@ -152,7 +153,8 @@ def _run(instance: dg.DagsterInstance, keys: set[dg.AssetKey], tags: dict[str, s
     problems = watcher.failures + [f"check {name} failed" + (f": {watcher.details[name]}" if name in watcher.details else "")
                                    for name in summary.errors]
     if problems:
-        raise RunFailed(f"{len(problems)} problem(s) (what depends on them was not run): " + "; ".join(problems))
+        raise RunFailed(f"{len(problems)} problem(s): " + "; ".join(problems)
+                        + (f"; not run, as they depend on a failure: {', '.join(watcher.skipped)}" if watcher.skipped else ""))
 
 
 class _Watcher(threading.Thread):
@@ -163,6 +165,7 @@ class _Watcher(threading.Thread):
         self.instance, self.run_id, self.summary, self.progress = instance, run_id, summary, progress
         self.failures: list[str] = []
         self.details: dict[str, str] = {}
+        self.skipped: list[str] = []
         self._done = threading.Event()
         self._cursor: str | None = None
         self._lock = threading.Lock()
@@ -217,4 +220,5 @@ class _Watcher(threading.Thread):
             self.failures.append(f"{event.step_key}: {message}")
             self.progress(f"  failed: {event.step_key}: {message}")
         elif kind == dg.DagsterEventType.STEP_SKIPPED:
+            self.skipped.append(event.step_key)
             self.progress(f"  {event.step_key:<45} not run: an asset it depends on failed")

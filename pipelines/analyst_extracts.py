@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from pipelines import dictionary, privacy, warehouse
 from pipelines.dictionary import TableEntry
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_FILE = "warehouse.duckdb"
 DICTIONARY_FILE = "data_dictionary.md"
 LATEST = "latest"
+DICTIONARY_COLUMNS = ("table_schema", "table_name", "column_name", "data_type", "description")
 LATEST_DUCKDB = "latest.duckdb"
 PUBLISHED_SCHEMAS = ("marts", *RAW_SCHEMAS.values())
 SNAPSHOT_ALIAS = "analyst_snapshot"
@@ -141,8 +143,8 @@ def _describe(con: duckdb.DuckDBPyConnection, alias: str,
     are described too, last. Returns every table described, with its columns.
     """
     entries = dictionary.lookup()
-    con.execute(f"CREATE TABLE {alias}.main.data_dictionary (table_schema VARCHAR, table_name VARCHAR, "
-                "column_name VARCHAR, data_type VARCHAR, description VARCHAR)")
+    con.execute(f"CREATE TABLE {alias}.main.data_dictionary ("
+                + ", ".join(f"{name} VARCHAR" for name in DICTIONARY_COLUMNS) + ")")
     described = tables | _tables(con, alias, schemas=("main",))
     rows = []
     for qualified, columns in described.items():
@@ -153,11 +155,14 @@ def _describe(con: duckdb.DuckDBPyConnection, alias: str,
             text = dictionary.column_description(entry, column)
             con.execute(f"COMMENT ON COLUMN {_name(qualified, alias)}.{quote(column)} IS {warehouse.literal(text)}")
             rows.append((entry.schema, entry.table, column, type_, text))
-    # One statement for every row: executemany inserts row by row, seconds for a thousand rows in an attached file.
-    columns = list(zip(*rows)) if rows else [[]] * 5
-    con.execute(f"INSERT INTO {alias}.main.data_dictionary SELECT * FROM "
-                f"(SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
-                f"unnest(?::VARCHAR[]))", [list(c) for c in columns])
+    # One statement for every row, from a registered frame: executemany inserts row by row (seconds for a thousand
+    # rows in an attached file), and lists bound as parameters are converted value by value (0.65 s per thousand).
+    frame = pl.DataFrame(rows, schema={name: pl.String for name in DICTIONARY_COLUMNS}, orient="row")
+    con.register("__data_dictionary", frame)
+    try:
+        con.execute(f"INSERT INTO {alias}.main.data_dictionary SELECT * FROM __data_dictionary")
+    finally:
+        con.unregister("__data_dictionary")
     return described
 
 
