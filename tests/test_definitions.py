@@ -55,7 +55,7 @@ def test_every_asset_reads_well_in_the_ui():
     assert set(by_group) == GROUPS
     assert by_group["extracts"] == by_group["reports"] == 1 and by_group["memory"] == 2
     checks = {k.name for k in graph.asset_check_keys}
-    assert {"primary_key_unique", "row_count_matches_source", "memory_chunks_match_their_files",
+    assert {"matches_source", "memory_chunks_match_their_files",
             "duplicate_events"} <= checks
 
 

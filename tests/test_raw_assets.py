@@ -13,7 +13,7 @@ import dagster as dg
 
 from assets import runs
 from assets.definitions import defs
-from assets.raw import PRIMARY_KEY_UNIQUE, ROW_COUNT_MATCHES_SOURCE, raw_key
+from assets.raw import MATCHES_SOURCE, raw_key
 from pipelines import warehouse
 from pipelines.settings import load
 from pipelines.source_tables import source_tables
@@ -60,8 +60,10 @@ def test_everything_materializes_with_checks_passing(materialized):
                 snapshots.setdefault(table.database, set()).add(latest.metadata["source_snapshot"].value)
         assert {db: len(ids) for db, ids in snapshots.items()} == {"cheeko": 1, "cognova": 1}
         checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(chat, PRIMARY_KEY_UNIQUE), dg.AssetCheckKey(chat, ROW_COUNT_MATCHES_SOURCE)])
-        assert len(checks) == 2
+            [dg.AssetCheckKey(chat, MATCHES_SOURCE)])
+        evaluation = checks[dg.AssetCheckKey(chat, MATCHES_SOURCE)].evaluation
+        assert evaluation.passed and evaluation.metadata["duplicate_keys"].value == 0
+        assert evaluation.metadata["source_rows"].value == evaluation.metadata["warehouse_rows"].value > 0
 
 
 def test_a_backfill_range_leaves_the_incremental_cursors_alone(on_materialized):

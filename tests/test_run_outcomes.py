@@ -53,14 +53,14 @@ def test_a_table_that_no_longer_loads_fails_alone_and_the_rest_runs(configured):
     lines: list[str] = []
     selection = "group:cognova_raw or key:marts/cognova_activity_daily or key:marts/cognova_cost_daily"
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        with pytest.raises(runs.RunFailed, match=r"raw_cognova/reminders:row_count_matches_source failed: "
+        with pytest.raises(runs.RunFailed, match=r"raw_cognova/reminders:matches_source failed: "
                                                  r"cognova.reminders"):
             runs.materialize(load(), instance, selection=selection, progress=lines.append)
     done = {line.split()[0] for line in lines if line.startswith("  ") and " rows" in line}
     assert {"raw_cognova/token_usage", "marts/cognova_cost_daily", "raw_cognova/tasks"} <= done
     assert "raw_cognova/reminders" not in done and "marts/cognova_activity_daily" not in done
     assert any("cognova_activity_daily" in line and "not run" in line for line in lines)
-    assert any(line.startswith("  failed: raw_cognova/reminders:row_count_matches_source") for line in lines)
+    assert any(line.startswith("  failed: raw_cognova/reminders:matches_source") for line in lines)
 
 
 def test_a_source_lost_mid_run_is_one_line_exit_1_and_the_rerun_recovers(on_materialized, monkeypatch, capsys):
