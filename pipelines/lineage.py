@@ -3,36 +3,29 @@
 The way dbt's ``ref()`` gives a project its graph, a reference in a SQL file
 (``raw_cheeko.t``, ``raw_cognova.t``, ``staging.t``, ``marts.t``, or a call of a
 table macro a staging file defines) is the one place a dependency is written.
-The asset graph (``assets/``) and the build order (``pipelines.rollups``) both
-read it from here, so a new ``JOIN`` can never leave them stale.
+The asset graph (``assets/``) reads it from here and the marts' build order
+(``pipelines.rollups``) from the same parser, so a new ``JOIN`` can never
+leave them stale.
 """
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from pathlib import Path
 
 from pipelines.marts import MARTS
 from pipelines.rollups import SQL_DIR, STAGING, references
 
-# Comments name tables in passing ("marts.RULES", "see staging.devices"): they are not reads.
-LINE_COMMENT = re.compile(r"--[^\n]*")
-BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
 # staging.prices is loaded from pipelines/price_sheet.toml, not from a SQL file.
 PRICES = "prices"
 REPORTS_DIR = SQL_DIR / "reports"
 
 
-def without_comments(sql: str) -> str:
-    """``sql`` with its ``--`` and ``/* */`` comments removed (string literals here hold no comment marks)."""
-    return LINE_COMMENT.sub("", BLOCK_COMMENT.sub("", sql))
-
-
 def reads(path: Path) -> frozenset[str]:
-    """The warehouse tables the SQL file at ``path`` reads, as ``schema.table``; a table it creates is not a read."""
+    """The warehouse tables the SQL file at ``path`` reads, as ``schema.table`` (comments aside: they name tables in
+    passing); a table it creates is not a read."""
     made = f"staging.{path.stem}" if path.parent.name == "staging" else None
-    return frozenset(references(without_comments(path.read_text())) - {made})
+    return frozenset(references(path.read_text()) - {made})
 
 
 def staging_tables() -> tuple[str, ...]:

@@ -15,6 +15,12 @@ CREATE OR REPLACE MACRO local_date(zone, instant) AS CAST(timezone(coalesce(zone
 -- The local date from a precomputed offset (staging.zone_offsets), else by converting the instant.
 CREATE OR REPLACE MACRO local_day(zone, instant, offset_seconds) AS
     coalesce(CAST(CAST(instant AS TIMESTAMP) + to_seconds(offset_seconds) AS DATE), local_date(zone, instant));
+-- Whether an instant (or a date) is in [window_start, window_end); a NULL bound is open, so (NULL, NULL) holds all of
+-- history, rows without a time included. Each event staging file defines <table>_between(window_start, window_end),
+-- the table's rows for such a window, and builds the table from all of history only when it is missing;
+-- rollups.prepare replaces the rows of the window a daily load replaced, or drops and rebuilds the table whole.
+CREATE OR REPLACE MACRO in_window(instant, window_start, window_end) AS
+    (window_start IS NULL OR instant >= window_start) AND (window_end IS NULL OR instant < window_end);
 -- metrics.md: average TTFT over a group, weighted by message_count, over rows with both set; null if none.
 CREATE OR REPLACE MACRO weighted_ttft(ttft, messages) AS
     sum(ttft * messages) FILTER (WHERE ttft IS NOT NULL AND messages IS NOT NULL)::DOUBLE
