@@ -65,9 +65,10 @@ def _staging_description(name: str) -> str:
 
 @dg.multi_asset(
     name="staging",
-    description="Builds the staging tables the marts share (normalised MACs, local days, deduplicated events, "
-                "priced usage) in one transaction, when the raw layer loaded something since they were last built "
-                "or their SQL or the price sheet changed.",
+    description="Brings the staging tables the marts share (normalised MACs, local days, deduplicated events, "
+                "priced usage) up to date with the raw layer in one transaction: only the event rows of the windows "
+                "the daily loads replaced when that is exact, everything when a dimension changed, or the staging SQL "
+                "or the price sheet did.",
     specs=[dg.AssetSpec(staging_key(name), deps=keys_of(lineage.staging_inputs()[name]), group_name="staging",
                         description=_staging_description(name), kinds={"duckdb", "sql"}, owners=ROLLUP_OWNERS,
                         freshness_policy=DAILY_FRESHNESS)
@@ -77,12 +78,19 @@ def _staging_description(name: str) -> str:
 def staging(context: dg.AssetExecutionContext, warehouse: Warehouse):
     with warehouse.connect() as con:
         rebuilt = rollups.prepare(con)
+        done = rollups.last_pass(con)
         tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
                                                 "current_database() AND schema_name = 'staging'").fetchall()}
         counts = {name: con.execute("SELECT count(*) FROM query_table(?)", [f"staging.{name}"]).fetchone()[0]
                   for name in lineage.staging_tables() if name in tables}
     for name in lineage.staging_tables():
         metadata = {"rebuilt": rebuilt}
+        if rebuilt and done:
+            metadata["pass"] = done.kind
+            if done.window_start and done.window_end:
+                metadata["window"] = f"{done.window_start.isoformat()} .. {done.window_end.isoformat()}"
+            if done.reason:
+                metadata["why_whole"] = done.reason
         if name in counts:
             metadata["dagster/row_count"] = counts[name]
         yield dg.MaterializeResult(asset_key=staging_key(name), metadata=metadata)

@@ -61,6 +61,17 @@ def _selected(selection: str | None) -> set[dg.AssetKey]:
     return set(dg.AssetSelection.from_string(selection).resolve(graph)) & everything if selection else set(everything)
 
 
+def with_paths_between(keys: set[dg.AssetKey]) -> set[dg.AssetKey]:
+    """``keys`` plus every asset on a path from one of them to another: selecting raw tables and a mart selects the
+    staging between them, so the run builds them in lineage order (the steps of one run are ordered only by the
+    dependencies among the selected assets)."""
+    graph = defs.resolve_asset_graph()
+    chosen = dg.AssetSelection.assets(*keys)
+    keys = keys | (set((chosen.downstream() & chosen.upstream()).resolve(graph)) & graph.materializable_asset_keys)
+    # A step that builds several assets together (staging, in one transaction) runs whole.
+    return keys.union(*(graph.get(key).execution_set_asset_keys for key in keys))
+
+
 def with_publishing(keys: set[dg.AssetKey]) -> set[dg.AssetKey]:
     """``keys`` plus the analyst snapshot when any of them writes the warehouse file."""
     graph = defs.resolve_asset_graph()
@@ -104,7 +115,7 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: 
     keys = _selected(selection)
     if not keys:
         raise ValueError(f"the selection {selection!r} matches no asset")
-    keys = with_publishing(keys)
+    keys = with_publishing(with_paths_between(keys))
     graph = defs.resolve_asset_graph()
     if any(key.path[0].startswith("raw_") for key in keys):
         # A configuration error is said once, before any run starts, not once per table.
