@@ -20,7 +20,8 @@ ANALYST_SNAPSHOT_KEY = dg.AssetKey(["extracts", "analyst_snapshot"])
     key=ANALYST_SNAPSHOT_KEY,
     group_name="extracts",
     description=(
-        "A read-only copy of the warehouse for analysts, published after each successful run: "
+        "A read-only copy of the warehouse for analysts, published after each successful run (rewriting only the "
+        "tables and days that changed since the previous copy): "
         "`$WAREHOUSE_HOME/extracts/<UTC time>/warehouse.duckdb` (the marts and the privacy-filtered raw layer, with "
         "COMMENT ON every table and column and a `main.data_dictionary` table), one Parquet file per mart, and "
         "`data_dictionary.md`. `extracts/latest` and `extracts/latest.duckdb` switch to the new copy in one rename, "
@@ -52,6 +53,7 @@ def analyst_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
                                          + "\n".join(f"| {q} | {n:,} |" for q, n in marts.items())),
         "snapshots_removed": [p.name for p in published.removed],
         "seconds": round(published.seconds, 2),
+        **published.metadata(),
     })
 
 

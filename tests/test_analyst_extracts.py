@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -277,3 +279,203 @@ def test_a_custom_extract_never_replays_a_stale_write_ahead_log(working, tmp_pat
     with pytest.raises(ExtractError, match="mine.duckdb.wal exists beside it"):
         analyst_extracts.custom_extract(snapshot, out, tables=["fleet_daily"])
     assert not out.exists()
+
+
+# -- incremental publishing: a snapshot starts from the previous one and replaces only what changed ----------------
+
+
+def _as_read(path: Path) -> dict:
+    """Everything a reader of a snapshot file sees but the time it was published: tables and columns with their
+    types and comments, the dictionary, snapshot_info, and every table's rows (a mart's in stored order)."""
+    with warehouse.connect(path, read_only=True) as con:
+        con.execute("SET threads = 1")  # rows come back in stored order
+        seen = {
+            "tables": con.execute("SELECT schema_name, table_name, comment FROM duckdb_tables() ORDER BY ALL").fetchall(),
+            "columns": con.execute("SELECT schema_name, table_name, column_index, column_name, data_type, comment "
+                                   "FROM duckdb_columns() ORDER BY ALL").fetchall(),
+            "dictionary": con.execute("SELECT * FROM main.data_dictionary").fetchall(),
+            "info": con.execute("SELECT * EXCLUDE (published_at) FROM main.snapshot_info").fetchall(),
+        }
+        for schema, table, _ in seen["tables"]:
+            if schema != "main":  # a raw table is stored as it comes (no order promised): compared sorted
+                order = "" if schema == "marts" else "ORDER BY ALL"
+                seen[f"{schema}.{table}"] = con.execute(f'SELECT * FROM "{schema}"."{table}" {order}').fetchall()
+    return seen
+
+
+def _files(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder``, by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _assert_same_as_a_full_copy(published: analyst_extracts.Published, working: Path, tmp_path: Path) -> None:
+    """``published`` holds for a reader exactly what a full copy of ``working`` made now would hold."""
+    full = _publish(working, tmp_path / f"full-{published.folder.name}")
+    assert full.started_from is None
+    assert _as_read(published.database) == _as_read(full.database)
+    assert published.rows == full.rows
+    # The Parquet marts are the same bytes; the dictionary the same text but for its title.
+    for mart in MARTS:
+        name = f"marts/{mart.name}.parquet"
+        assert (published.folder / name).read_bytes() == (full.folder / name).read_bytes(), name
+    assert ((published.folder / "data_dictionary.md").read_text().split("\n", 1)[1]
+            == (full.folder / "data_dictionary.md").read_text().split("\n", 1)[1])
+    fingerprints = [json.loads((p.folder / analyst_extracts.STATE_FILE).read_text())["tables"] for p in (published, full)]
+    assert fingerprints[0] == fingerprints[1]
+
+
+def _sql(path: Path, *statements: str) -> None:
+    with warehouse.connect(path) as con:
+        for statement in statements:
+            con.execute(statement)
+
+
+def test_a_publish_rewrites_only_the_table_that_changed_and_equals_a_full_copy(working, tmp_path):
+    root = tmp_path / "extracts"
+    first = _publish(working, root)
+    assert first.started_from is None and first.full_copy_reason == "no previous snapshot"
+    assert set(first.copied) == set(first.rows) and not first.reused and not first.patched
+    before = _files(first.folder)
+    # One value of a table without days changes in place: the same number of rows.
+    _sql(working, "UPDATE raw_cheeko.ai_device SET alias = 'renamed' WHERE id = (SELECT min(id) FROM raw_cheeko.ai_device)")
+    second = _publish(working, root, PUBLISHED + dt.timedelta(hours=1))
+    assert second.started_from == first.folder
+    assert second.copied == ["raw_cheeko.ai_device"] and not second.patched and not second.dropped
+    assert set(second.reused) == set(second.rows) - {"raw_cheeko.ai_device"}
+    assert second.parquet_reused == [f"marts.{m.name}" for m in MARTS]  # no mart changed: the same files
+    for mart in MARTS:  # hard links to the previous snapshot's files, which stay read-only
+        old, new = (p.folder / "marts" / f"{mart.name}.parquet" for p in (first, second))
+        assert new.stat().st_ino == old.stat().st_ino and not new.stat().st_mode & 0o222
+    assert second.metadata() == {"snapshot_mode": "incremental", "started_from": first.folder.name,
+                                 "full_copy_reason": "", "tables_copied": 1, "tables_patched": 0, "days_replaced": 0,
+                                 "tables_reused": len(second.rows) - 1, "tables_dropped": 0,
+                                 "parquet_marts_reused": len(MARTS)}
+    assert _query(second.database, "SELECT count(*) FROM raw_cheeko.ai_device WHERE alias = 'renamed'") == [(1,)]
+    _assert_same_as_a_full_copy(second, working, tmp_path)
+    # The snapshot started from is left as it was, byte for byte, and still read-only.
+    assert _files(first.folder) == before and not os.stat(first.database).st_mode & 0o222
+    # Nothing changed since: everything is reused.
+    third = _publish(working, root, PUBLISHED + dt.timedelta(hours=2))
+    assert not third.copied and not third.patched and set(third.reused) == set(third.rows)
+    assert _query(third.database, "SELECT run_id FROM snapshot_info") == [("test-run",)]
+
+
+def test_changed_days_are_replaced_in_place_keeping_marts_in_key_order(working, tmp_path):
+    root = tmp_path / "extracts"
+    _publish(working, root)
+    _sql(working,
+         # A value changed in place in one day of a raw daily table: the same number of rows.
+         "UPDATE raw_cheeko.ai_agent_chat_history SET content = content + 1 "
+         "WHERE id = (SELECT min(id) FROM raw_cheeko.ai_agent_chat_history)",
+         # A new day of a mart led by its day, and a changed value on its last day...
+         "INSERT INTO marts.fleet_daily (day, active_devices) SELECT max(day) + 1, 3 FROM marts.fleet_daily",
+         "UPDATE marts.token_usage_daily SET total_tokens = total_tokens + 1 "
+         "WHERE usage_date = (SELECT max(usage_date) FROM marts.token_usage_daily)",
+         # ...and a change in the middle of one: days inserted at its end would break its order.
+         "UPDATE marts.daily_device_activity SET user_turns = user_turns + 1 "
+         "WHERE activity_date = (SELECT min(activity_date) + 2 FROM marts.daily_device_activity)")
+    second = _publish(working, root, PUBLISHED + dt.timedelta(hours=1))
+    assert second.patched == {"marts.fleet_daily": 1, "marts.token_usage_daily": 1,
+                              "raw_cheeko.ai_agent_chat_history": 1}
+    assert second.copied == ["marts.daily_device_activity"]
+    assert second.how().startswith(f"from {second.started_from.name}: 1 tables written whole, 3 patched (3 days")
+    entries = dictionary.lookup()
+    for qualified in ("marts.fleet_daily", "marts.token_usage_daily", "marts.daily_device_activity"):
+        with warehouse.connect(second.database, read_only=True) as con:
+            con.execute("SET threads = 1")
+            rows = con.execute(f"SELECT {', '.join(entries[qualified].key)} FROM {qualified}").fetchall()
+        assert rows and _in_order(rows), qualified
+    _assert_same_as_a_full_copy(second, working, tmp_path)
+
+
+def test_a_table_gone_is_dropped_and_a_new_one_added(working, tmp_path):
+    root = tmp_path / "extracts"
+    _publish(working, root)
+    _sql(working, "DROP TABLE raw_cognova.reminders",
+         "CREATE TABLE raw_cognova.reminders_v2 AS SELECT 1 AS id, 'soon' AS message")
+    second = _publish(working, root, PUBLISHED + dt.timedelta(hours=1))
+    assert second.dropped == ["raw_cognova.reminders"] and second.copied == ["raw_cognova.reminders_v2"]
+    tables = {t for (t,) in _query(second.database, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw_cognova'")}
+    assert "reminders" not in tables and "reminders_v2" in tables
+    _assert_same_as_a_full_copy(second, working, tmp_path)
+
+
+def test_schema_drift_and_a_changed_privacy_rule_rewrite_the_table(working, tmp_path, monkeypatch):
+    root = tmp_path / "extracts"
+    _publish(working, root)
+    # A column the policy withholds is never published: the table is unchanged for readers and reused.
+    _sql(working, "ALTER TABLE raw_cheeko.sys_user ADD COLUMN password VARCHAR DEFAULT 'hunter2'")
+    second = _publish(working, root, PUBLISHED + dt.timedelta(hours=1))
+    assert "raw_cheeko.sys_user" in second.reused and not second.copied
+    # A new column, a rule that now drops a column, and pseudonyms made with a new key (the same rows, other
+    # values) change what is published: each written whole.
+    _sql(working, "ALTER TABLE raw_cheeko.ai_device ADD COLUMN firmware VARCHAR DEFAULT 'v2'",
+         "UPDATE raw_cheeko.sys_user SET email = sha256('new key' || email) WHERE email IS NOT NULL")
+    policy = {key: dict(rules) for key, rules in privacy.policy().items()}
+    policy.setdefault(("cheeko", "parent_profile"), {})["timezone"] = "drop"
+    monkeypatch.setattr(privacy, "policy", lambda path=privacy.POLICY_FILE: policy)
+    third = _publish(working, root, PUBLISHED + dt.timedelta(hours=2))
+    assert sorted(third.copied) == ["raw_cheeko.ai_device", "raw_cheeko.parent_profile", "raw_cheeko.sys_user"]
+    columns = set(_query(third.database, "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'raw_cheeko'"))
+    assert ("ai_device", "firmware") in columns and ("parent_profile", "timezone") not in columns
+    assert ("sys_user", "password") not in columns
+    _assert_same_as_a_full_copy(third, working, tmp_path)
+
+
+def _break_state(folder: Path, change) -> None:
+    """Apply ``change`` to a published (read-only) snapshot folder."""
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644) if path.is_file() else None
+    change(folder)
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda f: (f / analyst_extracts.STATE_FILE).unlink(), "published before snapshots were incremental"),
+    (lambda f: (f / analyst_extracts.STATE_FILE).write_text(
+        (f / analyst_extracts.STATE_FILE).read_text().replace(f'"layout": {analyst_extracts.LAYOUT}', '"layout": 0')),
+     "is layout 0"),
+    (lambda f: (f / analyst_extracts.STATE_FILE).write_text("{not json"), "is unreadable"),
+    (lambda f: (f / analyst_extracts.SNAPSHOT_FILE).write_bytes(b"not a database" * 1000), "cannot be copied or opened"),
+])
+def test_a_previous_snapshot_that_cannot_be_started_from_gives_a_full_copy(working, tmp_path, change, reason):
+    root = tmp_path / "extracts"
+    first = _publish(working, root)
+    _break_state(first.folder, change)
+    _sql(working, "UPDATE raw_cheeko.ai_device SET alias = 'renamed'")
+    second = _publish(working, root, PUBLISHED + dt.timedelta(hours=1))
+    assert second.started_from is None and reason in second.full_copy_reason
+    assert set(second.copied) == set(second.rows) and second.metadata()["snapshot_mode"] == "full copy"
+    _assert_same_as_a_full_copy(second, working, tmp_path)
+
+
+def test_the_file_stays_bounded_over_many_publishes_and_a_full_copy_comes_round(working, tmp_path, monkeypatch):
+    root = tmp_path / "extracts"
+    monkeypatch.setattr(analyst_extracts, "FULL_COPY_EVERY", 8)
+    published = [_publish(working, root)]
+    sizes = [published[0].database.stat().st_size]
+    for n in range(1, 10):
+        # Like a one-day run: the last day of a daily table redone and a new day, the marts' new day, a dimension.
+        _sql(working,
+             "UPDATE raw_cheeko.ai_agent_chat_history SET content = content + 1 WHERE id IN "
+             "(SELECT id FROM raw_cheeko.ai_agent_chat_history ORDER BY created_at DESC LIMIT 3)",
+             "INSERT INTO raw_cheeko.ai_agent_chat_history SELECT * REPLACE (uuid() AS id, "
+             "created_at + INTERVAL 1 DAY AS created_at) FROM raw_cheeko.ai_agent_chat_history "
+             "ORDER BY created_at DESC LIMIT 5",
+             "INSERT INTO marts.fleet_daily (day, active_devices) SELECT max(day) + 1, 3 FROM marts.fleet_daily",
+             f"UPDATE raw_cheeko.ai_device SET alias = 'run {n}'")
+        published.append(_publish(working, root, PUBLISHED + dt.timedelta(hours=n), keep=2))
+        sizes.append(published[-1].database.stat().st_size)
+    modes = [p.metadata()["snapshot_mode"] for p in published]
+    assert modes == ["full copy"] + ["incremental"] * 7 + ["full copy", "incremental"]
+    assert "publishes since the last full copy" in published[8].full_copy_reason
+    assert all("raw_cheeko.ai_agent_chat_history" in p.patched for p in published[1:8])
+    # Seven incremental publishes on, the file is about the size of the full copy made one publish later.
+    assert sizes[7] <= 1.25 * sizes[8], sizes
+    _assert_same_as_a_full_copy(published[-1], working, tmp_path)
+    # A file grown past MAX_GROWTH times the size of a full copy of its rows is not started from.
+    assert sizes[9] > sizes[8]
+    monkeypatch.setattr(analyst_extracts, "MAX_GROWTH", 1.0)
+    again = _publish(working, root, PUBLISHED + dt.timedelta(hours=10), keep=2)
+    assert again.started_from is None and "has grown to" in again.full_copy_reason
