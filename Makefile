@@ -21,8 +21,10 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/warehouse demo
 
+# Two workers (this machine kind has two cores), whole files to each so module fixtures are built once;
+# every worker starts its own embedded PostgreSQL and its own databases.
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 clean:
 	-$(BIN)/warehouse pg stop

@@ -71,8 +71,17 @@ def _staging_description(name: str) -> str:
                 "or the price sheet did.",
     specs=[dg.AssetSpec(staging_key(name), deps=keys_of(lineage.staging_inputs()[name]), group_name="staging",
                         description=_staging_description(name), kinds={"duckdb", "sql"}, owners=ROLLUP_OWNERS,
-                        freshness_policy=DAILY_FRESHNESS)
+                        freshness_policy=DAILY_FRESHNESS, tags=PARTITIONED_TAG)
            for name in lineage.staging_tables()],
+    # Daily, as the raw tables it reads and the marts that read it: a backfill of a range from the UI then runs
+    # raw, staging and marts in lineage order (an unpartitioned layer between partitioned ones breaks the chain:
+    # the daemon left the marts out). A run brings staging up to date with what the raw layer loaded, whatever
+    # its range says.
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    # Subsettable so a backfill may target its tables over different days (the dimensions and the event tables
+    # map differently from their raw inputs); the step brings every staging table up to date in any case.
+    can_subset=True,
     pool="warehouse_writer",
 )
 def staging(context: dg.AssetExecutionContext, warehouse: Warehouse):
@@ -84,6 +93,8 @@ def staging(context: dg.AssetExecutionContext, warehouse: Warehouse):
         counts = {name: con.execute("SELECT count(*) FROM query_table(?)", [f"staging.{name}"]).fetchone()[0]
                   for name in lineage.staging_tables() if name in tables}
     for name in lineage.staging_tables():
+        if staging_key(name) not in context.selected_asset_keys:
+            continue
         metadata = {"rebuilt": rebuilt}
         if rebuilt and done:
             metadata["pass"] = done.kind

@@ -28,7 +28,9 @@ from pipelines.postgres import Snapshot
 from pipelines.settings import Settings
 from pipelines.source_tables import source_table
 
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Dagster's console logger would print each step failure with its stack trace; the watcher below says each
+# failure in one line, and the run's full logs stay in the instance (the UI).
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 WATCHED = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION,
            dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
 POLL_SECONDS = 0.5

@@ -185,6 +185,7 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
     import subprocess
     import sys
     import time
+    import urllib.error
     import urllib.request
 
     with socket.socket() as sock:
@@ -198,8 +199,11 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
         request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
                                          data=json.dumps({"query": query, "variables": variables}).encode(),
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.load(response)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as error:  # the server's own message, not only its status
+            raise AssertionError(f"HTTP {error.code}: {error.read().decode(errors='replace')[:2000]}") from None
         if body.get("errors"):
             raise AssertionError(body["errors"])
         return body["data"]

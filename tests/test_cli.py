@@ -149,7 +149,7 @@ def test_ui_serves_the_whole_graph_and_stops_cleanly(make_databases, tmp_path):
     with running_ui(env) as graphql:  # stopping it cleanly, with no process left, is checked on the way out
         nodes = graphql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
         assert len(nodes) == len(defs.resolve_asset_graph().get_all_asset_keys())
-        assert {n["groupName"] for n in nodes} == {"cheeko_raw", "cognova_raw", "rollups", "memory", "reports", "extracts"}
+        assert {n["groupName"] for n in nodes} == {"cheeko_raw", "cognova_raw", "staging", "rollups", "memory", "reports", "extracts"}
         assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()  # the instance the CLI uses too
 
 
