@@ -69,9 +69,7 @@ def with_paths_between(keys: set[dg.AssetKey]) -> set[dg.AssetKey]:
     dependencies among the selected assets)."""
     graph = defs.resolve_asset_graph()
     chosen = dg.AssetSelection.assets(*keys)
-    keys = keys | (set((chosen.downstream() & chosen.upstream()).resolve(graph)) & graph.materializable_asset_keys)
-    # A step that builds several assets together (staging, in one transaction) runs whole.
-    return keys.union(*(graph.get(key).execution_set_asset_keys for key in keys))
+    return keys | (set((chosen.downstream() & chosen.upstream()).resolve(graph)) & graph.materializable_asset_keys)
 
 
 def with_publishing(keys: set[dg.AssetKey]) -> set[dg.AssetKey]:

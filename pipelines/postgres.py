@@ -184,18 +184,11 @@ class Snapshot:
     Close it (or use it as a context manager) when the run is done.
     """
 
-    def __init__(self, url: str, *, import_id: str | None = None):
+    def __init__(self, url: str):
         self.url = url
         self._conn = connect(url)
         self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        if import_id:
-            # Join a snapshot another session exported (a run spanning several Dagster runs).
-            if not import_id.replace("-", "").isalnum():
-                raise ValueError(f"not a snapshot id: {import_id!r}")
-            self._conn.execute(f"SET TRANSACTION SNAPSHOT '{import_id}'")
-            self.id: str = import_id
-        else:
-            self.id = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        self.id: str = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         # The server's clock at the start of the transaction: the "now" of everything read through it.
         self.started_at = self._conn.execute("SELECT now()").fetchone()[0]
         self._tables: tuple[dict[str, list[SourceColumn]], dict[str, list[str]]] | None = None
