@@ -90,6 +90,7 @@ def point_environment(tmp: Path, urls: dict[str, str], partitions_start: dt.date
 
 def clear_published(cheeko_url: str) -> None:
     """Empty Cheeko's published progress tables, so each side's first publish writes every row."""
+    # Identifiers from the pipeline's own constants (TRUNCATE takes no bound table names).
     tables = ", ".join(f"{rollups.PUBLISHED_SCHEMA}.{name}" for name in rollups.PUBLISHED)
     with postgres.connect(cheeko_url) as conn:
         conn.execute(f"TRUNCATE {tables}")
@@ -131,7 +132,8 @@ def row_counts(path: Path) -> dict[str, int]:
     with warehouse.connect(path, read_only=True) as con:
         tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
                              "AND (schema_name LIKE 'raw\\_%' ESCAPE '\\' OR schema_name = 'marts') ORDER BY 1, 2").fetchall()
-        return {f"{s}.{t}": con.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchone()[0] for s, t in tables}
+        return {f"{s}.{t}": con.execute("SELECT count(*) FROM query_table(?)", [f"{s}.{t}"]).fetchone()[0]
+                for s, t in tables}
 
 
 def same_rows(engine: Path, dagster: Path) -> str:
