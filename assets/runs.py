@@ -11,11 +11,15 @@ checks are not blocking). Progress is printed per asset as it completes.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import dagster as dg
+from dagster_graphql import DagsterGraphQLClient
 
 from assets.automation import DAILY_GROUPS
 from assets.definitions import defs
@@ -34,6 +38,12 @@ QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 WATCHED = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION,
            dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
 POLL_SECONDS = 0.5
+# Dagster's own switch (read when a run is created): one "planned" event per asset for a run over a partition
+# range, instead of one per asset and day. Without it a full history (91 days) stored 92 x 91 such events
+# before the first step started, a third of the run's time (measured in docs/scaling.md). The price: the UI
+# shows the partitions of a failed `warehouse run` as missing rather than failed; the command itself names
+# every failure and exits 1. Runs the daemon launches (schedules, UI backfills) keep the per-day events.
+PLANNED_AS_RANGE = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
 class RunFailed(RuntimeError):
@@ -107,8 +117,10 @@ def default_range(settings: Settings, keys: set[dg.AssetKey], progress=print) ->
 
 
 def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: str | None = None,
-                start: dt.date | None = None, end: dt.date | None = None, progress=print) -> RunSummary:
-    """Materialize ``selection`` (default: everything) for ``start..end`` (default: all days with data), in one run.
+                start: dt.date | None = None, end: dt.date | None = None, progress=print,
+                deployment: str | None = None) -> RunSummary:
+    """Materialize ``selection`` (default: everything) for ``start..end`` (default: all days with data), in one run:
+    submitted to the Dagster webserver at ``deployment`` (whose instance is ``instance``), else executed here.
 
     Raises :class:`RunFailed` when an asset failed or an ERROR check did not pass; WARN checks that fail are
     in the summary's ``warnings``."""
@@ -136,7 +148,10 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: 
     else:
         keys -= partitioned
     if keys:
-        _run(instance, keys, tags, summary, progress)
+        if deployment:
+            _submit(instance, deployment, keys, tags, summary, progress)
+        else:
+            _run(instance, keys, tags, summary, progress)
     for name in summary.warnings:
         progress(f"  warning: check failed: {name}")
     return summary
@@ -149,23 +164,116 @@ def _run(instance: dg.DagsterInstance, keys: set[dg.AssetKey], tags: dict[str, s
     job = defs.resolve_implicit_global_asset_job_def()
     run_id = str(uuid.uuid4())
     summary.run_ids.append(run_id)
-    label = f"{len(keys)} asset(s)" + (f" for {tags['dagster/asset_partition_range_start']} .. "
-                                         f"{tags['dagster/asset_partition_range_end']}" if tags else "")
-    progress(f"running {label} (run {run_id})")
+    progress(f"running {_label(keys, tags)} (run {run_id})")
     watcher = _Watcher(instance, run_id, summary, progress)
     watcher.start()
+    before = os.environ.get(PLANNED_AS_RANGE)
+    os.environ[PLANNED_AS_RANGE] = "1"
     try:
         result = job.execute_in_process(instance=instance, asset_selection=sorted(keys, key=lambda k: k.path),
                                         tags=tags, run_config=QUIET_LOGS, raise_on_error=False, run_id=run_id)
     finally:
+        if before is None:
+            os.environ.pop(PLANNED_AS_RANGE)
+        else:
+            os.environ[PLANNED_AS_RANGE] = before
         watcher.finish()
-    if not result.success and not watcher.failures:
+    _raise_problems(watcher, summary, run_id, result.success)
+
+
+def _label(keys: set[dg.AssetKey], tags: dict[str, str]) -> str:
+    return f"{len(keys)} asset(s)" + (f" for {tags['dagster/asset_partition_range_start']} .. "
+                                      f"{tags['dagster/asset_partition_range_end']}" if tags else "")
+
+
+def _raise_problems(watcher: _Watcher, summary: RunSummary, run_id: str, succeeded: bool) -> None:
+    """:class:`RunFailed` naming each failed asset and ERROR check of the run, and what was not run because of them."""
+    if not succeeded and not watcher.failures:
         watcher.failures.append(f"run {run_id} failed: see the Dagster UI")
     problems = watcher.failures + [f"check {name} failed" + (f": {watcher.details[name]}" if name in watcher.details else "")
                                    for name in summary.errors]
     if problems:
         raise RunFailed(f"{len(problems)} problem(s): " + "; ".join(problems)
                         + (f"; not run, as they depend on a failure: {', '.join(watcher.skipped)}" if watcher.skipped else ""))
+
+
+def _submit(instance: dg.DagsterInstance, deployment: str, keys: set[dg.AssetKey], tags: dict[str, str],
+            summary: RunSummary, progress) -> None:
+    """One run of ``keys`` submitted to the Dagster webserver at ``deployment``, then followed here to its end.
+
+    There it waits in the run queue with every other run (the warehouse_writer pool) instead of on the DuckDB
+    file's lock, its daemon retries it from the failed step (followed here too), and the UI shows it in the
+    overview timeline, which leaves out runs executed in a process of their own (they have no code location).
+    Progress and failures are read from ``instance``, which must be the deployment's.
+    """
+    parts = urlsplit(deployment)
+    client = DagsterGraphQLClient(parts.hostname, port_number=parts.port, use_https=parts.scheme == "https", timeout=60)
+    job = defs.resolve_implicit_global_asset_job_def().name
+    try:
+        run_id = client.submit_job_execution(job, asset_selection=[list(k.path) for k in sorted(keys, key=lambda k: k.path)],
+                                             tags=tags)
+    except Exception as error:  # noqa: BLE001 - the client raises its own error, requests' and gql's
+        raise RunFailed(f"the Dagster webserver at {deployment} did not take the run: {_first_line(error)}") from None
+    while True:
+        summary.run_ids.append(run_id)
+        progress(f"running {_label(keys, tags)} (run {run_id}, through {deployment})")
+        watcher = _Watcher(instance, run_id, summary, progress)
+        watcher.start()
+        try:
+            run = _wait_for(instance, run_id, progress)
+        except KeyboardInterrupt:
+            progress(f"stopped following run {run_id}: it goes on in the deployment ({deployment}/runs/{run_id})")
+            raise
+        finally:
+            watcher.finish()
+        retry = _retry_of(instance, run) if run.status == dg.DagsterRunStatus.FAILURE else None
+        if retry is None:
+            break
+        progress(f"  run {run_id} failed; the deployment retries it from the failed step as run {retry}")
+        run_id = retry
+        summary.errors.clear()  # what the retry's checks say counts, not the failed attempt's
+        summary.warnings.clear()
+    _raise_problems(watcher, summary, run_id, run.status == dg.DagsterRunStatus.SUCCESS)
+
+
+FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+QUEUED_NOTICE_SECONDS = 10  # a run still queued after this long is said to wait for others
+UNSEEN_SECONDS = 30  # a submitted run this instance never sees: it is not the deployment's instance
+RETRY_SECONDS = 120  # how long the daemon may take to launch the retry it announced
+
+
+def _wait_for(instance: dg.DagsterInstance, run_id: str, progress) -> dg.DagsterRun:
+    """The run once it has finished, saying once when it waits in the queue."""
+    began, told = time.monotonic(), False
+    while True:
+        run = instance.get_run_by_id(run_id)
+        if run is None and time.monotonic() - began > UNSEEN_SECONDS:
+            raise RunFailed(f"run {run_id} was submitted, but this instance (DAGSTER_HOME) does not see it: point "
+                            "DAGSTER_HOME at the deployment's instance to follow it, or see the deployment's UI")
+        if run is not None and run.status in FINISHED:
+            return run
+        if not told and run is not None and run.status == dg.DagsterRunStatus.QUEUED \
+                and time.monotonic() - began > QUEUED_NOTICE_SECONDS:
+            progress("  queued: waiting for the runs ahead of it in the deployment's queue (pool warehouse_writer)")
+            told = True
+        time.sleep(POLL_SECONDS)
+
+
+def _retry_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
+    """The id of the run the daemon launches to retry ``run``, when it announced one (``dagster/will_retry``)."""
+    if run.tags.get("dagster/will_retry") != "true":
+        return None
+    deadline = time.monotonic() + RETRY_SECONDS
+    while time.monotonic() < deadline:
+        children = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run.run_id}), limit=1)
+        if children:
+            return children[0].run_id
+        time.sleep(POLL_SECONDS)
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class _Watcher(threading.Thread):

@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from pipelines import generator, migrate, postgres
@@ -31,6 +32,7 @@ from pipelines.embedded import EmbeddedServer, EmbeddedServerError
 from pipelines.settings import DATABASES, Settings, SettingsError, load
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+UI_ADDRESS = "webserver.url"  # in the Dagster instance's folder, written by `warehouse ui`
 DEMO_DEVICES, DEMO_DAYS, DEMO_SEED = 60, 30, 7
 
 
@@ -271,23 +273,53 @@ def _source_partitions_start(settings: Settings) -> dt.date | None:
 
 
 def _materialize(settings: Settings, *, selection: str | None = None, start: dt.date | None = None,
-                 end: dt.date | None = None, progress=print):
-    """Run ``selection`` for ``start..end`` on the instance under ``$WAREHOUSE_HOME/dagster``."""
-    _dagster_home(settings)  # first: it may set the partitions' start, read when assets are imported
+                 end: dt.date | None = None, progress=print, through_deployment: bool = False):
+    """Run ``selection`` for ``start..end`` on the instance under ``$WAREHOUSE_HOME/dagster``: submitted to the
+    instance's Dagster webserver when ``through_deployment`` and one answers (:func:`_deployment`), else in process."""
+    home = _dagster_home(settings)  # first: it may set the partitions' start, read when assets are imported
+    deployment = _deployment(settings, home) if through_deployment else None
     import dagster as dg
 
     from assets import runs
 
     with dg.DagsterInstance.get() as instance:
         try:
-            return runs.materialize(settings, instance, selection=selection, start=start, end=end, progress=progress)
+            return runs.materialize(settings, instance, selection=selection, start=start, end=end, progress=progress,
+                                    deployment=deployment)
         except runs.RunFailed as failed:
             raise WorkFailed(str(failed)) from None
 
 
+def _deployment(settings: Settings, home: Path) -> str | None:
+    """The Dagster webserver a run is submitted to: ``WAREHOUSE_DAGSTER_URL``, else the ``warehouse ui`` serving this
+    instance (it leaves its address in the instance's folder) when it answers; None: run in this process.
+
+    Through a webserver the run queues with the others (the warehouse_writer pool), its daemon retries it, and the
+    UI's timeline shows it; a run executed in process has no code location, and the timeline leaves those out.
+    """
+    if settings.dagster_url:
+        if not _answers(settings.dagster_url):
+            raise SettingsError(f"WAREHOUSE_DAGSTER_URL: no Dagster webserver answers at {settings.dagster_url}")
+        return settings.dagster_url
+    try:
+        url = (home / UI_ADDRESS).read_text().strip()
+    except OSError:
+        return None
+    return url if url and _answers(url) else None  # a UI stopped since leaves its address behind
+
+
+def _answers(url: str) -> bool:
+    """Whether a Dagster webserver answers at ``url`` (its ``/server_info``) within two seconds."""
+    try:
+        with urllib.request.urlopen(f"{url}/server_info", timeout=2) as response:
+            return "dagster_webserver_version" in json.load(response)
+    except (OSError, ValueError):
+        return False
+
+
 def cmd_run(settings: Settings, args) -> int:
     began = time.perf_counter()
-    summary = _materialize(settings, selection=args.select, start=args.start, end=args.end)
+    summary = _materialize(settings, selection=args.select, start=args.start, end=args.end, through_deployment=True)
     days = f" for {summary.start} .. {summary.end}" if summary.start else ""
     # Failed WARN checks are printed and the work is done (exit 0); a failed asset or ERROR check raised above (exit 1).
     print(f"materialized {len(summary.rows)} asset(s){days} in {time.perf_counter() - began:.1f}s"
@@ -316,6 +348,9 @@ def cmd_ui(settings: Settings, args) -> int:
     # Start the embedded server now, so the first sensor tick does not wait for it.
     database_urls(settings)
     print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}); Ctrl-C stops it", flush=True)
+    # `warehouse run` on this instance submits its runs here while this answers (see _deployment).
+    local = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    (home / UI_ADDRESS).write_text(f"http://{local}:{args.port}\n")
     command = [sys.executable, "-m", "dagster", "dev", "-m", "assets.definitions", "-h", args.host, "-p", str(args.port)]
     # Become `dagster dev` (same environment), so a stop signal reaches it and leaves no orphaned daemon.
     # It runs from the repository; the paths the settings resolved here must not move with it.

@@ -76,6 +76,8 @@ class Settings:
     report_catchup_days: int = _variable("WAREHOUSE_REPORT_CATCHUP_DAYS", default=DEFAULT_REPORT_CATCHUP_DAYS)
     unsubscribe_url: str = _variable("WAREHOUSE_UNSUBSCRIBE_URL", default=DEFAULT_UNSUBSCRIBE_URL)
     extracts_keep: int = _variable("WAREHOUSE_EXTRACTS_KEEP", default=DEFAULT_EXTRACTS_KEEP)
+    dagster_url: str | None = _variable("WAREHOUSE_DAGSTER_URL", default=None,
+                                        unset="the `warehouse ui` of this instance when it answers, else in process")
     test_admin_url: str | None = _variable("WAREHOUSE_TEST_ADMIN_URL", secret="url", default=None,
                                            unset="tests only: CHEEKO_DATABASE_URL's server, else a server the tests start")
 
@@ -168,6 +170,21 @@ def _url(name: str, environ: Mapping[str, str]) -> str | None:
     return raw
 
 
+def _web_url(name: str, raw: str | None) -> str | None:
+    """An ``http(s)://host[:port]`` address, without a trailing slash; None when unset."""
+    if not raw or not raw.strip():
+        return None
+    raw = raw.strip().rstrip("/")
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as error:
+        raise SettingsError(f"{name} is not a URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name} must look like http://host:3000 (the Dagster webserver), got {raw!r}")
+    return raw
+
+
 def _date(name: str, raw: str | None, default: str) -> dt.date:
     try:
         return dt.date.fromisoformat(raw or default)
@@ -216,6 +233,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                                    DEFAULT_REPORT_CATCHUP_DAYS, 1, 30),
         unsubscribe_url=(env.get("WAREHOUSE_UNSUBSCRIBE_URL") or DEFAULT_UNSUBSCRIBE_URL).strip(),
         extracts_keep=_whole("WAREHOUSE_EXTRACTS_KEEP", env.get("WAREHOUSE_EXTRACTS_KEEP"), DEFAULT_EXTRACTS_KEEP, 1, 365),
+        dagster_url=_web_url("WAREHOUSE_DAGSTER_URL", env.get("WAREHOUSE_DAGSTER_URL")),
         test_admin_url=_url("WAREHOUSE_TEST_ADMIN_URL", env),
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -178,8 +179,14 @@ def test_warehouse_run_publishes_a_snapshot_last(configured):
     env, home = configured
     lines: list[str] = []
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        summary = runs.materialize(load(), instance, selection="group:cognova_raw", start=END, end=END,
-                                   progress=lines.append)
+        summary = runs.materialize(load(), instance, selection="group:cognova_raw", start=END - dt.timedelta(days=2),
+                                   end=END, progress=lines.append)
+        # Over a range of days, one "planned" event per asset, not one per asset and day (a third of a full
+        # history's time went there); Dagster's switch is set only while the run is created.
+        planned = instance.get_records_for_run(summary.run_ids[0], of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+                                               limit=1000).records
+        assert len(planned) == len(summary.rows)
+        assert runs.PLANNED_AS_RANGE not in os.environ
     assert ANALYST_SNAPSHOT_KEY.to_user_string() in summary.rows
     # One run for the whole selection, its progress printed per asset, the snapshot last.
     assert len([line for line in lines if line.startswith("running")]) == 1 and len(summary.run_ids) == 1
@@ -206,6 +213,7 @@ mutation($params: LaunchBackfillParams!) {
     ... on PythonError { message }
   }
 }"""
+RUN_ORIGIN = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status repositoryOrigin { repositoryLocationName } } } }"
 BACKFILL_STATUS = "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }"
 
 
@@ -259,6 +267,17 @@ def test_a_backfill_from_the_ui_runs_each_layer_once_and_publishes_once(on_mater
         # Exactly one snapshot for the backfill, none per run.
         assert len(published) == 1
         assert not [r for r in runs_ if r.tags.get("warehouse/after_run") in {b.run_id for b in backfill_runs}]
+        # With the UI up, `warehouse run` submits its one run there: queued like the others, followed to its end,
+        # and in the overview timeline, which shows only runs that have a code location (repositoryOrigin).
+        ran_cli = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--select", "group:cognova_raw",
+                                  "--start", END.isoformat(), "--end", END.isoformat()],
+                                 cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+        assert ran_cli.returncode == 0, ran_cli.stdout + ran_cli.stderr
+        submitted = re.search(r"\(run ([0-9a-f-]{36}), through http://127\.0\.0\.1:\d+\)", ran_cli.stdout)
+        assert submitted, ran_cli.stdout
+        assert "raw_cognova/account" in ran_cli.stdout  # progress per asset, read from the shared instance
+        run = graphql(RUN_ORIGIN, id=submitted.group(1))["runOrError"]
+        assert run["status"] == "SUCCESS" and run["repositoryOrigin"]["repositoryLocationName"], run
     snapshot = analyst_extracts.latest_snapshot(Path(env["WAREHOUSE_HOME"]) / "extracts")
     with warehouse.connect(snapshot) as con:
         assert con.execute("SELECT count(DISTINCT activity_date) FROM marts.daily_device_activity").fetchone()[0] >= 3

@@ -135,6 +135,15 @@ def test_stale_pid_file_is_not_trusted(home_env):
         stranger.kill()
 
 
+def test_a_dagster_webserver_that_does_not_answer_is_a_configuration_error(home_env):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    result = warehouse(home_env | {"WAREHOUSE_DAGSTER_URL": f"http://127.0.0.1:{closed}"}, "run", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: WAREHOUSE_DAGSTER_URL: no Dagster webserver answers at http://127.0.0.1:{closed}"
+
+
 def test_errors_are_reported_without_a_traceback(home_env):
     result = warehouse(home_env | {"WAREHOUSE_PG_PORT": "nope"}, "config", check=False)
     assert result.returncode == 2

@@ -39,12 +39,15 @@ def test_environment_overrides(tmp_path):
     assert settings.database_url("cheeko") == "postgresql://u:p@db:5432/cheeko"
     assert settings.database_url("cognova") == "postgres://u@db/cognova"
     assert not settings.uses_embedded
+    assert load({"WAREHOUSE_DAGSTER_URL": " https://dagster.example:3000/ "}).dagster_url == "https://dagster.example:3000"
 
 
 @pytest.mark.parametrize(("env", "message"), [
     ({"WAREHOUSE_PG_PORT": "abc"}, "WAREHOUSE_PG_PORT must be a whole number"),
     ({"WAREHOUSE_PG_PORT": "80"}, "between 1024 and 65535"),
     ({"CHEEKO_DATABASE_URL": "mysql://x"}, "CHEEKO_DATABASE_URL must be a libpq URL"),
+    ({"WAREHOUSE_DAGSTER_URL": "localhost:3000"}, "WAREHOUSE_DAGSTER_URL must look like http://host:3000"),
+    ({"WAREHOUSE_DAGSTER_URL": "http://ui:port"}, "WAREHOUSE_DAGSTER_URL is not a URL"),
 ])
 def test_bad_settings_name_the_variable(env, message):
     with pytest.raises(SettingsError, match=message):
