@@ -85,3 +85,23 @@ def test_a_source_lost_mid_run_is_one_line_exit_1_and_the_rerun_recovers(on_mate
     monkeypatch.setattr(raw.extract, "extract_table", real)
     assert cli.main(["run", "--select", "group:cheeko_raw"]) == 0
     assert "check failed" not in capsys.readouterr().out
+
+
+def test_a_submitted_run_is_followed_into_the_retry_the_deployment_announced():
+    """Through a webserver a failed run may be retried by its daemon as a new run: the command follows that
+    one (``dagster/will_retry`` on the failed run, ``dagster/parent_run_id`` on its retry)."""
+
+    @dg.op
+    def noop():
+        return None
+
+    @dg.job
+    def attempts():
+        noop()
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        announced = attempts.execute_in_process(instance=instance, tags={"dagster/will_retry": "true"}).run_id
+        retry = attempts.execute_in_process(instance=instance, tags={"dagster/parent_run_id": announced}).run_id
+        final = attempts.execute_in_process(instance=instance).run_id
+        assert runs._retry_of(instance, instance.get_run_by_id(announced)) == retry
+        assert runs._retry_of(instance, instance.get_run_by_id(final)) is None  # no retry announced: none awaited
