@@ -66,8 +66,8 @@ CONFIRM_AFTER = dt.timedelta(hours=24)
     job=memory_sync_job,
     minimum_interval_seconds=120,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Every 2 minutes: asks Cheeko whether any device_memories row is new, changed (updated_at) or "
-                "deleted since the last sync, and starts one memory_sync run if so (never while one is queued or "
+    description="Every 2 minutes: asks Cheeko whether any device_memories row is new, changed in content (found by "
+                "its xmin and an md5, whatever updated_at says) or deleted since the last sync, and starts one memory_sync run if so (never while one is queued or "
                 "running; the same pending changes never start two). With no change for 24 hours it starts one "
                 "anyway, to re-check memory_chunks.",
 )

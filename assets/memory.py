@@ -21,9 +21,10 @@ NO_FAILED_FILES = "every_memory_file_synced"
     key=MEMORY_CHUNKS_KEY,
     group_name="memory",
     description=(
-        "Cheeko's memory_chunks (pgvector), kept in step with device_memories. Only rows new or changed since "
-        "the last sync are re-chunked (section-anchored chunks of about 800 characters, at most 256 model "
-        "tokens); only chunk texts the device does not have yet are embedded with the bundled "
+        "Cheeko's memory_chunks (pgvector), kept in step with device_memories. Only rows whose content changed "
+        "since the last sync are re-chunked (section-anchored chunks of about 800 characters, at most 256 model "
+        "tokens), whatever their updated_at says: a row written since (its xmin moved) is compared by an md5 "
+        "computed in PostgreSQL. Only chunk texts the device does not have yet are embedded with the bundled "
         "all-MiniLM-L6-v2 (normalised, 384-d); chunks no file holds any more are deleted. One transaction "
         "per batch of files, through pipelines.writes. Rows that cannot be chunked are counted, not fatal."
     ),
@@ -52,6 +53,7 @@ def memory_chunks(context: dg.AssetExecutionContext, sources: SourceDatabases,
     metadata = {
         "files_seen": result.files_seen,
         "files_changed": result.files_changed,
+        "files_rewritten": result.files_rewritten,
         "files_deleted": result.files_deleted,
         "files_failed": result.files_failed,
         "chunks_added": result.chunks_added,

@@ -155,7 +155,7 @@ def searchable(url: str, mac: str | None = None) -> Searchable:
             files, synced = conn.execute(f"SELECT count(*), 0 FROM device_memories d {of_device}", params).fetchone()
         else:
             files, synced = conn.execute(
-                "SELECT count(*), count(f.memory_id) FILTER (WHERE f.source_updated_at IS NOT DISTINCT FROM d.updated_at) "
+                "SELECT count(*), count(f.memory_id) FILTER (WHERE f.source_xmin = d.xmin::text::bigint) "
                 f"FROM device_memories d LEFT JOIN warehouse.memory_files f ON f.memory_id = d.id::text {of_device}",
                 params).fetchone()
         device_rows = None

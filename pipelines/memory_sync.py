@@ -1,25 +1,32 @@
 """Keep ``memory_chunks`` in step with ``device_memories``: incremental per file and per chunk.
 
-A run compares ``device_memories`` (ids and ``updated_at`` only) with the
-sync's own record of what it last synced (``warehouse.memory_files``, see
-migration ``cheeko_0002``). Only new or changed rows are read and
-re-chunked; only chunk texts the device does not already have are embedded
-(and each distinct text once, however many devices share it). A chunk row is
-deleted when no file of its device holds its text any more: which files hold
-which texts is recorded in ``warehouse.memory_chunk_sources``, because one
+A run compares ``device_memories`` with the sync's own record of what it
+last synced (``warehouse.memory_files``, see the ``cheeko_warehouse``
+migrations). Only files whose content changed are read and re-chunked; only
+chunk texts the device does not already have are embedded (and each
+distinct text once, however many devices share it). A chunk row is deleted
+when no file of its device holds its text any more: which files hold which
+texts is recorded in ``warehouse.memory_chunk_sources``, because one
 ``(mac_id, content_hash)`` row stands for every occurrence of that text.
+
+What changed is decided by content, never by ``updated_at`` (an app may
+edit a file without moving it, or move it backwards). Each synced file
+records the row version it read (``xmin``: any write to the row gives it a
+new one) and an md5 of what it chunked (:data:`FILE_MD5`: MAC, file type,
+date and content, computed in PostgreSQL so the content travels only when
+it changed). A row whose ``xmin`` is the recorded one is not looked at; one
+written since is compared by md5, and re-chunked only when that differs.
+So a run costs an md5 per row written since the last sync, not per row,
+and no watermark is kept: a transaction that commits after a sync, with
+any timestamps, is seen by the next. Files synced before the md5 was
+recorded (``cheeko_warehouse_0004``) are re-chunked once; their chunk texts
+are unchanged, so nothing is embedded again.
 
 Work goes in batches of files; each batch is one transaction (through
 :mod:`pipelines.writes`), so a crash leaves every file either as it was or
 fully synced, and a re-run carries on from there. Files that cannot be
 chunked (a MAC that is not one) or embedded are counted, never fatal. One
 sync runs at a time per database (an advisory lock).
-
-A row counts as changed when its ``updated_at`` differs from the synced one
-(no watermark: a late commit with an old timestamp is still seen). The apps
-must therefore bump ``updated_at`` when they change ``content``, as the
-column's documentation implies; comparing every row's content instead would
-read the whole table on every run.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ APP_COLUMNS = {
     "device_memories": ("id", "mac_id", "file_type", "file_date", "content", "updated_at"),
     "memory_chunks": ("mac_id", "text", "file_path", "start_line", "end_line", "embedding", "category", "content_hash"),
 }
+FILE_COLUMNS = ["memory_id", "mac_id", "source_updated_at", "source_xmin", "source_md5", "chunker", "chunks", "error"]
 LOCK_KEY = 0x6D656D6F7279  # pg_advisory_lock key of the memory sync ("memory")
 BATCH_FILES = 500  # files per transaction
 BATCH_BYTES = 8_000_000  # ... or fewer, when they are large
@@ -63,6 +71,7 @@ class SyncResult:
 
     files_seen: int = 0
     files_changed: int = 0
+    files_rewritten: int = 0  # written since their last sync with the same content: not re-chunked
     files_deleted: int = 0
     files_failed: int = 0
     chunks_added: int = 0
@@ -94,6 +103,8 @@ class FileVersion:
     file_date: dt.date | None
     content: str
     updated_at: dt.datetime | None
+    xmin: int  # the row version read (device_memories.xmin)
+    md5: str  # FILE_MD5 of this version
 
 
 def findings(version: FileVersion) -> set[str]:
@@ -116,27 +127,45 @@ def findings(version: FileVersion) -> set[str]:
     return found
 
 
-# Rows new or changed since their last sync, and rows whose chunks someone else deleted from
-# memory_chunks (re-synced to heal); and rows synced before but gone from device_memories.
-CHANGED_ROWS = """
+# What a file's chunks depend on (its path comes from MAC, type and date), hashed where the row lives.
+# The fields are joined by newlines, which a MAC or a file type never holds; a missing date is an empty field.
+FILE_MD5 = ("md5(concat_ws(E'\\n', d.mac_id, d.file_type, coalesce(to_char(d.file_date, 'YYYY-MM-DD'), ''), "
+            "coalesce(d.content, '')))")
+# Rows the sync must look at: new, written since their last sync (another xmin), synced before md5s were
+# recorded, chunked by another model or chunker, or whose chunks someone else deleted from memory_chunks
+# (re-synced to heal). ``unchanged``: written since, but FILE_MD5 is still the synced one, so only the
+# record moves on; not for a row with an error, which may belong to a version that was never synced (one
+# that could not be embedded). The md5 is computed for those rows only (CASE evaluates lazily).
+PLAN = f"""
+    WITH broken AS (SELECT DISTINCT s.memory_id FROM warehouse.memory_chunk_sources s WHERE NOT EXISTS
+                        (SELECT 1 FROM memory_chunks c WHERE c.mac_id = s.mac_id AND c.content_hash = s.content_hash))
+    SELECT d.id::text AS memory_id, octet_length(d.content) AS bytes, d.xmin::text::bigint AS xmin, d.updated_at,
+           CASE WHEN f.source_md5 IS NOT NULL AND f.chunker = %(chunker)s AND b.memory_id IS NULL AND f.error IS NULL
+                THEN {FILE_MD5} = f.source_md5 ELSE false END AS unchanged
     FROM device_memories d
     LEFT JOIN warehouse.memory_files f ON f.memory_id = d.id::text
-    WHERE f.memory_id IS NULL OR f.source_updated_at IS DISTINCT FROM d.updated_at OR f.chunker <> %(chunker)s
-       OR d.id::text IN (SELECT s.memory_id FROM warehouse.memory_chunk_sources s WHERE NOT EXISTS
-                   (SELECT 1 FROM memory_chunks c WHERE c.mac_id = s.mac_id AND c.content_hash = s.content_hash))
+    LEFT JOIN broken b ON b.memory_id = d.id::text
+    WHERE f.memory_id IS NULL OR f.source_xmin IS DISTINCT FROM d.xmin::text::bigint OR f.source_md5 IS NULL
+       OR f.chunker <> %(chunker)s OR b.memory_id IS NOT NULL
 """
+# Rows synced before but gone from device_memories.
 DELETED_ROWS = """
     FROM warehouse.memory_files f WHERE NOT EXISTS (SELECT 1 FROM device_memories d WHERE d.id::text = f.memory_id)
 """
 
 
-def _pending(conn, chunker_id: str) -> tuple[int, list[tuple[object, int]], list[object]]:
-    """(rows in device_memories, [(id, bytes)] new or changed since their last sync, [ids] deleted since)."""
+def _pending(conn, chunker_id: str) -> tuple[int, list[tuple[str, int]], list[tuple], list[str]]:
+    """(rows in device_memories, [(id, bytes)] to re-chunk, [(id, xmin, updated_at)] rewritten with the same
+    content, [ids] deleted since their last sync)."""
     seen = conn.execute("SELECT count(*) FROM device_memories").fetchone()[0]
-    changed = conn.execute(f"SELECT d.id::text, octet_length(d.content) {CHANGED_ROWS} ORDER BY 1",
-                           {"chunker": chunker_id}).fetchall()
+    changed, rewritten = [], []
+    for memory_id, size, xmin, updated_at, unchanged in conn.execute(f"{PLAN} ORDER BY 1", {"chunker": chunker_id}):
+        if unchanged:
+            rewritten.append((memory_id, xmin, updated_at))
+        else:
+            changed.append((memory_id, size))
     deleted = [row[0] for row in conn.execute(f"SELECT f.memory_id {DELETED_ROWS} ORDER BY 1").fetchall()]
-    return seen, changed, deleted
+    return seen, changed, rewritten, deleted
 
 
 def _batches(changed: list[tuple[object, int]], files: int, size: int) -> Iterator[list[object]]:
@@ -152,9 +181,10 @@ def _batches(changed: list[tuple[object, int]], files: int, size: int) -> Iterat
 
 
 def _read(conn, ids: list[str]) -> list[FileVersion]:
-    columns = ", ".join(APP_COLUMNS["device_memories"])
-    rows = conn.execute(f"SELECT {columns} FROM device_memories WHERE id::text = ANY(%s) ORDER BY id::text",
-                        (ids,)).fetchall()
+    """The rows ``ids`` with the version and md5 of exactly what is read (one statement, one snapshot)."""
+    columns = ", ".join(f"d.{c}" for c in APP_COLUMNS["device_memories"])
+    rows = conn.execute(f"SELECT {columns}, d.xmin::text::bigint, {FILE_MD5} FROM device_memories d "
+                        "WHERE d.id::text = ANY(%s) ORDER BY d.id::text", (ids,)).fetchall()
     return [FileVersion(str(row[0]), *row[1:]) for row in rows]
 
 
@@ -196,7 +226,8 @@ def _chunk(versions: list[FileVersion], chunker_id: str, model_name: str, count_
             except chunker.ChunkerError:
                 pass
             # Recorded as synced with no chunks: its old chunks go, and it is retried when the row changes.
-            batch.files.append((version.memory_id, mac, version.updated_at, chunker_id, 0, str(error)[:500]))
+            batch.files.append((version.memory_id, mac, version.updated_at, version.xmin, version.md5, chunker_id, 0,
+                                str(error)[:500]))
             continue
         chunks_of[version.memory_id] = (version, mac, chunks)
     return batch, chunks_of
@@ -257,7 +288,7 @@ def _finish(batch: _Batch, chunks_of: dict, missing: set[tuple[str, str]], vecto
             result.fail(memory_id, reason)
             batch.unembedded.append((memory_id, mac, reason))
             continue
-        batch.files.append((memory_id, mac, version.updated_at, chunker_id, len(chunks), None))
+        batch.files.append((memory_id, mac, version.updated_at, version.xmin, version.md5, chunker_id, len(chunks), None))
         for ordinal, c in enumerate(chunks):
             batch.sources.append((memory_id, ordinal, mac, c.content_hash, c.file_path, c.start_line, c.end_line, c.category))
             if (mac, c.content_hash) in missing:
@@ -267,19 +298,35 @@ def _finish(batch: _Batch, chunks_of: dict, missing: set[tuple[str, str]], vecto
         batch.chunks.setdefault((mac, c.content_hash), c)
 
 
+def _record_rewritten(url: str, rewritten: list[tuple]) -> int:
+    """Move the record of rows written with their synced content on to the version seen; nothing is re-chunked."""
+    if not rewritten:
+        return 0
+    ids, xmins, times = (list(column) for column in zip(*rewritten))
+
+    def work() -> int:
+        with writes.transaction(url) as conn:
+            return conn.execute(
+                "UPDATE warehouse.memory_files f SET source_xmin = k.xmin, source_updated_at = k.updated_at, "
+                "synced_at = now() FROM unnest(%s::text[], %s::bigint[], %s::timestamptz[]) AS k(memory_id, xmin, updated_at) "
+                "WHERE f.memory_id = k.memory_id", (ids, xmins, times)).rowcount
+
+    return writes.with_retries(work)
+
+
 def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np.ndarray], result: SyncResult) -> None:
     """Write one batch in one transaction: file records, chunk sources, new chunks, orphans removed."""
 
     def work() -> tuple[int, int, int]:
         with writes.transaction(url) as conn:
             conn.execute("CREATE TEMP TABLE _files (memory_id text, mac_id text, source_updated_at timestamptz, "
-                         "chunker text, chunks integer, error text) ON COMMIT DROP")
+                         "source_xmin bigint, source_md5 text, chunker text, chunks integer, error text) ON COMMIT DROP")
             conn.execute("CREATE TEMP TABLE _sources (LIKE warehouse.memory_chunk_sources) ON COMMIT DROP")
             conn.execute("CREATE TEMP TABLE _chunks (mac_id text, text text, file_path text, start_line integer, "
                          "end_line integer, embedding vector(384), category text, content_hash text) ON COMMIT DROP")
             conn.execute("CREATE TEMP TABLE _gone (memory_id text) ON COMMIT DROP")
-            writes.copy_rows(conn, "_files", ["memory_id", "mac_id", "source_updated_at", "chunker", "chunks", "error"],
-                             ["text", "text", "timestamptz", "text", "int4", "text"], batch.files)
+            writes.copy_rows(conn, "_files", FILE_COLUMNS, ["text", "text", "timestamptz", "int8", "text", "text", "int4",
+                                                            "text"], batch.files)
             writes.copy_rows(conn, "_sources", ["memory_id", "ordinal", "mac_id", "content_hash", "file_path", "start_line",
                                                 "end_line", "category"],
                              ["text", "int4", "text", "text", "text", "int4", "int4", "text"], batch.sources)
@@ -302,15 +349,18 @@ def _apply(url: str, batch: _Batch, deleted: list[object], vectors: dict[str, np
             conn.execute("DELETE FROM warehouse.memory_files WHERE memory_id IN (SELECT memory_id FROM _gone)")
             conn.execute(
                 """
-                INSERT INTO warehouse.memory_files (memory_id, mac_id, source_updated_at, chunker, chunks, error)
-                SELECT memory_id, mac_id, source_updated_at, chunker, chunks, error FROM _files
+                INSERT INTO warehouse.memory_files (memory_id, mac_id, source_updated_at, source_xmin, source_md5, chunker,
+                                                    chunks, error)
+                SELECT memory_id, mac_id, source_updated_at, source_xmin, source_md5, chunker, chunks, error FROM _files
                 ON CONFLICT (memory_id) DO UPDATE SET mac_id = EXCLUDED.mac_id, source_updated_at = EXCLUDED.source_updated_at,
-                    chunker = EXCLUDED.chunker, chunks = EXCLUDED.chunks, error = EXCLUDED.error, synced_at = now()
+                    source_xmin = EXCLUDED.source_xmin, source_md5 = EXCLUDED.source_md5, chunker = EXCLUDED.chunker,
+                    chunks = EXCLUDED.chunks, error = EXCLUDED.error, synced_at = now()
                 """
             )
             conn.execute("INSERT INTO warehouse.memory_chunk_sources SELECT * FROM _sources")
-            # Could not be embedded: the old version stays (source_updated_at untouched, NULL for a
-            # new row, so the next run retries it), and the error shows in the failing-files check.
+            # Could not be embedded: the old version's record stays (its xmin and md5 are not this
+            # version's; a new row gets none and no chunker), so the next run retries it; the error
+            # shows in the failing-files check.
             for memory_id, mac, reason in batch.unembedded:
                 conn.execute(
                     "INSERT INTO warehouse.memory_files (memory_id, mac_id, source_updated_at, chunker, chunks, error) "
@@ -379,8 +429,9 @@ def sync(url: str, embed: Callable[[Sequence[str]], np.ndarray], *, model_name: 
             if missing:
                 raise SyncError(f"cheeko lacks {', '.join(missing)}, which the memory sync reads and writes "
                                 f"(pipelines/memory_sync.py APP_COLUMNS); nothing was synced")
-            result.files_seen, changed, deleted = _pending(conn, chunker_id)
+            result.files_seen, changed, rewritten, deleted = _pending(conn, chunker_id)
             result.files_deleted = len(deleted)
+            result.files_rewritten = _record_rewritten(url, rewritten)
             # Writes are not overlapped with the next batch's embedding: on 2 CPU cores that was measured
             # slower (the HNSW inserts and the model compete for the same cores).
             done, kept = 0, set()
@@ -420,29 +471,35 @@ def _chunker_id(model_name: str) -> str:
 
 @dataclass(frozen=True)
 class Pending:
-    """What the next sync would do: files new or changed since their last sync, and files deleted since."""
+    """What the next sync would do: files to re-chunk, and files deleted since their last sync."""
 
     changed: int
     deleted: int
-    newest_change: dt.datetime | None  # the latest updated_at among the changed rows
-    fingerprint: str  # differs whenever the set of (id, updated_at) changed or of ids deleted differs
+    newest_change: dt.datetime | None  # the latest updated_at among the changed rows (for reading, not deciding)
+    fingerprint: str  # differs whenever the set of (id, xmin) to re-chunk or of ids deleted differs
+    rewritten: int = 0  # written since their last sync with the same content: the next sync only records them
 
     @property
     def any(self) -> bool:
+        """Whether a sync has work; rows rewritten with the same content alone are not (any sync records them)."""
         return bool(self.changed or self.deleted)
 
 
 def pending(url: str, *, model_name: str = chunker.MODEL_NAME) -> Pending:
-    """The work waiting for :func:`sync`, counted in the database without taking its lock (the sensor's question)."""
+    """The work waiting for :func:`sync`, counted in the database without taking its lock (the sensor's question).
+
+    Costs what the sync's own plan costs: an md5 per row written since its last sync, computed in PostgreSQL.
+    """
     with postgres.read_only(url) as conn:
-        changed, newest, changed_md5 = conn.execute(
-            "SELECT count(*), max(d.updated_at), "
-            "md5(coalesce(string_agg(d.id::text || '@' || coalesce(d.updated_at::text, ''), ',' ORDER BY d.id::text), '')) "
-            + CHANGED_ROWS, {"chunker": _chunker_id(model_name)}).fetchone()
+        changed, rewritten, newest, changed_md5 = conn.execute(
+            "SELECT count(*) FILTER (WHERE NOT unchanged), count(*) FILTER (WHERE unchanged), "
+            "max(updated_at) FILTER (WHERE NOT unchanged), "
+            "md5(coalesce(string_agg(memory_id || '@' || xmin, ',' ORDER BY memory_id) FILTER (WHERE NOT unchanged), '')) "
+            f"FROM ({PLAN}) p", {"chunker": _chunker_id(model_name)}).fetchone()
         deleted, deleted_md5 = conn.execute(
             "SELECT count(*), md5(coalesce(string_agg(f.memory_id::text, ',' ORDER BY f.memory_id), '')) "
             + DELETED_ROWS).fetchone()
-    return Pending(changed=changed, deleted=deleted, newest_change=newest,
+    return Pending(changed=changed, deleted=deleted, newest_change=newest, rewritten=rewritten,
                    fingerprint=f"{changed_md5[:12]}.{deleted_md5[:12]}")
 
 

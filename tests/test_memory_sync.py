@@ -8,7 +8,7 @@ import uuid
 import numpy as np
 import pytest
 
-from pipelines import chunker, generator, memory_search, memory_sync, postgres, writes
+from pipelines import chunker, generator, memory_search, memory_sync, migrate, postgres, writes
 from pipelines.embedding import Embedder
 
 MAC = "24:0a:c4:00:00:01"
@@ -237,6 +237,23 @@ def test_unembeddable_chunks_are_counted_and_retried(make_databases, embedder):
     assert memory_sync.sync_status(url)["files_failing"] == 0
 
 
+def test_an_edit_that_could_not_be_embedded_and_was_undone_clears_its_error(make_databases, embedder):
+    url = make_databases().cheeko
+    memory_id = put(url, MAC, "daily", dt.date(2026, 2, 1), daily(1, "Calm."))
+    memory_sync.sync(url, embedder.encode)
+    before = chunk_rows(url)
+    with writes.transaction(url) as conn:
+        conn.execute("UPDATE device_memories SET content = %s WHERE id = %s", (daily(1, "Poisoned."), memory_id))
+    assert memory_sync.sync(url, Counting(embedder, poison="Poisoned")).files_failed == 1
+    assert chunk_rows(url) == before  # the synced version's chunks stay
+    with writes.transaction(url) as conn:
+        conn.execute("UPDATE device_memories SET content = %s WHERE id = %s", (daily(1, "Calm."), memory_id))
+    model = Counting(embedder)
+    result = memory_sync.sync(url, model)
+    assert (result.files_changed, result.files_failed, result.chunks_added, model.calls) == (1, 0, 0, 0)
+    assert memory_sync.sync_status(url)["files_failing"] == 0 and chunk_rows(url) == before
+
+
 def test_a_text_the_model_raises_on_costs_only_its_file(make_databases, embedder):
     url = make_databases().cheeko
     put(url, MAC, "daily", dt.date(2026, 2, 1), daily(1, "Cursed mood."))
@@ -312,6 +329,157 @@ def test_a_prisma_spelled_table_syncs_and_a_missing_column_is_named(make_databas
         memory_sync.sync(url, embedder.encode)
     assert "\n" not in str(stopped.value)
     assert str(stopped.value).startswith("cheeko lacks device_memories.file_type, which the memory sync reads and writes")
+
+
+# -- changes found by content (issue 17) ---------------------------------------------------------------------
+
+
+def expected_chunks(url: str) -> dict[tuple[str, str], str]:
+    """(mac, content_hash) -> text of every chunk the rows of device_memories chunk to, as the chunker makes them."""
+    with postgres.connect(url) as conn:
+        rows = conn.execute("SELECT mac_id, file_type, file_date, content FROM device_memories").fetchall()
+    expected = {}
+    for mac, file_type, file_date, content in rows:
+        mac = chunker.normal_mac(mac)
+        for c in chunker.chunk_file(content, mac=mac, file_type=file_type, file_date=file_date):
+            expected[(mac, c.content_hash)] = c.text
+    return expected
+
+
+def assert_in_step(url: str, *models: Counting) -> None:
+    """memory_chunks holds exactly what the source files chunk to, and no text was embedded twice.
+
+    (A text is embedded once per device that holds it: these tests give each device texts of its own.)
+    """
+    assert {k: v[0] for k, v in chunk_rows(url).items()} == expected_chunks(url)
+    assert not any(memory_sync.consistency(url).values())
+    texts = [t for model in models for t in model.texts]
+    assert len(texts) == len(set(texts)), "a text was embedded twice"
+
+
+def test_a_memory_edited_without_touching_updated_at_is_resynced(make_databases, embedder):
+    url = make_databases().cheeko
+    first = put(url, MAC, "daily", dt.date(2026, 2, 1), daily(1, "Calm."))
+    second = put(url, MAC, "daily", dt.date(2026, 2, 2), daily(2, "Calm."))
+    model = Counting(embedder)
+    memory_sync.sync(url, model)
+    embedded = len(model.texts)
+
+    # The content changes, updated_at does not: seen by the sensor and by the sync, one text embedded.
+    with writes.transaction(url) as conn:
+        conn.execute("UPDATE device_memories SET content = %s WHERE id = %s", (daily(1, "Calm.", " Bring a kite."), first))
+    waiting = memory_sync.pending(url)
+    assert (waiting.changed, waiting.rewritten, waiting.any) == (1, 0, True)
+    result = memory_sync.sync(url, model)
+    assert (result.files_changed, result.files_rewritten, result.chunks_added, result.chunks_deleted) == (1, 0, 1, 1)
+    assert model.texts[embedded:] == ["## Follow-ups\n- Ask about the science fair 1. Bring a kite."]
+    assert_in_step(url, model)
+
+    # Written again with the same content (updated_at bumped, as an app's upsert does): not re-chunked,
+    # not a reason to start a sync; the next sync only moves its record on.
+    unchanged = chunk_rows(url)
+    with writes.transaction(url) as conn:
+        conn.execute("UPDATE device_memories SET content = content, updated_at = %s WHERE id = %s",
+                     (NOW + dt.timedelta(days=1), second))
+    waiting = memory_sync.pending(url)
+    assert (waiting.changed, waiting.rewritten, waiting.any) == (0, 1, False)
+    calls = model.calls
+    result = memory_sync.sync(url, model)
+    assert (result.files_changed, result.files_rewritten, model.calls) == (0, 1, calls)
+    assert chunk_rows(url) == unchanged
+    assert memory_sync.pending(url).rewritten == 0
+    with postgres.connect(url) as conn:
+        recorded = conn.execute("SELECT source_updated_at FROM warehouse.memory_files WHERE memory_id = %s",
+                                (str(second),)).fetchone()[0]
+    assert recorded == NOW + dt.timedelta(days=1)
+
+    # Only the date changes: the chunks move to the new path; their texts are the same, so none is embedded.
+    with writes.transaction(url) as conn:
+        conn.execute("UPDATE device_memories SET file_date = %s WHERE id = %s", (dt.date(2026, 2, 3), second))
+    result = memory_sync.sync(url, model)
+    assert (result.files_changed, result.chunks_added, result.chunks_moved, model.calls) == (1, 0, 3, calls)
+    paths = {v[1] for v in chunk_rows(url).values()}
+    assert chunker.file_path(MAC, "daily", dt.date(2026, 2, 3)) in paths
+    assert chunker.file_path(MAC, "daily", dt.date(2026, 2, 2)) not in paths
+    assert_in_step(url, model)
+
+
+def test_rows_written_after_a_sync_with_back_dated_timestamps_are_synced(make_databases, embedder):
+    url = make_databases().cheeko
+    edited = put(url, MAC, "daily", dt.date(2026, 2, 1), daily(1, "Calm."))
+    same_time = put(url, OTHER, "daily", dt.date(2026, 2, 1), daily(1, "Sleepy."))
+    model = Counting(embedder)
+    memory_sync.sync(url, model)
+    embedded = len(model.texts)
+
+    past = NOW - dt.timedelta(days=30)
+    put(url, MAC, "daily", dt.date(2026, 1, 15), daily(15, "Brave."), at=past)  # new, older than anything synced
+    with writes.transaction(url) as conn:
+        conn.execute("UPDATE device_memories SET content = %s, updated_at = %s WHERE id = %s",
+                     (daily(1, "Grumpy."), past, edited))  # timestamp moved backwards
+        conn.execute("UPDATE device_memories SET content = %s, updated_at = %s WHERE id = %s",
+                     (daily(1, "Sleepy.", " And the moon."), NOW, same_time))  # the very same timestamp
+    assert memory_sync.pending(url).changed == 3
+    result = memory_sync.sync(url, model)
+    assert (result.files_changed, result.files_failed) == (3, 0)
+    # New texts only: the new file's four, one Mood and one Follow-ups.
+    assert len(model.texts) - embedded == 4 + 1 + 1
+    assert_in_step(url, model)
+    again = memory_sync.sync(url, model)
+    assert (again.files_changed, again.files_rewritten, again.chunks_added) == (0, 0, 0)
+
+
+def test_a_transaction_open_across_a_sync_is_synced_when_it_commits(make_databases, embedder):
+    url = make_databases().cheeko
+    existing = put(url, MAC, "daily", dt.date(2026, 2, 1), daily(1, "Calm."))
+    model = Counting(embedder)
+    memory_sync.sync(url, model)
+    embedded = len(model.texts)
+
+    with postgres.connect(url) as writer:
+        # Written with timestamps older than the sync that runs while the transaction is open.
+        writer.execute("INSERT INTO device_memories (id, mac_id, file_type, file_date, content, updated_at) "
+                       "VALUES (%s, %s, 'daily', %s, %s, %s)",
+                       (uuid.uuid4(), OTHER, dt.date(2026, 2, 5), daily(5, "Curious."), NOW - dt.timedelta(days=1)))
+        writer.execute("UPDATE device_memories SET content = %s, updated_at = %s WHERE id = %s",
+                       (daily(1, "Cheerful."), NOW - dt.timedelta(days=1), existing))
+        during = memory_sync.sync(url, model)
+        assert (during.files_seen, during.files_changed, len(model.texts)) == (1, 0, embedded)
+        writer.commit()
+
+    assert memory_sync.pending(url).changed == 2
+    result = memory_sync.sync(url, model)
+    assert (result.files_seen, result.files_changed) == (2, 2)
+    assert len(model.texts) - embedded == 4 + 1  # the new device's file, and the edited Mood
+    assert_in_step(url, model)
+    assert memory_sync.sync(url, model).files_changed == 0
+
+
+def test_files_synced_before_the_upgrade_are_rechunked_once_and_nothing_is_embedded_again(make_databases, embedder):
+    url = make_databases().cheeko
+    for day in range(1, 4):
+        put(url, MAC, "daily", dt.date(2026, 2, day), daily(day, "Calm."))
+    edited = put(url, OTHER, "daily", dt.date(2026, 2, 1), daily(1, "Calm."))
+    model = Counting(embedder)
+    memory_sync.sync(url, model)
+    before = chunk_rows(url)
+    embedded = len(model.texts)
+    # The state an upgrade leaves: synced rows without xmin and md5. One file was edited before the
+    # upgrade without moving its updated_at, which the old sync could not see.
+    migrate.downgrade("cheeko", url, "cheeko_warehouse_0003")
+    with writes.transaction(url) as conn:
+        conn.execute("UPDATE device_memories SET content = %s WHERE id = %s", (daily(1, "Calm.", " Kites."), edited))
+    migrate.upgrade("cheeko", url)
+    with postgres.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM warehouse.memory_files WHERE source_md5 IS NULL").fetchone()[0] == 4
+
+    result = memory_sync.sync(url, model)
+    assert (result.files_changed, result.chunks_added, result.chunks_deleted, result.chunks_moved) == (4, 1, 1, 0)
+    assert model.texts[embedded:] == ["## Follow-ups\n- Ask about the science fair 1. Kites."]
+    after = chunk_rows(url)
+    assert all(after[k] == v for k, v in before.items() if k in after) and len(set(before) & set(after)) == len(before) - 1
+    assert_in_step(url, model)
+    assert memory_sync.sync(url, model).files_changed == 0
 
 
 # -- search ------------------------------------------------------------------------------------------------
