@@ -2,19 +2,37 @@
 
 Each call is one DuckDB transaction that reads PostgreSQL through the
 postgres extension, as of the run's exported snapshot, and writes the rows,
-the schema bookkeeping and the cursor together: a run killed at any point
-leaves the previous state intact. Three strategies (see ``source_tables.toml``):
+the schema bookkeeping, the cursor and the captured snapshot together: a run
+killed at any point leaves the previous state intact. Three strategies (see
+``source_tables.toml``):
 
 - ``full``: replace the table (rows deleted at the source disappear);
-- ``incremental``: re-read rows whose cursor is at or after the watermark
-  minus a lookback (late commits), replace them by primary key, and with
-  ``reconcile_deletes`` drop rows whose key is gone at the source;
+- ``incremental``: read the rows written since the previous load, replace
+  them by primary key, then compare the key sets: keys missing from the
+  warehouse are reloaded (``rows_repaired``) and, with ``reconcile_deletes``,
+  keys gone at the source are dropped;
 - ``daily``: replace one window of event time (a day, or a backfill range).
+
+Full and incremental loads record the source snapshot they read
+(``pg_current_snapshot()``, in ``_warehouse.captures``). Incremental tables
+find their changed rows by transaction, not by clock (:func:`capture_plan`):
+the rows whose ``xmin`` (the transaction that wrote that row version) is at or
+after the recorded snapshot's ``xmin``, however their timestamps were stamped.
+A whole read ("full reconciliation") replaces that when there is no usable
+record: the first load, columns, policy or key changed, transaction ids too
+far apart to compare as 32-bit ``xmin`` (wraparound) or gone backwards. Only a
+server without ``pg_current_snapshot()`` (PostgreSQL before 13) falls back to
+the declared cursor: rows stamped at or after the watermark minus
+``lookback_minutes``. Before loading, :func:`unchanged` spares the full and
+incremental tables no transaction touched since their previous load (one
+query for all of them; nothing is written, so there is nothing to commit).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import re
 import time
 from dataclasses import dataclass, field
@@ -22,7 +40,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from pipelines import privacy
-from pipelines.postgres import Snapshot, SourceColumn
+from pipelines.postgres import Snapshot, SourceColumn, XidSnapshot
 from pipelines.source_tables import SourceTable
 from pipelines import warehouse
 from pipelines.warehouse import META_SCHEMA, RAW_SCHEMAS, use_snapshot
@@ -137,6 +155,83 @@ def instant(planned: list[PlannedColumn], names: tuple[str, ...]) -> str:
     return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
 
 
+XID_WRAP = 2**32  # xmin is the low 32 bits of a 64-bit transaction id
+# Past this distance between the recorded snapshot and the current one, a 32-bit xmin no longer says on which
+# side of the recorded snapshot its row was written (PostgreSQL itself compares xids within 2^31).
+XID_HORIZON = 2**31
+CAPTURE_XMIN = "xmin"
+FULL_RECONCILIATION = "full reconciliation"
+CURSOR_FALLBACK = "cursor fallback"
+
+
+@dataclass(frozen=True)
+class Capture:
+    """How an incremental load finds the rows changed since the previous load.
+
+    ``xmin``: rows whose row version was written by a transaction from ``since`` (the recorded snapshot's
+    ``xmin``: the oldest transaction still running then) up to ``until`` (the current snapshot's ``xmax``).
+    Reading from the recorded ``xmin`` rather than "not visible in the recorded snapshot" is deliberate: a
+    ``pg_snapshot`` lists running top-level transactions only, so a row written in a subtransaction (a
+    savepoint) of a transaction that was running would look visible and be missed.
+    """
+
+    mode: str
+    reason: str = ""
+    since: int = 0  # 64-bit transaction ids
+    until: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.mode}: {self.reason}" if self.reason else self.mode
+
+    def source_filter(self) -> str:
+        """PostgreSQL condition on the system column ``xmin`` selecting the rows written in ``[since, until)``.
+
+        ``xmin`` has 32 bits: it is placed relative to ``since`` modulo 2^32, exact while ``until - since`` is
+        below 2^32 (:func:`capture_plan` keeps it below 2^31). Ids below 3 (bootstrap, frozen) are old rows. The
+        numbers are ints computed here, never text from elsewhere, as ``postgres_query`` takes SQL, not parameters.
+        """
+        low, span = int(self.since) % XID_WRAP, int(self.until) - int(self.since)
+        return f"xmin::text::bigint >= 3 AND mod(xmin::text::bigint - {low} + {XID_WRAP}, {XID_WRAP}) < {span}"
+
+
+def capture_plan(previous: str | None, current: XidSnapshot | None) -> Capture:
+    """How to find the rows changed since the load that recorded ``previous`` (a ``pg_snapshot`` as text), the
+    source now being at ``current`` (None: the server has no ``pg_current_snapshot()``).
+
+    A pure function, so wraparound can be tested without consuming four billion transaction ids: a recorded
+    snapshot from more than one epoch ago, 2^31 or more ids away, or ahead of the source (restored from a
+    backup, or another server) gives a full reconciliation with the reason.
+    """
+    if current is None:
+        return Capture(CURSOR_FALLBACK, "the source server has no pg_current_snapshot() (PostgreSQL before 13)")
+    if previous is None:
+        return Capture(FULL_RECONCILIATION, "no source snapshot recorded for this table yet")
+    try:
+        before = XidSnapshot.parse(previous)
+    except ValueError:
+        return Capture(FULL_RECONCILIATION, f"the recorded source snapshot {previous!r} is not a pg_snapshot")
+    if current.xmax < before.xmin:
+        return Capture(FULL_RECONCILIATION, f"transaction ids went back from {before.xmin} (epoch {before.epoch}) to "
+                                            f"{current.xmax} (epoch {current.epoch}) since the previous load (the "
+                                            f"source restored or replaced?)")
+    if current.epoch - before.epoch > 1:
+        return Capture(FULL_RECONCILIATION, f"the transaction-id epoch went from {before.epoch} to {current.epoch} "
+                                            f"since the previous load (wraparound)")
+    if current.xmax - before.xmin >= XID_HORIZON:
+        return Capture(FULL_RECONCILIATION, f"{current.xmax - before.xmin:,} transaction ids since the previous "
+                                            f"load, 2^31 or more: a 32-bit xmin cannot be placed (wraparound)")
+    return Capture(CAPTURE_XMIN, since=before.xmin, until=current.xmax)
+
+
+def plan_fingerprint(planned: list[PlannedColumn], pseudonym_key: str) -> str:
+    """What the rows of a table were read with: its source columns and types, their rules and expressions
+    (privacy policy), keyed by the pseudonym key (an HMAC: it changes with the key and tells nothing about it).
+    Rows loaded under another fingerprint are read again whole, so no row keeps an old column set, rule or
+    pseudonym, and a table is never skipped as unchanged past a change of its schema."""
+    text = "\n".join(f"{p.name}\t{p.source_type}\t{p.rule}\t{p.expression}\t{p.warehouse_type}" for p in planned)
+    return hmac.new(pseudonym_key.encode(), text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 @dataclass
 class LoadResult:
     """What one extraction did, for metadata and checks."""
@@ -148,6 +243,9 @@ class LoadResult:
     source_rows: int = 0  # source rows in scope (table or window), in the run's snapshot
     warehouse_rows: int = 0  # warehouse rows in the same scope after the load
     duplicate_keys: int = 0  # rows in scope sharing a primary key
+    rows_repaired: int = 0  # incremental: source keys the warehouse lacked after reading the changes, reloaded
+    rows_kept: int = 0  # incremental without reconcile_deletes: warehouse keys gone at the source, kept
+    capture: str = ""  # incremental: how the changed rows were found (str of Capture)
     window: tuple[dt.datetime, dt.datetime] | None = None
     watermark: dt.datetime | None = None
     added_columns: list[str] = field(default_factory=list)
@@ -251,37 +349,11 @@ def extract_table(
             result.rows_deleted = _run(con, f"DELETE FROM {target}", values)
             result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {source}", values)
             result.source_rows = snapshot.count(table.name)
+            _record_capture(con, table, snapshot, plan_fingerprint(planned, pseudonym_key))  # see unchanged()
 
         elif table.load == "incremental":
-            cursor_expr = instant(planned, table.cursor)
-            watermark = con.execute(f"SELECT watermark FROM {META_SCHEMA}.cursors WHERE database = $db AND table_name = $t",
-                                    {"db": table.database, "t": table.name}).fetchone()
-            if result.added_columns:
-                watermark = None  # a new column: read every row once, so old rows get its values too
-            where = ""
-            if watermark and watermark[0] is not None:
-                values["since"] = watermark[0] - dt.timedelta(minutes=table.lookback_minutes)
-                # Rows with no cursor value at all cannot be ordered: they are read every time.
-                where = f" WHERE {cursor_expr} >= $since OR {cursor_expr} IS NULL"
-            batch = f"CREATE OR REPLACE TEMP TABLE __batch AS SELECT {exprs}, {cursor_expr} AS __cursor FROM {source}{where}"
-            con.execute(batch, _params(batch, values))
-            _run(con, f"DELETE FROM {target} WHERE {key} IN (SELECT {key} FROM __batch)", values)
-            result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {names} FROM __batch", values)
-            if table.reconcile_deletes:
-                result.rows_deleted = _run(con, f"DELETE FROM {target} WHERE {key} NOT IN (SELECT {key} FROM {source})", values)
-            # Rows are ordered by (cursor, primary key): the last one is the new watermark.
-            latest = con.execute(f"SELECT __cursor, CAST({key} AS VARCHAR) FROM __batch WHERE __cursor IS NOT NULL "
-                                 f"ORDER BY __cursor DESC, {key} DESC LIMIT 1").fetchone()
-            if latest:
-                # Never past the source's own clock: one row stamped in the future (clock skew, a fix-up
-                # script) must not move the watermark beyond updates still to come.
-                latest = (min(latest[0], snapshot.started_at), latest[1])
-            if latest and (not watermark or watermark[0] is None or latest[0] >= watermark[0]):
-                con.execute(f"INSERT OR REPLACE INTO {META_SCHEMA}.cursors VALUES ($db, $t, $w, $k, now())",
-                            {"db": table.database, "t": table.name, "w": latest[0], "k": latest[1]})
-            result.watermark = latest[0] if latest else (watermark[0] if watermark else None)
-            con.execute("DROP TABLE __batch")
-            result.source_rows = snapshot.count(table.name)
+            _load_changes(con, table, snapshot, result, planned, key=key, source=source, alias=alias, values=values,
+                          fingerprint=plan_fingerprint(planned, pseudonym_key))
 
         else:
             start, end = window
@@ -291,26 +363,186 @@ def extract_table(
             # In the warehouse every event time is an instant already; at the source a naive one is UTC.
             event = "coalesce(" + ", ".join(privacy.quote(c) for c in table.event_time) + ")"
             scope = f" WHERE {event} >= $start AND {event} < $end"
-            read = instant(planned, table.event_time)
             result.rows_deleted = _run(con, f"DELETE FROM {target}{scope}", values)
-            result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {source} "
-                                            f"WHERE {read} >= $start AND {read} < $end", values)
+            # The first non-null of the event times, as one branch per column: "a in the window", "a is null and b
+            # in the window", ... Each branch is a plain comparison the extension hands to PostgreSQL (its indexes),
+            # where coalesce(a, b) would have the whole table sent over to be filtered here.
+            branches = []
+            for i, column in enumerate(table.event_time):
+                read = instant(planned, (column,))
+                earlier = "".join(f"{privacy.quote(c)} IS NULL AND " for c in table.event_time[:i])
+                branches.append(f"SELECT {exprs} FROM {source} WHERE {earlier}{read} >= $start AND {read} < $end")
+            result.rows_written = _run(con, f"INSERT INTO {target} ({names}) {' UNION ALL '.join(branches)}", values)
             result.source_rows = snapshot.count(table.name, table.event_time, start, end)
 
         in_scope = scope.replace(" WHERE ", "", 1) or "true"
         counts = f"""SELECT count(*) FILTER (WHERE {in_scope}), count(*) FILTER (WHERE {in_scope})
                              - count(DISTINCT {key}) FILTER (WHERE {in_scope}), count(*) FROM {target}"""
         result.warehouse_rows, result.duplicate_keys, result.rows_total = con.execute(counts, _params(counts, values)).fetchone()
-        con.execute(f"INSERT INTO {META_SCHEMA}.loads VALUES ($db, $t, $load, $ws, $we, $w, $d, now())",
+        con.execute(f"INSERT INTO {META_SCHEMA}.loads (database, table_name, load, window_start, window_end, rows_written, "
+                    f"rows_deleted, finished_at, rows_repaired, capture) VALUES ($db, $t, $load, $ws, $we, $w, $d, now(), "
+                    f"$r, $c)",
                     {"db": table.database, "t": table.name, "load": table.load,
                      "ws": window[0] if window else None, "we": window[1] if window else None,
-                     "w": result.rows_written, "d": result.rows_deleted})
+                     "w": result.rows_written, "d": result.rows_deleted, "r": result.rows_repaired,
+                     "c": result.capture or None})
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _load_changes(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot: Snapshot, result: LoadResult,
+                  planned: list[PlannedColumn], *, key: str, source: str, alias: str, values: dict,
+                  fingerprint: str) -> None:
+    """The incremental strategy, inside the table's transaction: merge the rows changed since the previous load
+    (found as :func:`capture_plan` says), then make the key sets agree, and record the snapshot read.
+
+    The key comparison reads the source's keys alone (one column, in the run's snapshot): source keys the
+    warehouse lacks are reloaded and counted in ``rows_repaired``; warehouse keys gone at the source are
+    deleted with ``reconcile_deletes`` and otherwise kept and counted in ``rows_kept``.
+    """
+    target = target_name(table)
+    where = {"db": table.database, "t": table.name}
+    recorded = con.execute(f"SELECT xid_snapshot, plan FROM {META_SCHEMA}.captures WHERE database = $db AND table_name = $t",
+                           where).fetchone()
+    capture = capture_plan(recorded[0] if recorded else None, snapshot.xids)
+    if capture.mode == CAPTURE_XMIN and recorded[1] != fingerprint:
+        # New columns at the source, another privacy rule or pseudonym key: every row is read once more.
+        capture = Capture(FULL_RECONCILIATION, "the columns read, the privacy policy or the pseudonym key changed")
+    result.capture = str(capture)
+    kept = [p for p in planned if p.expression is not None]
+    names = ", ".join(privacy.quote(p.name) for p in kept)
+    exprs = ", ".join(f"{p.expression} AS {privacy.quote(p.name)}" for p in kept)
+    cursor_expr = instant(planned, table.cursor)
+    origin, condition = source, ""
+    watermark = con.execute(f"SELECT watermark FROM {META_SCHEMA}.cursors WHERE database = $db AND table_name = $t",
+                            where).fetchone()
+    if capture.mode == CAPTURE_XMIN:
+        # The extension's table scan cannot see system columns; postgres_query runs on the same connection, in
+        # the same transaction, so it reads the run's snapshot too (tests/test_change_capture.py checks it).
+        read = ", ".join(privacy.quote(c) for c in dict.fromkeys([p.name for p in kept] + list(table.cursor)))
+        values |= {"alias": alias, "query": f"SELECT {read} FROM public.{privacy.quote(table.name)} "
+                                            f"WHERE {capture.source_filter()}"}
+        origin = "postgres_query($alias, $query)"
+    elif capture.mode == CURSOR_FALLBACK and not result.added_columns and watermark and watermark[0] is not None:
+        values["since"] = watermark[0] - dt.timedelta(minutes=table.lookback_minutes)
+        # Rows with no cursor value at all cannot be ordered: they are read every time.
+        condition = f" WHERE {cursor_expr} >= $since OR {cursor_expr} IS NULL"
+    batch = f"CREATE OR REPLACE TEMP TABLE __batch AS SELECT {exprs}, {cursor_expr} AS __cursor FROM {origin}{condition}"
+    con.execute(batch, _params(batch, values))
+    _run(con, f"DELETE FROM {target} WHERE {key} IN (SELECT {key} FROM __batch)", values)
+    result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {names} FROM __batch", values)
+
+    if capture.mode == FULL_RECONCILIATION:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __keys AS SELECT {key} FROM __batch")  # every source row
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __keys AS SELECT {key} FROM {source}")
+    gone = f"FROM {target} WHERE {key} NOT IN (SELECT {key} FROM __keys)"
+    if table.reconcile_deletes:
+        result.rows_deleted = _run(con, f"DELETE {gone}", values)
+    else:
+        result.rows_kept = _run(con, f"SELECT count(*) {gone}", values)
+    missing = f"SELECT {key} FROM __keys WHERE {key} NOT IN (SELECT {key} FROM {target})"
+    if _run(con, f"SELECT count(*) FROM ({missing})", values):
+        # Rare (the warehouse edited by hand, a load from before change capture): the extension cannot push a key
+        # list down to PostgreSQL, so this reads the source table whole, once.
+        result.rows_repaired = _run(con, f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {source} "
+                                         f"WHERE {key} IN ({missing})", values)
+    result.source_rows = _run(con, "SELECT count(*) FROM __keys", values)
+
+    # The cursor stays the fallback: rows are ordered by (cursor, primary key), the last one is the new watermark.
+    latest = con.execute(f"SELECT __cursor, CAST({key} AS VARCHAR) FROM __batch WHERE __cursor IS NOT NULL "
+                         f"ORDER BY __cursor DESC, {key} DESC LIMIT 1").fetchone()
+    if latest:
+        # Never past the source's own clock: one row stamped in the future (clock skew, a fix-up
+        # script) must not move the watermark beyond updates still to come.
+        latest = (min(latest[0], snapshot.started_at), latest[1])
+    if latest and (not watermark or watermark[0] is None or latest[0] >= watermark[0]):
+        con.execute(f"INSERT OR REPLACE INTO {META_SCHEMA}.cursors VALUES ($db, $t, $w, $k, now())",
+                    where | {"w": latest[0], "k": latest[1]})
+    result.watermark = latest[0] if latest else (watermark[0] if watermark else None)
+    _record_capture(con, table, snapshot, fingerprint)
+    con.execute("DROP TABLE __batch; DROP TABLE __keys")
+
+
+def _record_capture(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot: Snapshot, fingerprint: str) -> None:
+    """Record, with the rows, the source snapshot the table now holds (and what its rows were read with)."""
+    where = {"db": table.database, "t": table.name}
+    if snapshot.xids is None:
+        # Rows were found otherwise (the cursor): a snapshot recorded earlier no longer bounds what is loaded.
+        con.execute(f"DELETE FROM {META_SCHEMA}.captures WHERE database = $db AND table_name = $t", where)
+    else:
+        con.execute(f"INSERT OR REPLACE INTO {META_SCHEMA}.captures VALUES ($db, $t, $s, $p, now())",
+                    where | {"s": str(snapshot.xids), "p": fingerprint})
+
+
+UNCHANGED = "xmin: no row written or deleted since the previous load"
+
+
+def unchanged(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snapshot: Snapshot, *, alias: str,
+              pseudonym_key: str) -> dict[str, LoadResult]:
+    """The results for those of ``tables`` (full and incremental, of the source attached as ``alias``) that no
+    transaction changed since their previous load: nothing to load, nothing to commit.
+
+    A table qualifies when its previous load recorded a snapshot that change capture can compare with
+    (:func:`capture_plan` says ``xmin``) under the same columns, policy and key (:func:`plan_fingerprint`),
+    no row at the source has an ``xmin`` since, the source and the warehouse hold as many rows (so nothing was
+    deleted) and the warehouse no duplicate key. One query reads every candidate's counts at the source (in the
+    run's snapshot) and one the warehouse's, so an unchanged table costs the run next to nothing. The recorded
+    snapshot stays: the next load reads from it. Anything else, including a failure of these two queries, is
+    left to :func:`extract_table`.
+    """
+    if snapshot.xids is None or not tables:
+        return {}
+    recorded = dict((name, (xids, plan)) for name, xids, plan in con.execute(
+        f"SELECT table_name, xid_snapshot, plan FROM {META_SCHEMA}.captures WHERE database = $db",
+        {"db": tables[0].database if tables else ""}).fetchall())
+    candidates = []
+    for table in tables:
+        if table.partitioned or table.name not in recorded:
+            continue
+        columns = snapshot.columns(table.name)
+        keys = snapshot.primary_key(table.name)
+        if table.undeclarable({c.name for c in columns}) or len(keys) != 1:
+            continue
+        try:
+            planned = plan_columns(table, columns)
+        except ExtractionError:
+            continue  # extract_table says why, in the table's own result
+        capture = capture_plan(recorded[table.name][0], snapshot.xids)
+        if capture.mode == CAPTURE_XMIN and plan_fingerprint(planned, pseudonym_key) == recorded[table.name][1]:
+            candidates.append((table, planned, privacy.quote(keys[0]), capture))
+    if not candidates:
+        return {}
+    at_source = " UNION ALL ".join(
+        f"SELECT {i} AS i, count(*) AS n, count(*) FILTER (WHERE {capture.source_filter()}) AS changed "
+        f"FROM public.{privacy.quote(table.name)}" for i, (table, _, _, capture) in enumerate(candidates))
+    in_warehouse = " UNION ALL ".join(
+        f"SELECT {i} AS i, count(*) AS n, count(*) - count(DISTINCT {key}) AS duplicates FROM {target_name(table)}"
+        for i, (table, _, key, _) in enumerate(candidates))
+    con.execute("BEGIN TRANSACTION")
+    try:
+        use_snapshot(con, alias, snapshot.id)
+        source = {i: (n, changed) for i, n, changed in con.execute(
+            "SELECT i, n, changed FROM postgres_query($alias, $query)", {"alias": alias, "query": at_source}).fetchall()}
+        held = {i: (n, duplicates) for i, n, duplicates in con.execute(in_warehouse).fetchall()}
+        watermarks = dict(con.execute(f"SELECT table_name, watermark FROM {META_SCHEMA}.cursors WHERE database = $db",
+                                      {"db": candidates[0][0].database}).fetchall())
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        return {}  # a probe only: the tables load the ordinary way, and say what is wrong there
+    results = {}
+    for i, (table, planned, _, _) in enumerate(candidates):
+        (rows, changed), (kept, duplicates) = source[i], held[i]
+        if changed == 0 and rows == kept and duplicates == 0:
+            results[table.key] = LoadResult(table=table, rows_total=kept, source_rows=rows, warehouse_rows=kept,
+                                            columns=planned, snapshot_id=snapshot.id, capture=UNCHANGED,
+                                            watermark=watermarks.get(table.name) if table.load == "incremental" else None)
+    return results
 
 
 def event_days(snapshot: Snapshot, tables: list[SourceTable], before: dt.date, skipped=None) -> list[dt.date]:
@@ -338,16 +570,21 @@ def extract_tables(path, urls: dict[str, str], tables, *, pseudonym_key: str,
     ``windows`` gives each daily table's window by ``database.table`` (outside
     Dagster: scripts, benchmarks, tests).
     """
+    tables = list(tables)
     snapshots = {db: Snapshot(url) for db, url in urls.items()}
     results: dict[str, LoadResult] = {}
     try:
         with warehouse.connect(path) as con:
+            skipped: dict[str, LoadResult] = {}
             for db, url in urls.items():
                 warehouse.attach_source(con, f"src_{db}", url)
+                skipped |= unchanged(con, [t for t in tables if t.database == db], snapshots[db], alias=f"src_{db}",
+                                     pseudonym_key=pseudonym_key)
             for table in tables:
                 window = (windows or {}).get(table.key) if table.partitioned else None
-                results[table.key] = extract_table(con, table, snapshots[table.database], alias=f"src_{table.database}",
-                                                   pseudonym_key=pseudonym_key, window=window)
+                results[table.key] = skipped.get(table.key) or extract_table(
+                    con, table, snapshots[table.database], alias=f"src_{table.database}", pseudonym_key=pseudonym_key,
+                    window=window)
     finally:
         for snapshot in snapshots.values():
             snapshot.close()

@@ -8,6 +8,7 @@ databases go through :mod:`pipelines.writes`.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from dataclasses import dataclass
 from collections.abc import Iterator
@@ -164,6 +165,38 @@ def missing_columns(conn: psycopg.Connection, needed: dict[str, tuple[str, ...]]
     return out
 
 
+_PG_SNAPSHOT = re.compile(r"^(\d{1,20}):(\d{1,20}):((?:\d{1,20})(?:,\d{1,20})*)?$")
+
+
+@dataclass(frozen=True)
+class XidSnapshot:
+    """A ``pg_snapshot`` (``pg_current_snapshot()::text``, ``xmin:xmax:xip,...``): which transactions a
+    snapshot sees, as 64-bit transaction ids (``epoch << 32 | xid``), so they never wrap around.
+
+    Every transaction below ``xmin`` had finished when the snapshot was taken; none from ``xmax`` on had.
+    """
+
+    xmin: int
+    xmax: int
+    xip: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> XidSnapshot:
+        """The snapshot ``text`` describes; ValueError when it is not one."""
+        match = _PG_SNAPSHOT.match(text or "")
+        if not match or int(match[1]) > int(match[2]):
+            raise ValueError(f"not a pg_snapshot: {text!r}")
+        return cls(int(match[1]), int(match[2]), tuple(int(x) for x in match[3].split(",")) if match[3] else ())
+
+    @property
+    def epoch(self) -> int:
+        """How many times the 32-bit transaction counter had wrapped around when the snapshot was taken."""
+        return self.xmax >> 32
+
+    def __str__(self) -> str:
+        return f"{self.xmin}:{self.xmax}:{','.join(str(x) for x in self.xip)}"
+
+
 @dataclass(frozen=True)
 class SourceColumn:
     """A column of an operational table, as PostgreSQL describes it."""
@@ -182,15 +215,22 @@ class Snapshot:
     same data with ``SET TRANSACTION SNAPSHOT``. Catalogue look-ups and the
     row counts that checks compare against run in that same transaction.
     Close it (or use it as a context manager) when the run is done.
+
+    ``xids`` is the same snapshot as PostgreSQL's ``pg_current_snapshot()``
+    (13 and later; None before): change capture records it, and the next run
+    reads the rows written by the transactions it did not see.
     """
 
     def __init__(self, url: str):
         self.url = url
         self._conn = connect(url)
         self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        self.id: str = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        # The server's clock at the start of the transaction: the "now" of everything read through it.
-        self.started_at = self._conn.execute("SELECT now()").fetchone()[0]
+        # One round trip. now() is the server's clock at the start of the transaction: the "now" of everything
+        # read through it. In REPEATABLE READ pg_current_snapshot() is the transaction's snapshot, the one exported.
+        current = "pg_current_snapshot()::text" if self._conn.info.server_version >= 130000 else "NULL"
+        self.id, self.started_at, xids = self._conn.execute(
+            f"SELECT pg_export_snapshot(), now(), {current}").fetchone()
+        self.xids: XidSnapshot | None = XidSnapshot.parse(xids) if xids else None
         self._tables: tuple[dict[str, list[SourceColumn]], dict[str, list[str]]] | None = None
 
     def __enter__(self) -> Snapshot:
@@ -247,8 +287,12 @@ class Snapshot:
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
         params: tuple = ()
         if columns:
-            query += sql.SQL(" WHERE {c} >= %s AND {c} < %s").format(c=_first_of(columns))
-            params = (start, end)
+            # coalesce(a, b) in the window, spelled so that indexes on a and on b can serve it.
+            branches = [sql.SQL("({earlier}{c} >= %s AND {c} < %s)").format(
+                earlier=sql.SQL("").join(sql.SQL("{} IS NULL AND ").format(sql.Identifier(e)) for e in columns[:i]),
+                c=sql.Identifier(column)) for i, column in enumerate(columns)]
+            query += sql.SQL(" WHERE ") + sql.SQL(" OR ").join(branches)
+            params = (start, end) * len(columns)
         return self._conn.execute(query, params).fetchone()[0]
 
     def bounds(self, table: str, columns: tuple[str, ...], before) -> tuple:

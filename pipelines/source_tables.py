@@ -28,7 +28,9 @@ class SourceTable:
     description: str
     columns: dict[str, str] = field(default_factory=dict)  # column -> description
     event_time: tuple[str, ...] = ()  # daily: partitions are cut on the first non-null of these
-    cursor: tuple[str, ...] = ()  # incremental: first non-null of these is the row's update time
+    # incremental: first non-null of these is the row's update time; read only where change capture cannot
+    # (a source before PostgreSQL 13), and kept as the watermark shown in metadata
+    cursor: tuple[str, ...] = ()
     reconcile_deletes: bool = False  # incremental: drop rows whose key is gone at the source
     lookback_minutes: int = 60
 

@@ -52,6 +52,20 @@ CREATE TABLE IF NOT EXISTS {META_SCHEMA}.loads (
     rows_deleted  BIGINT NOT NULL,
     finished_at   TIMESTAMPTZ NOT NULL
 );
+-- Added by change capture (issue 17); IF NOT EXISTS, so warehouses built before it gain them on opening.
+ALTER TABLE {META_SCHEMA}.loads ADD COLUMN IF NOT EXISTS rows_repaired BIGINT;  -- missing keys reloaded
+ALTER TABLE {META_SCHEMA}.loads ADD COLUMN IF NOT EXISTS capture VARCHAR;       -- how changed rows were found
+-- The source snapshot each incremental table was last loaded as of: its next load reads the rows written by
+-- the transactions this snapshot did not see. No row (a new table, a warehouse from before change capture):
+-- the next load reads the whole table.
+CREATE TABLE IF NOT EXISTS {META_SCHEMA}.captures (
+    database      VARCHAR NOT NULL,
+    table_name    VARCHAR NOT NULL,
+    xid_snapshot  VARCHAR NOT NULL,     -- pg_current_snapshot() as text, xmin:xmax:xip (64-bit ids)
+    plan          VARCHAR NOT NULL,     -- fingerprint of the columns and policy the rows were read with
+    captured_at   TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (database, table_name)
+);
 """
 
 
