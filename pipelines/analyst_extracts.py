@@ -165,12 +165,12 @@ def _name(qualified: str, alias: str | None = None) -> str:
     return ".".join(quote(part) for part in parts)
 
 
-def _withheld(qualified: str) -> set[str]:
-    """Columns of a raw table the privacy policy now drops: never published, even if an older load kept them."""
+def _withheld(qualified: str, column: str) -> bool:
+    """Whether the privacy policy now keeps a raw table's column out (dropped, or not classified): never
+    published, even if an older load kept it."""
     schema, table = qualified.split(".", 1)
     database = next((db for db, s in RAW_SCHEMAS.items() if s == schema), None)
-    rules = privacy.policy().get((database, table), {}) if database else {}
-    return {column for column, rule in rules.items() if rule == "drop"}
+    return database is not None and not privacy.is_read(privacy.rule(database, table, column))
 
 
 def _entry(qualified: str, entries: dict[str, TableEntry]) -> TableEntry:
@@ -308,6 +308,21 @@ def _prune(root: Path, keep: int, current: str) -> list[Path]:
         if path in old:
             removed.append(path)
     return removed
+
+
+def withdraw(root: Path) -> list[Path]:
+    """Remove every published snapshot, and the links to the latest: they hold values a privacy rule no longer
+    allows (it was tightened). The next publish writes a whole new one. Returns the folders removed; one that
+    cannot be removed is an error (unlike :func:`_prune`): it would keep publishing what the policy withdrew."""
+    if not root.is_dir():
+        return []
+    for link in (root / LATEST, root / LATEST_DUCKDB):
+        if link.is_symlink():
+            link.unlink()
+    published = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and p.name[:1].isdigit())
+    for path in published:
+        _remove(path)
+    return published
 
 
 # -- publishing: a new snapshot, started from the previous one where it can be -------------------------------------
@@ -744,7 +759,7 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, published_at: dt.date
     (partial / "marts").mkdir(parents=True)
     found = _tables(con)
     # A column the policy drops today never leaves, whatever an older load put in the working file.
-    tables = {q: [(c, t) for c, t in found[q] if c not in _withheld(q)] for q in _order(found)}
+    tables = {q: [(c, t) for c, t in found[q] if not _withheld(q, c)] for q in _order(found)}
     entries = dictionary.lookup()
     now = _fingerprints(con, tables, entries)
     base = _start(con, root, partial / SNAPSHOT_FILE)

@@ -8,6 +8,7 @@
     warehouse generate --append-days K
     warehouse run [--start DATE] [--end DATE] [--select SELECTION]
     warehouse extract --out FILE [--tables T ...] [--since DATE]   cut a file from the latest analyst snapshot
+    warehouse privacy                   the source columns waiting for a rule in privacy.toml (withheld until then)
     warehouse ui [--port 3000]          the Dagster UI and daemon (schedules, sensors) on the embedded defaults
     warehouse search "QUERY" [--device MAC] [-k 5]
     warehouse report preview [--date D] [--config ID]   the admin report for local day D as HTML, to look at
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
                                                                      "day, local date or as-of date; tables without "
                                                                      "one are copied whole)")
     extract.add_argument("--snapshot", type=Path, help="the snapshot to read (default: $WAREHOUSE_HOME/extracts/latest.duckdb)")
+    sub.add_parser("privacy", help="list the source columns the privacy policy does not classify yet (withheld)")
     ui = sub.add_parser("ui", help="start the Dagster UI and daemon on the warehouse's instance")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -327,6 +329,31 @@ def cmd_run(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_privacy(settings: Settings, _args) -> int:
+    """The source columns waiting for a decision in privacy.toml: withheld (not read) until classified. Shows the
+    table, type and how many rows hold a value, never a value."""
+    from pipelines import privacy
+    from pipelines.source_tables import source_tables
+
+    urls = database_urls(settings)
+    waiting = 0
+    for database in DATABASES:
+        with postgres.Snapshot(urls[database]) as snapshot:
+            for table in (t for t in source_tables() if t.database == database):
+                columns = snapshot.columns(table.name)
+                names = privacy.unclassified(database, table.name, [c.name for c in columns])
+                if not names:
+                    continue
+                rows, non_null = snapshot.non_null(table.name, names)
+                types = {c.name: c.type for c in columns}
+                for name in names:
+                    waiting += 1
+                    print(f"  {database}.{table.name}.{name:<30} {types[name]:<28} {non_null[name]:>11,} of {rows:,} rows hold a value")
+    print(f"{waiting} column(s) wait for a rule in {privacy.POLICY_FILE.relative_to(REPO_ROOT)}; until then they are "
+          "not read" if waiting else f"every column of the source tables has a rule in {privacy.POLICY_FILE.relative_to(REPO_ROOT)}")
+    return 0
+
+
 def cmd_extract(settings: Settings, args) -> int:
     from pipelines import analyst_extracts
 
@@ -528,6 +555,7 @@ COMMANDS = {
     "run": cmd_run,
     "search": cmd_search,
     "extract": cmd_extract,
+    "privacy": cmd_privacy,
     "ui": cmd_ui,
     "report": cmd_report,
 }

@@ -64,8 +64,8 @@ def primary_key(table: SourceTable) -> tuple[str, ...]:
 
 def raw_entry(table: SourceTable) -> TableEntry:
     columns = {name: raw_column_description(table, name) for name in table.columns
-               if privacy.rule(table.database, table.name, name) != "drop"}
-    dropped = tuple(name for name in table.columns if privacy.rule(table.database, table.name, name) == "drop")
+               if privacy.is_read(privacy.rule(table.database, table.name, name))}
+    dropped = tuple(name for name in table.columns if not privacy.is_read(privacy.rule(table.database, table.name, name)))
     description = (f"{table.description} Copied from {table.database}.public.{table.name} "
                    f"({LOAD_NOTES[table.load]}).")
     return TableEntry(RAW_SCHEMAS[table.database], table.name, description, columns, dropped, primary_key(table))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import generator, rollups, warehouse, writes
+from pipelines import generator, postgres, rollups, warehouse, writes
 from pipelines.source_tables import source_tables
 from test_extract import extract_tables
 
@@ -174,7 +174,13 @@ def test_a_daily_load_rebuilds_its_window_only_and_equals_a_whole_rebuild(make_d
     with warehouse.connect(path) as con:
         assert not rollups.prepare(con), "staging reads nothing of Cognova"
         assert rollups.last_pass(con) == done
-    extract_tables(path, urls, [t for t in source_tables() if t.key == "cheeko.ai_device"])
+    devices = [t for t in source_tables() if t.key == "cheeko.ai_device"]
+    extract_tables(path, urls, devices)
+    with warehouse.connect(path) as con:
+        assert not rollups.prepare(con), "no transaction touched ai_device: not loaded, nothing to rebuild"
+    with postgres.connect(pair.cheeko) as conn:  # a device re-registered: a dimension changed
+        conn.execute("UPDATE ai_device SET app_version = app_version WHERE ctid = (SELECT min(ctid) FROM ai_device)")
+    extract_tables(path, urls, devices)
     with warehouse.connect(path) as con:
         assert rollups.prepare(con)
         assert rollups.last_pass(con) == rollups.StagingPass("dimensions")
