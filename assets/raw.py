@@ -9,7 +9,7 @@ import dagster as dg
 
 from assets.partitions import DAILY, DAILY_FRESHNESS, PARTITIONED_TAG, refresh_window
 from assets.resources import SourceDatabases, Warehouse
-from pipelines import dictionary, extract
+from pipelines import analyst_extracts, dictionary, extract, privacy
 from pipelines import warehouse as warehouse_module
 from pipelines.settings import DATABASES
 from pipelines.source_tables import SourceTable, source_tables
@@ -17,6 +17,8 @@ from pipelines.source_tables import SourceTable, source_tables
 # One check per table, not one per property: each check costs the run three stored events (a third of a daily
 # run's events were the raw tables' checks when they were two per table).
 MATCHES_SOURCE = "matches_source"
+# Fails (WARN) while the source has columns privacy.toml does not classify: they are withheld until someone does.
+COLUMNS_CLASSIFIED = "columns_classified"
 RAW_OWNERS = ["team:data"]
 # Single-run backfills are how a date range becomes one query; the parameter is
 # marked beta, and its warning would repeat for each of the daily tables.
@@ -67,6 +69,12 @@ def _metadata(result: extract.LoadResult, preview: str) -> dict:
         metadata["watermark"] = result.watermark.isoformat()
     if result.added_columns:
         metadata["columns_added_at_source"] = result.added_columns
+    if result.withheld:
+        metadata["withheld_columns"] = [name for name, _ in result.withheld]
+    if result.tightened:
+        metadata["rule_tightened"] = result.tightened  # the values loaded before were rewritten or removed
+    if result.loosened:
+        metadata["rule_loosened"] = result.loosened  # reloaded from the source for every row
     if result.capture:
         # "xmin", "full reconciliation: <why>", "cursor fallback: <why>", or that nothing changed (extract.UNCHANGED)
         metadata["capture"] = result.capture
@@ -89,6 +97,14 @@ def _check(result: extract.LoadResult, key: dg.AssetKey) -> dg.AssetCheckResult:
         asset_key=key, check_name=MATCHES_SOURCE,
         passed=result.duplicate_keys == 0 and result.source_rows == result.warehouse_rows - result.rows_kept,
         metadata=metadata)
+
+
+def _classified(key: dg.AssetKey, withheld: list[tuple[str, str]]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=COLUMNS_CLASSIFIED, passed=not withheld, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"withheld_columns": dg.MetadataValue.md(
+            "\n".join(["| column | type |", "|---|---|", *(f"| {name} | {type_} |" for name, type_ in withheld)])
+            if withheld else "(none)"), "count": len(withheld)})
 
 
 def _spec(table: SourceTable) -> dg.AssetSpec:
@@ -120,6 +136,14 @@ def _check_spec(table: SourceTable) -> dg.AssetCheckSpec:
                     "Fails also when the table could not load as declared (metadata `error`).")
 
 
+def _classified_spec(table: SourceTable) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        COLUMNS_CLASSIFIED, asset=raw_key(table.database, table.name),
+        description="Every column of the source table has a rule in pipelines/privacy.toml. A column without one "
+                    "(new at the source) is withheld: not read until someone classifies it. Fails (WARN) while any "
+                    "is, listing them with their types (`warehouse privacy` adds how many rows hold a value).")
+
+
 def _stopped(table: SourceTable, error: Exception) -> dg.Failure:
     """One line naming the database and the table, for an error that is not about the table's declaration:
     typically the source database going away (a restart, the network). Nothing of the table was committed,
@@ -142,7 +166,7 @@ def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:
         name=f"raw_{database}_{'daily' if partitioned else 'tables'}",
         description=f"Extracts {database}'s {what} into raw_{database}.",
         specs=[_spec(t) for t in tables],
-        check_specs=[_check_spec(t) for t in tables],
+        check_specs=[spec for t in tables for spec in (_check_spec(t), _classified_spec(t))],
         can_subset=True,
         partitions_def=DAILY if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
@@ -151,6 +175,7 @@ def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:
     def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceDatabases):
         window = refresh_window(context.partition_time_window) if partitioned else None
         selected = {key: table for key, table in by_key.items() if key in context.selected_asset_keys}
+        withdrawn: list = []
         with warehouse.connect() as con:
             alias = sources.attach(con, database)
             spared: dict[str, extract.LoadResult] = {}
@@ -171,12 +196,19 @@ def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:
                     context.log.error(str(error))
                     yield dg.AssetCheckResult(asset_key=key, check_name=MATCHES_SOURCE, passed=False,
                                               metadata={"error": str(error)})
+                    columns = sources.snapshot(database).columns(table.name)
+                    names = privacy.unclassified(database, table.name, [c.name for c in columns])
+                    yield _classified(key, [(c.name, c.type) for c in columns if c.name in names])
                     continue
                 except Exception as error:  # noqa: BLE001 - said in one line; the step stops here
                     raise _stopped(table, error) from error
-                preview = warehouse_module.preview(con, extract.target_name(table))
-                yield dg.MaterializeResult(asset_key=key, metadata=_metadata(result, preview),
-                                           check_results=[_check(result, key)])
+                metadata = _metadata(result, warehouse_module.preview(con, extract.target_name(table)))
+                if result.tightened and not withdrawn:
+                    # Published snapshots hold what the policy no longer allows: removed; this run's publishes anew.
+                    withdrawn = analyst_extracts.withdraw(warehouse.extracts) or [None]
+                    metadata["withdrawn_snapshots"] = ", ".join(p.name for p in withdrawn if p) or "(none)"
+                yield dg.MaterializeResult(asset_key=key, metadata=metadata,
+                                           check_results=[_check(result, key), _classified(key, result.withheld)])
 
     return _raw
 

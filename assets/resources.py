@@ -89,6 +89,11 @@ class Warehouse(dg.ConfigurableResource):
         """The key of the privacy policy's keyed hash (``WAREHOUSE_PSEUDONYM_KEY``)."""
         return settings_module.load().require_pseudonym_key()
 
+    @property
+    def extracts(self):
+        """Where the analyst snapshots of this warehouse are published (``$WAREHOUSE_HOME/extracts``)."""
+        return settings_module.load().extracts
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._stack is not None:
             self._stack.close()

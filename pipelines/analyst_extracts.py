@@ -760,6 +760,7 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, published_at: dt.date
     found = _tables(con)
     # A column the policy drops today never leaves, whatever an older load put in the working file.
     tables = {q: [(c, t) for c, t in found[q] if not _withheld(q, c)] for q in _order(found)}
+    tables = {q: columns for q, columns in tables.items() if columns}  # nothing classified: nothing to publish
     entries = dictionary.lookup()
     now = _fingerprints(con, tables, entries)
     base = _start(con, root, partial / SNAPSHOT_FILE)

@@ -113,7 +113,7 @@ class PlannedColumn:
 
     name: str
     source_type: str
-    rule: str | None
+    rule: str  # privacy.RULES, or privacy.WITHHELD when the policy does not classify it (not read)
     expression: str | None  # None: dropped by the privacy policy
     warehouse_type: str | None
     ordinal: int
@@ -133,12 +133,12 @@ def plan_columns(table: SourceTable, columns: list[SourceColumn]) -> list[Planne
     for col in columns:
         rule = privacy.rule(table.database, table.name, col.name)
         wtype = warehouse_type(col.type)
-        if wtype is None and rule != "drop":
+        if wtype is None and privacy.is_read(rule):
             raise ExtractionError(f"{table.key}.{col.name}: no exact warehouse type for {col.type!r}, so the table is "
                                   f"not extracted (declared in {table.declaration}); a column nobody needs can be "
                                   f"dropped by a rule in pipelines/privacy.toml")
         source = col.name
-        if rule is None and is_naive_timestamp(col.type):
+        if rule == "copy" and is_naive_timestamp(col.type):
             selected = (f"timezone('UTC', {privacy.quote(col.name)})", "TIMESTAMPTZ")
         else:
             selected = privacy.select_expression(rule, source, wtype or "VARCHAR")
@@ -249,54 +249,109 @@ class LoadResult:
     window: tuple[dt.datetime, dt.datetime] | None = None
     watermark: dt.datetime | None = None
     added_columns: list[str] = field(default_factory=list)
+    tightened: list[str] = field(default_factory=list)  # columns whose loaded values a changed rule rewrote or removed
+    loosened: list[str] = field(default_factory=list)  # columns a changed (or first) rule reloaded from the source
     columns: list[PlannedColumn] = field(default_factory=list)
     snapshot_id: str = ""
     seconds: float = 0.0
+
+    @property
+    def withheld(self) -> list[tuple[str, str]]:
+        """``(column, source type)`` of the source columns the policy does not classify: not read."""
+        return [(p.name, p.source_type) for p in self.columns if p.rule == privacy.WITHHELD]
 
 
 def target_name(table: SourceTable) -> str:
     return f"{RAW_SCHEMAS[table.database]}.{privacy.quote(table.name)}"
 
 
-def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: list[PlannedColumn]) -> list[str]:
-    """Create the warehouse table, add new source columns, refuse changed types."""
+@dataclass
+class _SchemaChange:
+    """What :func:`_sync_schema` changed in a warehouse table."""
+
+    added: list[str] = field(default_factory=list)  # new at the source, read from now on
+    tightened: list[str] = field(default_factory=list)
+    loosened: list[str] = field(default_factory=list)
+    refill: list[PlannedColumn] = field(default_factory=list)  # to read again for the rows already loaded
+
+
+def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: list[PlannedColumn]) -> _SchemaChange:
+    """Create the warehouse table, add new source columns, refuse changed types, and apply changed privacy rules
+    to what was loaded.
+
+    Each column's rule is recorded with it. A column loaded under another rule is removed (now dropped or
+    withheld) or emptied and listed in ``refill`` (now copied, hashed, coarsened or measured): every row already
+    loaded gets it again from the source, so nothing keeps an old rule's values. A column recorded with no rule was
+    loaded before rules were recorded, under ``copy``.
+    """
     recorded_rows = con.execute(
-        f"SELECT column_name, source_type, warehouse_type FROM {META_SCHEMA}.source_columns "
+        f"SELECT column_name, source_type, warehouse_type, rule FROM {META_SCHEMA}.source_columns "
         f"WHERE database = $db AND table_name = $t", {"db": table.database, "t": table.name}).fetchall()
-    recorded = {name: source for name, source, _ in recorded_rows}
-    recorded_wtype = {name: wtype for name, _, wtype in recorded_rows}
+    recorded = {name: source for name, source, _, _ in recorded_rows}
+    recorded_wtype = {name: wtype for name, _, wtype, _ in recorded_rows}
+    recorded_rule = {name: rule for name, _, _, rule in recorded_rows}
     target = target_name(table)
+    schema = RAW_SCHEMAS[table.database]
+    present = {name for (name,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = $s "
+                                               "AND table_name = $t", {"s": schema, "t": table.name}).fetchall()}
     kept = [p for p in planned if p.expression is not None]
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMAS[table.database]}")
-    added: list[str] = []
-    if not recorded:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    change = _SchemaChange()
+    if not present:
         body = ", ".join(f"{privacy.quote(p.name)} {p.warehouse_type}" for p in kept)
         con.execute(f"CREATE TABLE IF NOT EXISTS {target} ({body})")
     else:
         for p in planned:
-            old = recorded.get(p.name)
-            # Only a change of what the warehouse holds is drift: varchar(20) -> varchar(50) or
-            # timestamptz -> timestamptz(6) keeps the warehouse column as it is.
-            was = recorded_wtype.get(p.name)
-            if old is not None and was is not None and p.warehouse_type is not None and was != p.warehouse_type:
-                raise SchemaDriftError(f"{table.key}.{p.name}: source type changed from {old} to {p.source_type}; "
-                                       f"migrate the warehouse table before extracting it again")
-            if old is None and p.expression is not None:
-                con.execute(f"ALTER TABLE {target} ADD COLUMN {privacy.quote(p.name)} {p.warehouse_type}")
-                added.append(p.name)
+            column = privacy.quote(p.name)
+            if p.name in present:
+                was_rule = recorded_rule.get(p.name) or "copy"
+                if not privacy.is_read(p.rule):
+                    con.execute(f"ALTER TABLE {target} DROP COLUMN {column}")
+                    change.tightened.append(p.name)
+                elif was_rule != p.rule:
+                    con.execute(f"ALTER TABLE {target} DROP COLUMN {column}")
+                    con.execute(f"ALTER TABLE {target} ADD COLUMN {column} {p.warehouse_type}")
+                    change.refill.append(p)
+                    (change.tightened if privacy.reveals_more(p.rule, was_rule) else change.loosened).append(p.name)
+                # Only a change of what the warehouse holds is drift: varchar(20) -> varchar(50) or
+                # timestamptz -> timestamptz(6) keeps the warehouse column as it is.
+                elif (was := recorded_wtype.get(p.name)) is not None and was != p.warehouse_type:
+                    raise SchemaDriftError(f"{table.key}.{p.name}: source type changed from {recorded[p.name]} to "
+                                           f"{p.source_type}; migrate the warehouse table before extracting it again")
+            elif p.expression is not None:
+                con.execute(f"ALTER TABLE {target} ADD COLUMN {column} {p.warehouse_type}")
+                change.refill.append(p)
+                # Known before but not read (dropped, withheld): classified or loosened now.
+                (change.loosened if p.name in recorded else change.added).append(p.name)
     current = {p.name: p.source_type for p in planned}
-    if current.items() <= recorded.items() and added == []:
-        return added  # nothing changed: skip rewriting the bookkeeping
+    if (current.items() <= recorded.items() and all(recorded_rule.get(p.name) == p.rule for p in planned)
+            and not (change.added or change.tightened or change.loosened)):
+        return change  # nothing changed: skip rewriting the bookkeeping
     # A column dropped at the source keeps its warehouse column (history) and its record.
-    rows = [(p.name, p.source_type, p.warehouse_type, p.ordinal) for p in planned]
-    rows += [(name, old, None, 10_000 + i) for i, (name, old) in enumerate(recorded.items()) if name not in current]
+    rows = [(p.name, p.source_type, p.warehouse_type if p.expression is not None else None, p.ordinal, p.rule)
+            for p in planned]
+    rows += [(name, old, recorded_wtype.get(name), 10_000 + i, recorded_rule.get(name))
+             for i, (name, old) in enumerate(recorded.items()) if name not in current]
     con.execute(f"DELETE FROM {META_SCHEMA}.source_columns WHERE database = $db AND table_name = $t",
                 {"db": table.database, "t": table.name})
-    con.execute(f"INSERT INTO {META_SCHEMA}.source_columns SELECT $db, $t, UNNEST($names), UNNEST($types), "
-                f"UNNEST($wtypes), UNNEST($ordinals)",
+    con.execute(f"INSERT INTO {META_SCHEMA}.source_columns (database, table_name, column_name, source_type, "
+                f"warehouse_type, ordinal, rule) SELECT $db, $t, UNNEST($names), UNNEST($types), UNNEST($wtypes), "
+                f"UNNEST($ordinals), UNNEST($rules)",
                 {"db": table.database, "t": table.name, "names": [r[0] for r in rows], "types": [r[1] for r in rows],
-                 "wtypes": [r[2] for r in rows], "ordinals": [r[3] for r in rows]})
-    return added
+                 "wtypes": [r[2] for r in rows], "ordinals": [r[3] for r in rows], "rules": [r[4] for r in rows]})
+    return change
+
+
+def _refill(con: duckdb.DuckDBPyConnection, target: str, source: str, key: str, columns: list[PlannedColumn],
+            values: dict) -> None:
+    """Read ``columns`` again from the source for every row the warehouse holds, by primary key (a changed privacy
+    rule applies to every day already loaded, not only the window this load reads). Rows gone at the source keep
+    no value."""
+    sets = ", ".join(f"{privacy.quote(p.name)} = __src.{privacy.quote(p.name)}" for p in columns)
+    exprs = ", ".join(f"{p.expression} AS {privacy.quote(p.name)}" for p in columns)
+    statement = (f"UPDATE {target} AS __t SET {sets} FROM (SELECT {key} AS __key, {exprs} FROM {source}) AS __src "
+                 f"WHERE __t.{key} = __src.__key")
+    con.execute(statement, _params(statement, values))
 
 
 def _params(sql: str, values: dict) -> dict:
@@ -333,10 +388,11 @@ def extract_table(
         planned = plan_columns(table, snapshot.columns(table.name))
         result.columns = planned
         keys = snapshot.primary_key(table.name)
-        if len(keys) != 1 or any(p.name == keys[0] and p.rule for p in planned):
+        if len(keys) != 1 or any(p.name == keys[0] and p.rule != "copy" for p in planned):
             raise ExtractionError(f"{table.key}: needs a single-column primary key the privacy policy leaves alone, has {keys}")
         key = privacy.quote(keys[0])
-        result.added_columns = _sync_schema(con, table, planned)
+        change = _sync_schema(con, table, planned)
+        result.added_columns, result.tightened, result.loosened = change.added, change.tightened, change.loosened
         kept = [p for p in planned if p.expression is not None]
         names = ", ".join(privacy.quote(p.name) for p in kept)
         exprs = ", ".join(f"{p.expression} AS {privacy.quote(p.name)}" for p in kept)
@@ -344,6 +400,10 @@ def extract_table(
         target = target_name(table)
         values: dict = {"key": pseudonym_key}
         scope = ""
+        if change.refill and table.load == "daily":
+            # Full tables are replaced and incremental ones read whole (their plan changed) below; the days of a
+            # daily table outside this window are filled here.
+            _refill(con, target, source, key, change.refill, values)
 
         if table.load == "full":
             result.rows_deleted = _run(con, f"DELETE FROM {target}", values)

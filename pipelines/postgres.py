@@ -295,6 +295,12 @@ class Snapshot:
             params = (start, end) * len(columns)
         return self._conn.execute(query, params).fetchone()[0]
 
+    def non_null(self, table: str, columns: list[str]) -> tuple[int, dict[str, int]]:
+        """Rows of ``table``, and how many hold a value in each of ``columns`` (counts only, never a value)."""
+        counts = sql.SQL(", ").join(sql.SQL("count({})").format(sql.Identifier(c)) for c in columns)
+        row = self._conn.execute(sql.SQL("SELECT count(*), {} FROM {}").format(counts, sql.Identifier(table))).fetchone()
+        return row[0], dict(zip(columns, row[1:], strict=True))
+
     def bounds(self, table: str, columns: tuple[str, ...], before) -> tuple:
         """(smallest, largest) first non-null of ``columns`` in ``table`` below ``before``; (None, None) when none."""
         c = _first_of(columns)

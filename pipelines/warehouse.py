@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS {META_SCHEMA}.loads (
     rows_deleted  BIGINT NOT NULL,
     finished_at   TIMESTAMPTZ NOT NULL
 );
+-- The privacy rule each column was loaded under (NULL: loaded before rules were recorded, under "copy").
+ALTER TABLE {META_SCHEMA}.source_columns ADD COLUMN IF NOT EXISTS rule VARCHAR;
 -- Added by change capture (issue 17); IF NOT EXISTS, so warehouses built before it gain them on opening.
 ALTER TABLE {META_SCHEMA}.loads ADD COLUMN IF NOT EXISTS rows_repaired BIGINT;  -- missing keys reloaded
 ALTER TABLE {META_SCHEMA}.loads ADD COLUMN IF NOT EXISTS capture VARCHAR;       -- how changed rows were found

@@ -229,3 +229,18 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
                 break
             assert time.monotonic() < deadline, "processes of warehouse ui outlived it by a minute"
             time.sleep(1)
+
+
+@pytest.fixture
+def classify(monkeypatch):
+    """``classify(database, table, *columns, rule="copy")``: give columns of a probe table a privacy rule, as a
+    reviewer would in privacy.toml (the policy fails closed: a column it does not name is not read)."""
+    from pipelines import privacy
+
+    policy = {key: dict(rules) for key, rules in privacy.policy().items()}
+    monkeypatch.setattr(privacy, "policy", lambda path=privacy.POLICY_FILE: policy)
+
+    def classify_(database: str, table: str, *columns: str, rule: str = "copy") -> None:
+        policy.setdefault((database, table), {}).update({column: rule for column in columns})
+
+    return classify_

@@ -50,10 +50,12 @@ def execute(path: Path, statement: str, params: dict | None = None) -> None:
 
 
 @pytest.fixture
-def probe(make_databases, tmp_path):
+def probe(make_databases, tmp_path, classify):
     """A source table of every common type with ten rows stamped last year, and an empty warehouse path."""
     url = make_databases().cheeko
     for name in (PROBE.name, KEEPER.name):
+        classify("cheeko", name, "id", "name", "amount", "tags", "doc", "ref", "day", "flag", "naive", "updated_at",
+                 "colour")
         run_sql(url, f"""CREATE TABLE {name} (id bigint PRIMARY KEY, name text, amount numeric(12,3), tags text[],
             doc jsonb, ref uuid, day date, flag boolean, naive timestamp(3), updated_at timestamptz)""")
         run_sql(url, f"INSERT INTO {name} SELECT i, 'row ' || i, i * 1.5, ARRAY['t' || i], jsonb_build_object('i', i), "
@@ -267,13 +269,13 @@ def test_without_pg_current_snapshot_the_cursor_is_used_and_the_record_dropped(p
         real_init(self, *args, **kwargs)
         self.xids = None  # what a PostgreSQL 12 source gives
 
-    monkeypatch.setattr(Snapshot, "__init__", old_server)
-    fallback = load(url, path)
+    with pytest.MonkeyPatch.context() as patch:  # only the server's age: the probe's privacy rules stay
+        patch.setattr(Snapshot, "__init__", old_server)
+        fallback = load(url, path)
     # The updated row, and the latest one again (at the watermark, inside its lookback).
     assert fallback.capture.startswith(f"{CURSOR_FALLBACK}: ") and fallback.rows_written == 2
     with warehouse.connect(path, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM _warehouse.captures").fetchone()[0] == 0
-    monkeypatch.undo()
     # What the cursor may have missed meanwhile is not bounded by any snapshot: the next capture reads it all.
     assert load(url, path).capture.startswith(FULL_RECONCILIATION)
     assert equals_source(url, path)

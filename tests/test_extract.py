@@ -75,8 +75,10 @@ def fleet(make_databases, tmp_path):
 # -- exact types ----------------------------------------------------------------------------------
 
 
-def test_every_type_round_trips_exactly(make_databases, tmp_path):
+def test_every_type_round_trips_exactly(make_databases, tmp_path, classify):
     url = make_databases().cheeko
+    classify("cheeko", "type_probe", "id", "u", "jb", "j", "tags", "ints", "exact", "money", "tiny", "at", "day", "r",
+             "dp", "flag", "t", "vc", "small", "updated_at")
     run_sql(url, """CREATE TABLE type_probe (
         id bigint PRIMARY KEY, u uuid, jb jsonb, j json, tags text[], ints integer[], exact numeric(38,10),
         money numeric(10,3), tiny numeric(3,3), at timestamptz, day date, r real, dp double precision, flag boolean,
@@ -112,10 +114,12 @@ def test_every_type_round_trips_exactly(make_databases, tmp_path):
     assert all(v is None for v in (second[1], second[2], second[6], second[9], second[13]))
 
 
-def test_every_orm_type_spelling_extracts(make_databases, tmp_path):
+def test_every_orm_type_spelling_extracts(make_databases, tmp_path, classify):
     """The spellings Prisma and Drizzle produce: precision on times, naive timestamps (read as UTC), varchar ids,
     smallint flags, arrays, json and jsonb, and a pgvector column without a dimension (the policy drops it)."""
     url = make_databases().cheeko
+    classify("cheeko", "orm_probe", "id", "at6", "at3", "naive", "at0", "flag", "tags", "doc", "raw", "day", "price",
+             "clock", "blob")
     run_sql(url, """CREATE TABLE orm_probe (
         id varchar(36) PRIMARY KEY, at6 timestamp(6) with time zone, at3 timestamp(3), naive timestamp without time zone,
         at0 timestamptz(0), flag smallint, tags text[], doc jsonb, raw json, day date, price numeric(10,3), clock time(3),
@@ -145,9 +149,11 @@ def test_every_orm_type_spelling_extracts(make_databases, tmp_path):
     assert recorded["id"] == "character varying(36)"
 
 
-def test_naive_timestamps_load_incrementally_and_by_day(make_databases, tmp_path):
+def test_naive_timestamps_load_incrementally_and_by_day(make_databases, tmp_path, classify):
     """Prisma's default timestamp(3) without a time zone as cursor and as event time: never compared with an aware value."""
     url = make_databases().cheeko
+    classify("cheeko", "naive_dim", "id", "name", "updated_at")
+    classify("cheeko", "naive_events", "id", "happened_at")
     run_sql(url, "CREATE TABLE naive_dim (id varchar(36) PRIMARY KEY, name text, updated_at timestamp(3))")
     run_sql(url, "CREATE TABLE naive_events (id bigint PRIMARY KEY, happened_at timestamp(3) NOT NULL)")
     run_sql(url, "INSERT INTO naive_dim VALUES ('a', 'one', '2026-03-01 10:00:00'), ('b', 'two', '2026-03-01 11:00:00')")
@@ -188,9 +194,10 @@ def test_a_declared_column_the_source_lacks_fails_that_table_alone_in_one_line(m
 
 
 @pytest.mark.parametrize(("column", "pg_type"), [("spot", "point"), ("loose", "numeric"), ("wide", "numeric(40,2)")])
-def test_a_type_without_an_exact_mapping_is_refused_by_name(make_databases, tmp_path, column, pg_type):
+def test_a_type_without_an_exact_mapping_is_refused_by_name(make_databases, tmp_path, column, pg_type, classify):
     """Better a clear error than a silently rounded number (the extension reads bare numeric as DOUBLE)."""
     url = make_databases().cheeko
+    classify("cheeko", "odd_probe", "id", column)
     run_sql(url, f"CREATE TABLE odd_probe (id bigint PRIMARY KEY, {column} {pg_type})")
     with pytest.raises(extract.ExtractionError, match=rf"cheeko.odd_probe.{column}: no exact warehouse type for '{re.escape(pg_type)}'"):
         extract_tables(tmp_path / "w.duckdb", {"cheeko": url}, [SourceTable("cheeko", "odd_probe", "full", "probe")])
@@ -320,8 +327,9 @@ test_extract.extract_tables(Path({str(path)!r}), {urls!r}, [test_extract.source_
 # -- schema drift ---------------------------------------------------------------------------------------
 
 
-def test_a_new_source_column_appears_and_a_changed_type_fails_by_name(fleet):
+def test_a_new_source_column_appears_and_a_changed_type_fails_by_name(fleet, classify):
     urls, path = fleet
+    classify("cheeko", "ai_device", "battery_level", "firmware_channel")  # reviewed: device telemetry, copied
     table = source_table("cheeko", "ai_device")
     extract_tables(path, urls, [table])
     run_sql(urls["cheeko"], "ALTER TABLE ai_device ADD COLUMN battery_level smallint")
