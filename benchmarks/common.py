@@ -41,11 +41,12 @@ def timed(action) -> float:
 END = dt.date(2026, 11, 20)  # fixed, so every benchmark run measures the same dataset
 
 
-def arguments(doc: str) -> argparse.Namespace:
-    """``--devices`` and ``--days``, defaulting to the size the issues measure (2000 x 90)."""
+def arguments(doc: str, more=lambda parser: None) -> argparse.Namespace:
+    """``--devices`` and ``--days``, defaulting to the size the issues measure (2000 x 90), and what ``more`` adds."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--days", type=int, default=90)
+    more(parser)
     return parser.parse_args()
 
 

@@ -27,11 +27,12 @@ on both sides), and what the graph's data-quality checks cost on the engine
 fails (``RunFailed``) is still measured, and its figure says FAILED.
 
 Dagster runs on a throwaway instance (this repository's ``dagster.yaml``,
-SQLite storage) in a temporary ``DAGSTER_HOME``; the databases are
+SQLite storage; with ``--storage postgres``, ``deploy/dagster.postgres.yaml`` in a
+database of its own with ``DAGSTER_EVENT_BATCH_SIZE=100``) in a temporary ``DAGSTER_HOME``; the databases are
 ``orchestration_cheeko`` / ``orchestration_cognova`` on the configured (or
 embedded) server, dropped at the end.
 
-    .venv/bin/python benchmarks/orchestration.py [--devices 2000] [--days 90]
+    .venv/bin/python benchmarks/orchestration.py [--devices 2000] [--days 90] [--storage sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from common import arguments, drop_databases, fresh_databases, generate_fleet, timed
 from extract import extract_all
@@ -70,11 +72,24 @@ def run_progress(line: str) -> None:
         say(f"    dagster: {line.strip()}")
 
 
-def point_environment(tmp: Path, urls: dict[str, str], partitions_start: dt.date) -> Path:
-    """Every setting the Dagster side reads, pointing at this run's databases and folders; returns DAGSTER_HOME."""
+def point_environment(tmp: Path, urls: dict[str, str], partitions_start: dt.date, storage: str = "sqlite") -> Path:
+    """Every setting the Dagster side reads, pointing at this run's databases and folders; returns DAGSTER_HOME.
+
+    ``storage="postgres"``: the production instance (deploy/dagster.postgres.yaml) in a fresh database
+    ``orchestration_dagster`` on the same server, with events written in batches (DAGSTER_EVENT_BATCH_SIZE)."""
     home = tmp / "dagster"
     home.mkdir()
-    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    if storage == "postgres":
+        admin = postgres.with_database(urls["cheeko"], "postgres")
+        postgres.drop_database(admin, f"{PREFIX}_dagster")
+        postgres.ensure_database(admin, f"{PREFIX}_dagster")
+        server = urlsplit(admin)
+        shutil.copyfile(ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
+        os.environ.update({"DAGSTER_PG_HOST": server.hostname, "DAGSTER_PG_PORT": str(server.port or 5432),
+                           "DAGSTER_PG_USER": server.username or "postgres", "DAGSTER_PG_PASSWORD": server.password or "",
+                           "DAGSTER_PG_DB": f"{PREFIX}_dagster", "DAGSTER_EVENT_BATCH_SIZE": "100"})
+    else:
+        shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
     os.environ.update({
         "DAGSTER_HOME": str(home),
         "WAREHOUSE_HOME": str(tmp / "home"),
@@ -219,7 +234,10 @@ def bookkeeping(instance, run_ids: list[str]) -> dict:
 
 
 def main() -> None:
-    args = arguments(__doc__)
+    args = arguments(__doc__, lambda parser: parser.add_argument(
+        "--storage", choices=["sqlite", "postgres"], default="sqlite",
+        help="the Dagster instance's storage: SQLite files (the embedded default) or PostgreSQL with batched "
+             "event writes (deploy/dagster.postgres.yaml)"))
     say(f"databases {PREFIX}_cheeko / {PREFIX}_cognova")
     urls = fresh_databases(PREFIX)  # on the configured or embedded server: before this process points elsewhere
     with tempfile.TemporaryDirectory() as folder:
@@ -228,7 +246,7 @@ def main() -> None:
         fleet = generate_fleet(urls, args, tmp / "gen")
         say(f"  {fleet.total_rows:,} rows for {fleet.start} .. {fleet.end} in {fleet.seconds:.1f} s")
         # Local days west of UTC begin on the UTC day before the fleet's first day (as `warehouse run` sets it).
-        home = point_environment(tmp, urls, fleet.start - DAY)
+        home = point_environment(tmp, urls, fleet.start - DAY, args.storage)
         if "assets" in sys.modules:
             raise RuntimeError("assets was imported before WAREHOUSE_PARTITIONS_START was set")
         import dagster as dg
@@ -292,7 +310,7 @@ def main() -> None:
                 f"slowest steps: {slowest}")
 
     print()
-    print(f"orchestration --devices {args.devices} --days {args.days}   (selection: {SELECTION})")
+    print(f"orchestration --devices {args.devices} --days {args.days} --storage {args.storage}   (selection: {SELECTION})")
     print(f"1. full history, {full.start} .. {full.end}, every table, every mart, publish, analyst snapshot")
     print(f"   engine alone                  {engine_full['total']:8.2f} s   baseline   ({parts(engine_full)})")
     print(f"   through Dagster               {dagster_full:8.2f} s   {dagster_full / engine_full['total']:.2f}x"
@@ -310,6 +328,8 @@ def main() -> None:
     print(f"   not in the baseline: the graph's data-quality checks of the marts; one quality report + drift summary "
           f"takes {checks} on the engine (the full-history file)")
     drop_databases(PREFIX)
+    if args.storage == "postgres":
+        postgres.drop_database(postgres.with_database(load().cheeko_url, "postgres"), f"{PREFIX}_dagster")
 
 
 if __name__ == "__main__":
