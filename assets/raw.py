@@ -99,12 +99,17 @@ def _check(result: extract.LoadResult, key: dg.AssetKey) -> dg.AssetCheckResult:
         metadata=metadata)
 
 
-def _classified(key: dg.AssetKey, withheld: list[tuple[str, str]]) -> dg.AssetCheckResult:
+def _classified(key: dg.AssetKey, withheld: list[tuple[str, str]], snapshot) -> dg.AssetCheckResult:
+    """The ``columns_classified`` result: each withheld column with its type and how many rows hold a value (counted
+    at the source in the run's snapshot, only when there are any; never a value)."""
+    table = "(none)"
+    if withheld:
+        rows, non_null = snapshot.non_null(key.path[-1], [name for name, _ in withheld])
+        table = "\n".join(["| column | type | rows holding a value |", "|---|---|---|",
+                           *(f"| {name} | {type_} | {non_null[name]:,} of {rows:,} |" for name, type_ in withheld)])
     return dg.AssetCheckResult(
         asset_key=key, check_name=COLUMNS_CLASSIFIED, passed=not withheld, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"withheld_columns": dg.MetadataValue.md(
-            "\n".join(["| column | type |", "|---|---|", *(f"| {name} | {type_} |" for name, type_ in withheld)])
-            if withheld else "(none)"), "count": len(withheld)})
+        metadata={"withheld_columns": dg.MetadataValue.md(table), "count": len(withheld)})
 
 
 def _spec(table: SourceTable) -> dg.AssetSpec:
@@ -198,7 +203,7 @@ def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:
                                               metadata={"error": str(error)})
                     columns = sources.snapshot(database).columns(table.name)
                     names = privacy.unclassified(database, table.name, [c.name for c in columns])
-                    yield _classified(key, [(c.name, c.type) for c in columns if c.name in names])
+                    yield _classified(key, [(c.name, c.type) for c in columns if c.name in names], sources.snapshot(database))
                     continue
                 except Exception as error:  # noqa: BLE001 - said in one line; the step stops here
                     raise _stopped(table, error) from error
@@ -208,7 +213,8 @@ def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:
                     withdrawn = analyst_extracts.withdraw(warehouse.extracts) or [None]
                     metadata["withdrawn_snapshots"] = ", ".join(p.name for p in withdrawn if p) or "(none)"
                 yield dg.MaterializeResult(asset_key=key, metadata=metadata,
-                                           check_results=[_check(result, key), _classified(key, result.withheld)])
+                                           check_results=[_check(result, key),
+                                                          _classified(key, result.withheld, sources.snapshot(database))])
 
     return _raw
 

@@ -141,19 +141,32 @@ def test_a_tightened_rule_rewrites_what_was_loaded_and_a_loosened_one_reloads_it
     assert not any(r.tightened or r.loosened for r in _extract(path, urls, tables, window=one_day).values())
 
 
-def test_a_tightened_rule_withdraws_the_published_snapshots(configured, monkeypatch):
-    """Snapshots published before the change hold the old values: removed, and the run publishes a new one."""
+def test_a_tightened_rule_withdraws_the_published_snapshots_and_the_ui_lists_withheld_columns(configured, monkeypatch):
+    """Snapshots published before the change hold the old values: removed, and the run publishes a new one. A column
+    without a rule fails the table's columns_classified check (WARN), which lists it with its counts."""
     from assets import runs
+    from assets.raw import COLUMNS_CLASSIFIED
 
     env, home = configured
     settings = load()
+    kid = dg.AssetKey(["raw_cheeko", "kid_profile"])
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs.materialize(settings, instance, selection="key:raw_cheeko/kid_profile", progress=lambda _: None)
+        first = runs.materialize(settings, instance, selection="key:raw_cheeko/kid_profile", progress=lambda _: None)
+        assert first.warnings == []
         before = sorted(p.name for p in settings.extracts.iterdir() if p.name[:1].isdigit())
         assert before
         _with_rules(monkeypatch, {("cheeko", "kid_profile", "grade"): "hash"})
+        _sql(env["CHEEKO_DATABASE_URL"], "ALTER TABLE kid_profile ADD COLUMN home_address text",
+             "UPDATE kid_profile SET home_address = 'KNOWN-ADDRESS' WHERE ctid IN (SELECT ctid FROM kid_profile LIMIT 2)")
         summary = runs.materialize(settings, instance, selection="key:raw_cheeko/kid_profile", progress=lambda _: None)
-        event = instance.get_latest_materialization_event(dg.AssetKey(["raw_cheeko", "kid_profile"]))
+        event = instance.get_latest_materialization_event(kid)
+        check = dg.AssetCheckKey(kid, COLUMNS_CLASSIFIED)
+        evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key([check])[check].evaluation
+    assert summary.warnings == [f"raw_cheeko/kid_profile:{COLUMNS_CLASSIFIED}"]  # the run's work is done: exit 0
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    listed = evaluation.metadata["withheld_columns"].value
+    assert re.search(r"\| home_address \| text \| 2 of \d+ \|", listed) and "KNOWN-ADDRESS" not in listed
+    assert event.asset_materialization.metadata["withheld_columns"].value == ["home_address"]
     withdrawn = event.asset_materialization.metadata["withdrawn_snapshots"].value
     assert sorted(withdrawn.split(", ")) == before
     after = sorted(p.name for p in settings.extracts.iterdir() if p.name[:1].isdigit())
