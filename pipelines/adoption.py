@@ -98,10 +98,8 @@ def check(database: str, url: str) -> tuple[list[str], list[str]]:
             try:
                 planned = extract.plan_columns(table, columns)
                 keys = snapshot.primary_key(table.name)
-                if len(keys) != 1 or any(p.name == keys[0] and p.rule for p in planned):
-                    raise extract.ExtractionError(
-                        f"{table.key}: needs a single-column primary key the privacy policy leaves alone, has "
-                        f"{keys or 'none'} (declared in {table.declaration})")
+                if problem := extract.key_problem(table, planned, keys):
+                    raise extract.ExtractionError(f"{problem} (declared in {table.declaration})")
                 extractable += 1
             except extract.ExtractionError as error:
                 problems.append(str(error))

@@ -147,6 +147,14 @@ def plan_columns(table: SourceTable, columns: list[SourceColumn]) -> list[Planne
     return planned
 
 
+def key_problem(table: SourceTable, planned: list[PlannedColumn], keys: list[str]) -> str | None:
+    """Why the source's primary key ``keys`` cannot be the table's merge key, or None: loads merge and reconcile on
+    one column, copied as it is (a hashed or withheld key could not be compared with the source's)."""
+    if len(keys) != 1 or any(p.name == keys[0] and p.rule != "copy" for p in planned):
+        return f"{table.key}: needs a single-column primary key the privacy policy leaves alone, has {keys or 'none'}"
+    return None
+
+
 def instant(planned: list[PlannedColumn], names: tuple[str, ...]) -> str:
     """SQL for the first non-null of ``names`` as read from the source (naive timestamps as UTC)."""
     by_name = {p.name: p for p in planned}
@@ -388,8 +396,8 @@ def extract_table(
         planned = plan_columns(table, snapshot.columns(table.name))
         result.columns = planned
         keys = snapshot.primary_key(table.name)
-        if len(keys) != 1 or any(p.name == keys[0] and p.rule != "copy" for p in planned):
-            raise ExtractionError(f"{table.key}: needs a single-column primary key the privacy policy leaves alone, has {keys}")
+        if problem := key_problem(table, planned, keys):
+            raise ExtractionError(problem)
         key = privacy.quote(keys[0])
         change = _sync_schema(con, table, planned)
         result.added_columns, result.tightened, result.loosened = change.added, change.tightened, change.loosened
