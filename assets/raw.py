@@ -146,7 +146,8 @@ def _classified_spec(table: SourceTable) -> dg.AssetCheckSpec:
         COLUMNS_CLASSIFIED, asset=raw_key(table.database, table.name),
         description="Every column of the source table has a rule in pipelines/privacy.toml. A column without one "
                     "(new at the source) is withheld: not read until someone classifies it. Fails (WARN) while any "
-                    "is, listing them with their types (`warehouse privacy` adds how many rows hold a value).")
+                    "is, listing them with their types and how many rows hold a value (never a value); "
+                    "`warehouse privacy` lists them for every table at once.")
 
 
 def _stopped(table: SourceTable, error: Exception) -> dg.Failure:
