@@ -5,9 +5,10 @@ import datetime as dt
 import dagster as dg
 
 from assets.partitions import DAILY_FRESHNESS
+from assets.pools import writer_pool
 from assets.raw import raw_key
-from assets.rollups import PUBLISHED_KEY, mart_key
 from assets.resources import Warehouse
+from assets.rollups import PUBLISHED_KEY, mart_key
 from pipelines import analyst_extracts
 from pipelines import settings as settings_module
 from pipelines.marts import MARTS
@@ -33,7 +34,7 @@ ANALYST_SNAPSHOT_KEY = dg.AssetKey(["extracts", "analyst_snapshot"])
     owners=["team:data"],
     # Everything the snapshot copies, so a run that selects it with any of them runs it last.
     deps=[*(raw_key(t.database, t.name) for t in source_tables()), *(mart_key(m.name) for m in MARTS), PUBLISHED_KEY],
-    pool="warehouse_writer",
+    pool=writer_pool("extracts"),
     freshness_policy=DAILY_FRESHNESS,
 )
 def analyst_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:

@@ -8,6 +8,7 @@ import warnings
 import dagster as dg
 
 from assets.partitions import DAILY, DAILY_FRESHNESS, PARTITIONED_TAG, refresh_window
+from assets.pools import writer_pool
 from assets.resources import SourceDatabases, Warehouse
 from pipelines import analyst_extracts, dictionary, extract, privacy
 from pipelines import warehouse as warehouse_module
@@ -176,7 +177,7 @@ def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:
         can_subset=True,
         partitions_def=DAILY if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
-        pool="warehouse_writer",
+        pool=writer_pool(f"{database}_raw"),
     )
     def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceDatabases):
         window = refresh_window(context.partition_time_window) if partitioned else None

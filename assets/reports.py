@@ -4,6 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
+from assets.pools import writer_pool
 from assets.resources import SourceDatabases, Warehouse
 from assets.rollups import keys_of
 from pipelines import lineage
@@ -35,7 +36,7 @@ def _tick_time(context: dg.AssetExecutionContext) -> dt.datetime:
     kinds={"email", "postgres", "duckdb"},
     owners=["team:data"],
     deps=REPORT_INPUTS,
-    pool="warehouse_writer",
+    pool=writer_pool("reports"),
     # The tick is hourly: two missed ticks in a row is an outage worth a look.
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=2, minutes=10),
                                                     warn_window=dt.timedelta(hours=1, minutes=10)),

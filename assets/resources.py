@@ -11,7 +11,7 @@ from pydantic import PrivateAttr
 
 from pipelines import settings as settings_module
 from pipelines import warehouse
-from pipelines.databases import database_url
+from pipelines.databases import database_url, warehouse_location
 from pipelines.embedding import Embedder
 from pipelines.postgres import Snapshot
 
@@ -66,7 +66,8 @@ class SourceDatabases(dg.ConfigurableResource):
 
 
 class Warehouse(dg.ConfigurableResource):
-    """The DuckDB warehouse file (``WAREHOUSE_DUCKDB_PATH``); one writer at a time.
+    """The warehouse: the DuckDB file (``WAREHOUSE_DUCKDB_PATH``, one writer at a time) or, with
+    ``WAREHOUSE_CATALOG=ducklake``, a DuckLake (catalog in PostgreSQL, Parquet under ``WAREHOUSE_LAKE_DATA``).
 
     One connection serves the whole run (opening the file costs tens of
     milliseconds, and this process is the file's only writer anyway); it is
@@ -81,7 +82,7 @@ class Warehouse(dg.ConfigurableResource):
         """The run's read-write connection to the warehouse."""
         if self._con is None:
             self._stack = ExitStack()
-            self._con = self._stack.enter_context(warehouse.connect(settings_module.load().duckdb_path))
+            self._con = self._stack.enter_context(warehouse.connect(warehouse_location(settings_module.load())))
         yield self._con
 
     @property

@@ -7,6 +7,7 @@ import datetime as dt
 import dagster as dg
 
 from assets.partitions import DAILY, DAILY_FRESHNESS, PARTITIONED_TAG, refresh_window
+from assets.pools import writer_pool
 from assets.raw import raw_key
 from assets.resources import SourceDatabases, Warehouse
 from pipelines import lineage, rollups
@@ -82,7 +83,7 @@ def _staging_description(name: str) -> str:
     # Subsettable so a backfill may target its tables over different days (the dimensions and the event tables
     # map differently from their raw inputs); the step brings every staging table up to date in any case.
     can_subset=True,
-    pool="warehouse_writer",
+    pool=writer_pool("rollups"),
 )
 def staging(context: dg.AssetExecutionContext, warehouse: Warehouse):
     with warehouse.connect() as con:
@@ -136,7 +137,7 @@ def mart_asset(definition: Mart) -> dg.AssetsDefinition:
         backfill_policy=None if definition.grain == "whole" else dg.BackfillPolicy.single_run(),
         metadata={"dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name, "see runtime schema", description=text) for name, text in definition.columns.items()])},
-        pool="warehouse_writer",
+        pool=writer_pool("rollups"),
         freshness_policy=DAILY_FRESHNESS,
     )
     def _mart(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -172,7 +173,7 @@ QUALITY_CHECK_SPECS = [dg.AssetCheckSpec(name, asset=mart_key(mart), description
     description="Every data-quality check of the marts, computed once per run (pipelines.rollups.quality_report).",
     specs=QUALITY_CHECK_SPECS,
     can_subset=True,
-    pool="warehouse_writer",
+    pool=writer_pool("rollups"),
 )
 def data_quality(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, sources: SourceDatabases):
     """Counts of the rows each check finds, with samples; WARN: the marts leave those rows out or flag them."""
@@ -207,7 +208,7 @@ def data_quality(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, s
     kinds={"postgres"},
     owners=ROLLUP_OWNERS,
     deps=[mart_key(name) for name in rollups.PUBLISHED],
-    pool="warehouse_writer",
+    pool=writer_pool("rollups"),
     freshness_policy=DAILY_FRESHNESS,
 )
 def cheeko_published_progress(warehouse: Warehouse, sources: SourceDatabases) -> dg.MaterializeResult:

@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from pipelines import generator, migrate, postgres
-from pipelines.databases import database_url, database_urls
+from pipelines.databases import database_url, database_urls, warehouse_location
 from pipelines.embedded import EmbeddedServer, EmbeddedServerError
 from pipelines.settings import DATABASES, Settings, SettingsError, load
 
@@ -383,6 +383,7 @@ def cmd_ui(settings: Settings, args) -> int:
     # It runs from the repository; the paths the settings resolved here must not move with it.
     os.environ["WAREHOUSE_HOME"] = str(settings.home)
     os.environ["WAREHOUSE_DUCKDB_PATH"] = str(settings.duckdb_path)
+    os.environ["WAREHOUSE_LAKE_DATA"] = settings.lake_data
     os.chdir(REPO_ROOT)
     os.execv(sys.executable, command)
 
@@ -411,10 +412,11 @@ def cmd_demo(settings: Settings, args) -> int:
                                 progress=lambda line: print(f"  {line}"))
     _print_generation(result)
     # The warehouse was built from the rows just replaced: its cursors and marts would mislead.
-    for stale in (settings.duckdb_path, settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")):
-        if stale.exists():
-            stale.unlink()
-            print(f"  removed the previous warehouse file {stale}")
+    from pipelines import warehouse
+
+    where = warehouse_location(settings)
+    if warehouse.discard(where):
+        print(f"  emptied the previous warehouse, {where}")
     print("4/6 assets")
     summary = _materialize(settings, progress=lambda line: print(f"  {line}"))
     print(f"  materialized {len(summary.rows)} asset(s) for {summary.start} .. {summary.end}")
@@ -454,7 +456,10 @@ def _print_summary(settings: Settings, urls: dict[str, str], report: Path | None
 
     print("Where things are")
     print(f"  operational databases  {', '.join(postgres.redact(u) for u in urls.values())}")
-    print(f"  DuckDB warehouse       {show(settings.duckdb_path)}  (the pipeline's working file)")
+    if settings.uses_lake:
+        print(f"  warehouse              {warehouse_location(settings)}")
+    else:
+        print(f"  DuckDB warehouse       {show(settings.duckdb_path)}  (the pipeline's working file)")
     if snapshot is not None:
         print(f"  analyst snapshot       {show(snapshot)}  (open: .venv/bin/duckdb -readonly {show(snapshot)})")
         print(f"  data dictionary        {show(settings.extracts / analyst_extracts.LATEST / analyst_extracts.DICTIONARY_FILE)}")
@@ -471,7 +476,7 @@ def _demo_report(settings: Settings, cheeko_url: str) -> Path | None:
     from pipelines import warehouse
     from pipelines.reports import service
 
-    with warehouse.connect(settings.duckdb_path) as con:
+    with warehouse.connect(warehouse_location(settings)) as con:
         day = service.latest_complete_day(con, cheeko_url)
         if day is None:
             print("  the warehouse holds no complete day; no report")
@@ -525,10 +530,11 @@ def cmd_report(settings: Settings, args) -> int:
     from pipelines import warehouse
     from pipelines.reports import service
 
-    if not settings.duckdb_path.exists():
-        raise RuntimeError(f"no warehouse at {settings.duckdb_path}: run `warehouse run` first")
+    where = warehouse_location(settings)
+    if not warehouse.exists(where):
+        raise RuntimeError(f"no warehouse at {where}: run `warehouse run` first")
     url = database_url(settings, "cheeko")
-    with warehouse.connect(settings.duckdb_path) as con:
+    with warehouse.connect(where) as con:
         if args.action == "preview":
             shown = service.preview(settings, con, url, args.date, config_id=args.config, out_dir=args.out)
             for note in shown.notes:

@@ -529,8 +529,7 @@ def _load_changes(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot: 
         # script) must not move the watermark beyond updates still to come.
         latest = (min(latest[0], snapshot.started_at), latest[1])
     if latest and (not watermark or watermark[0] is None or latest[0] >= watermark[0]):
-        con.execute(f"INSERT OR REPLACE INTO {META_SCHEMA}.cursors VALUES ($db, $t, $w, $k, now())",
-                    where | {"w": latest[0], "k": latest[1]})
+        _replace(con, "cursors", "$w, $k", where | {"w": latest[0], "k": latest[1]})
     result.watermark = latest[0] if latest else (watermark[0] if watermark else None)
     _record_capture(con, table, snapshot, fingerprint)
     con.execute("DROP TABLE __batch; DROP TABLE __keys")
@@ -543,8 +542,15 @@ def _record_capture(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot
         # Rows were found otherwise (the cursor): a snapshot recorded earlier no longer bounds what is loaded.
         con.execute(f"DELETE FROM {META_SCHEMA}.captures WHERE database = $db AND table_name = $t", where)
     else:
-        con.execute(f"INSERT OR REPLACE INTO {META_SCHEMA}.captures VALUES ($db, $t, $s, $p, now())",
-                    where | {"s": str(snapshot.xids), "p": fingerprint})
+        _replace(con, "captures", "$s, $p", where | {"s": str(snapshot.xids), "p": fingerprint})
+
+
+def _replace(con: duckdb.DuckDBPyConnection, book: str, values: str, params: dict) -> None:
+    """Make ``values`` (after the key ``$db, $t``, before ``now()``) the one row of ``_warehouse.<book>`` for the
+    table: DELETE, then INSERT, since DuckLake takes no primary key to ``INSERT OR REPLACE`` by."""
+    con.execute(f"DELETE FROM {META_SCHEMA}.{book} WHERE database = $db AND table_name = $t",
+                {"db": params["db"], "t": params["t"]})
+    con.execute(f"INSERT INTO {META_SCHEMA}.{book} VALUES ($db, $t, {values}, now())", params)
 
 
 UNCHANGED = "xmin: no row written or deleted since the previous load"

@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS {STORE} (
     samples    VARCHAR[] NOT NULL  -- their first sample keys in sort order (samples_kept of them at most)
 );
 CREATE TABLE IF NOT EXISTS {STATE} (
-    table_name   VARCHAR PRIMARY KEY,
+    table_name   VARCHAR NOT NULL,  -- one row per table (DELETE, then INSERT: DuckLake takes no PRIMARY KEY)
     fingerprint  VARCHAR NOT NULL, -- of the SQL that counted the table: a changed definition counts it again
     samples_kept INTEGER NOT NULL,
     loaded_at    TIMESTAMPTZ,      -- the latest of the table's _warehouse.loads counted
@@ -235,7 +235,8 @@ def recount(con: duckdb.DuckDBPyConnection, table: Table, todo: Recount, wanted:
                 store(con, part, table, scope, values, todo.kept)
         for part in parts:
             store(con, part, table, f"{column} IS NULL", {}, todo.kept)
-    con.execute(f"INSERT OR REPLACE INTO {STATE} VALUES (?, ?, ?, ?, ?)",
+    con.execute(f"DELETE FROM {STATE} WHERE table_name = ?", [table.name])
+    con.execute(f"INSERT INTO {STATE} VALUES (?, ?, ?, ?, ?)",
                 [table.name, wanted, todo.kept, todo.loaded_at, todo.raw_rows])
 
 

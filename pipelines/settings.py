@@ -35,6 +35,8 @@ DEFAULT_EXTRACTS_KEEP = 7
 CHEEKO = "cheeko"
 COGNOVA = "cognova"
 DATABASES = (CHEEKO, COGNOVA)
+LAKE = "ducklake"
+CATALOG_DATABASE = "warehouse_catalog"  # the DuckLake catalog's database on the embedded server
 
 
 class SettingsError(ValueError):
@@ -61,6 +63,10 @@ class Settings:
     cheeko_url: str | None = _variable("CHEEKO_DATABASE_URL", secret="url", embedded=CHEEKO)
     cognova_url: str | None = _variable("COGNOVA_DATABASE_URL", secret="url", embedded=COGNOVA)
     duckdb_path: Path = _variable("WAREHOUSE_DUCKDB_PATH")
+    catalog: str | None = _variable("WAREHOUSE_CATALOG", secret="url", default=None,
+                                    unset="the single DuckDB file WAREHOUSE_DUCKDB_PATH")
+    lake_data: str = _variable("WAREHOUSE_LAKE_DATA", default="",
+                               unset="DuckLake's Parquet files go under WAREHOUSE_HOME/lake")
     pg_port: int = _variable("WAREHOUSE_PG_PORT", default=DEFAULT_PG_PORT)
     pseudonym_key: str = _variable("WAREHOUSE_PSEUDONYM_KEY", secret="key", default=DEVELOPMENT_PSEUDONYM_KEY)
     partitions_start: dt.date = _variable(
@@ -148,6 +154,42 @@ class Settings:
         """True when at least one database falls back to the embedded server."""
         return self.cheeko_url is None or self.cognova_url is None
 
+    @property
+    def uses_lake(self) -> bool:
+        """True when the warehouse is a DuckLake (``WAREHOUSE_CATALOG=ducklake[:URL]``), not the DuckDB file."""
+        return self.catalog is not None
+
+    @property
+    def lake_catalog_url(self) -> str | None:
+        """The configured PostgreSQL database of the DuckLake catalog; None: the embedded server's ``CATALOG_DATABASE``
+        (or no DuckLake at all)."""
+        return self.catalog.removeprefix(LAKE + ":") if self.catalog and self.catalog != LAKE else None
+
+
+def _catalog(environ: Mapping[str, str], duckdb_path: Path) -> tuple[str | None, Path]:
+    """``WAREHOUSE_CATALOG``: unset or a ``.duckdb`` path (the single file), ``ducklake`` (a DuckLake whose catalog
+    is a database on the embedded server) or ``ducklake:postgresql://...`` (a catalog database of your own).
+    Returns the catalog (None: the file) and the file's path."""
+    raw = environ.get("WAREHOUSE_CATALOG", "").strip()
+    if not raw:
+        return None, duckdb_path
+    if raw == LAKE:
+        return LAKE, duckdb_path
+    if raw.startswith(LAKE + ":"):
+        url = raw.removeprefix(LAKE + ":")
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise SettingsError(f"WAREHOUSE_CATALOG=ducklake:... takes the catalog's PostgreSQL URL "
+                                f"(ducklake:postgresql://user@host/warehouse_catalog), got {raw[:40]!r}")
+        return raw, duckdb_path
+    if raw.endswith(".duckdb"):
+        path = Path(raw).expanduser().resolve()
+        if environ.get("WAREHOUSE_DUCKDB_PATH", "").strip() and path != duckdb_path:
+            raise SettingsError(f"WAREHOUSE_CATALOG={raw} and WAREHOUSE_DUCKDB_PATH={duckdb_path} name two different "
+                                "warehouse files: set one of them")
+        return None, path
+    raise SettingsError(f"WAREHOUSE_CATALOG must be unset, a .duckdb file, 'ducklake' or ducklake:postgresql://..., "
+                        f"got {raw[:40]!r}")
+
 
 def _port(raw: str | None) -> int:
     if raw is None or raw == "":
@@ -215,9 +257,15 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     home = Path(env.get("WAREHOUSE_HOME") or DEFAULT_HOME).expanduser().resolve()
     duckdb_raw = env.get("WAREHOUSE_DUCKDB_PATH")
     duckdb_path = Path(duckdb_raw).expanduser().resolve() if duckdb_raw else home / "warehouse.duckdb"
+    catalog, duckdb_path = _catalog(env, duckdb_path)
+    lake_data = (env.get("WAREHOUSE_LAKE_DATA") or "").strip()
+    if lake_data and "://" not in lake_data:  # a local folder; an object-store URL (s3://...) is taken as it is
+        lake_data = str(Path(lake_data).expanduser().resolve())
     return Settings(
         home=home,
         duckdb_path=duckdb_path,
+        catalog=catalog,
+        lake_data=lake_data or str(home / "lake"),
         pg_port=_port(env.get("WAREHOUSE_PG_PORT")),
         cheeko_url=_url("CHEEKO_DATABASE_URL", env),
         cognova_url=_url("COGNOVA_DATABASE_URL", env),
@@ -288,6 +336,8 @@ def shown(settings: Settings, environ: Mapping[str, str] | None = None, *,
 
 def masked(url: str) -> str:
     """``url`` with its password (``user:password@`` or ``?password=``) replaced by ``***``, safe to print."""
+    if url.startswith(LAKE + ":"):
+        return LAKE + ":" + masked(url.removeprefix(LAKE + ":"))
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.password is not None:

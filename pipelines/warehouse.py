@@ -1,18 +1,30 @@
-"""The one way this project opens the DuckDB warehouse.
+"""The one way this project opens the warehouse.
 
-Only this module calls ``duckdb.connect``. A connection here always runs in
-UTC (so ``TIMESTAMPTZ`` values read back as UTC), has the PostgreSQL
-extension loaded from its pip wheel (nothing is downloaded at run time), and
-has the warehouse's bookkeeping schema ``_warehouse`` in place.
+Only this module calls ``duckdb.connect``. The warehouse is one of two backends, chosen by
+``WAREHOUSE_CATALOG`` (``databases.warehouse_location`` resolves it):
+
+- a DuckDB file (:class:`pathlib.Path`, the default): one writer at a time, no reader beside it;
+- a DuckLake (:class:`Lake`): the catalog in PostgreSQL, the tables as Parquet files under a data path.
+  Writers of different tables commit concurrently and readers query the live catalog while runs write.
+  The connection is an in-memory DuckDB with the lake attached and ``USE``d, so the same SQL
+  (``raw_cheeko.t``, ``staging.t``, ``marts.t``) reads and writes it.
+
+A connection here always runs in UTC (so ``TIMESTAMPTZ`` values read back as UTC), has the PostgreSQL
+extension loaded from its pip wheel (nothing is downloaded at run time), and has the warehouse's
+bookkeeping schema ``_warehouse`` in place. SQL that runs here stays within what both backends take:
+DuckLake has no PRIMARY KEY or UNIQUE constraint (so no ``INSERT OR REPLACE``) and no ENUM type.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import duckdb
 
@@ -21,8 +33,11 @@ META_SCHEMA = "_warehouse"
 # How long a command waits for another process's run to release the file (a daily run takes seconds to minutes).
 LOCK_WAIT_SECONDS = 600.0
 RAW_SCHEMAS = {"cheeko": "raw_cheeko", "cognova": "raw_cognova"}
+LAKE_ALIAS = "lake"  # the name a DuckLake is attached under (and made the default catalog)
 
-# Bookkeeping written in the same transaction as the rows it describes.
+# Bookkeeping written in the same transaction as the rows it describes. One row per key (the first
+# columns up to table_name / column_name), kept so by the writers (DELETE, then INSERT): DuckLake takes no
+# PRIMARY KEY. Files made before DuckLake keep theirs, which the same writes satisfy.
 META_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {META_SCHEMA};
 CREATE TABLE IF NOT EXISTS {META_SCHEMA}.cursors (
@@ -30,8 +45,7 @@ CREATE TABLE IF NOT EXISTS {META_SCHEMA}.cursors (
     table_name    VARCHAR NOT NULL,
     watermark     TIMESTAMPTZ,          -- latest cursor value loaded
     watermark_key VARCHAR,              -- primary key of the latest row at that value (ties)
-    updated_at    TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (database, table_name)
+    updated_at    TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS {META_SCHEMA}.source_columns (
     database       VARCHAR NOT NULL,
@@ -39,8 +53,7 @@ CREATE TABLE IF NOT EXISTS {META_SCHEMA}.source_columns (
     column_name    VARCHAR NOT NULL,
     source_type    VARCHAR NOT NULL,    -- PostgreSQL's format_type()
     warehouse_type VARCHAR,             -- NULL when the privacy policy drops the column
-    ordinal        INTEGER NOT NULL,
-    PRIMARY KEY (database, table_name, column_name)
+    ordinal        INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS {META_SCHEMA}.loads (
     database      VARCHAR NOT NULL,
@@ -65,8 +78,7 @@ CREATE TABLE IF NOT EXISTS {META_SCHEMA}.captures (
     table_name    VARCHAR NOT NULL,
     xid_snapshot  VARCHAR NOT NULL,     -- pg_current_snapshot() as text, xmin:xmax:xip (64-bit ids)
     plan          VARCHAR NOT NULL,     -- fingerprint of the columns and policy the rows were read with
-    captured_at   TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (database, table_name)
+    captured_at   TIMESTAMPTZ NOT NULL
 );
 """
 
@@ -116,21 +128,127 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
             time.sleep(0.5)
 
 
+@dataclass(frozen=True)
+class Lake:
+    """A DuckLake warehouse: its catalog is the PostgreSQL database ``catalog_url``, its tables are Parquet
+    files under ``data_path`` (a local folder, or an object-store URL such as ``s3://bucket/warehouse/``)."""
+
+    catalog_url: str
+    data_path: str
+
+    def __str__(self) -> str:
+        return f"DuckLake (catalog {_redact(self.catalog_url)}, data {self.data_path})"
+
+    def attach_statement(self, alias: str = LAKE_ALIAS, *, read_only: bool = False) -> str:
+        """The ``ATTACH`` that opens this lake under ``alias`` (its text comes from settings, not from data)."""
+        options = [f"DATA_PATH {literal(self.data_path)}"] + (["READ_ONLY"] if read_only else [])
+        return f"ATTACH {literal('ducklake:postgres:' + libpq_keywords(self.catalog_url))} AS {alias} ({', '.join(options)})"
+
+
+Location = Path | Lake  # where the warehouse is: a DuckDB file, or a DuckLake
+
+
+def libpq_keywords(url: str) -> str:
+    """``postgresql://user:pw@host:port/db?opt=v`` as libpq's ``key=value`` form, which the DuckLake
+    extension's ``postgres:`` catalog takes."""
+    parts = urlsplit(url)
+    pairs = {"host": parts.hostname, "port": parts.port, "dbname": unquote(parts.path.lstrip("/")) or None,
+             "user": unquote(parts.username) if parts.username else None,
+             "password": unquote(parts.password) if parts.password else None}
+    pairs |= {k: unquote(v) for k, _, v in (pair.partition("=") for pair in parts.query.split("&")) if v}
+    return " ".join(f"{key}={_libpq_value(value)}" for key, value in pairs.items() if value is not None)
+
+
+def _libpq_value(value: object) -> str:
+    """A libpq keyword value: single-quoted, with backslashes and quotes escaped."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    return url.replace(f":{parts.password}@", ":***@") if parts.password else url
+
+
+def exists(where: Location) -> bool:
+    """True when the warehouse has been written at least once (the file exists; the lake has a catalog)."""
+    if isinstance(where, Path):
+        return where.exists()
+    try:
+        with connect(where, read_only=True) as con:
+            return con.execute("SELECT count(*) FROM duckdb_schemas() WHERE database_name = current_database() "
+                               "AND schema_name = $s", {"s": META_SCHEMA}).fetchone()[0] > 0
+    except duckdb.Error:
+        return False
+
+
+def discard(where: Location) -> bool:
+    """Empty the warehouse (the demo rebuilds it from freshly generated rows); True if it held anything.
+    A file is removed; a lake drops every schema and then deletes the Parquet files no snapshot needs."""
+    if isinstance(where, Path):
+        stale = [p for p in (where, where.with_name(where.name + ".wal")) if p.exists()]
+        for path in stale:
+            path.unlink()
+        return bool(stale)
+    if not exists(where):
+        return False
+    with connect(where) as con:
+        schemas = [s for (s,) in con.execute("SELECT schema_name FROM duckdb_schemas() WHERE database_name = "
+                                             "current_database() AND schema_name <> 'main' AND NOT internal").fetchall()]
+        for schema in schemas:
+            con.execute(f"DROP SCHEMA {quote(schema)} CASCADE")  # a name from the catalogue
+    compact(where, keep=dt.timedelta(0))
+    return True
+
+
+def compact(where: Lake, *, keep: dt.timedelta = dt.timedelta(days=7)) -> dict[str, int]:
+    """DuckLake's maintenance: merge small Parquet files, expire the snapshots older than ``keep`` (analysts'
+    ``AT (VERSION => n)`` reaches back that far), and delete the files no remaining snapshot reads.
+    Returns what it did."""
+    with connect(where) as con:
+        before = _lake_files(con)
+        # The catalog's name is written, not bound: these functions ignore a bound catalog name.
+        con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE_ALIAS}')")
+        expired = con.execute(f"SELECT count(*) FROM ducklake_expire_snapshots('{LAKE_ALIAS}', older_than => $t)",
+                              {"t": dt.datetime.now(dt.UTC) - keep}).fetchone()[0]
+        deleted = con.execute(f"SELECT count(*) FROM ducklake_cleanup_old_files('{LAKE_ALIAS}', cleanup_all => true)"
+                              ).fetchone()[0]
+        return {"files_before": before, "files_after": _lake_files(con), "snapshots_expired": expired,
+                "files_deleted": deleted}
+
+
+def _lake_files(con: duckdb.DuckDBPyConnection) -> int:
+    """Parquet data files the lake's current snapshot reads."""
+    return con.execute(f"SELECT count(*) FROM __ducklake_metadata_{LAKE_ALIAS}.ducklake_data_file "
+                       "WHERE end_snapshot IS NULL").fetchone()[0]
+
+
+def quote(identifier: str) -> str:
+    """A DuckDB identifier, double-quoted."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
 @contextmanager
-def connect(path: Path, *, read_only: bool = False, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse file at ``path`` (created if missing, unless read-only).
+def connect(where: Location, *, read_only: bool = False, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse at ``where``: a DuckDB file (created if missing, unless read-only) or a :class:`Lake`
+    (its catalog initialised on first use, unless read-only).
 
     While another process holds the file, waits up to ``wait`` seconds for it (default: a writer
-    waits ``LOCK_WAIT_SECONDS``, a reader not at all), then raises :class:`WarehouseBusy`.
+    waits ``LOCK_WAIT_SECONDS``, a reader not at all), then raises :class:`WarehouseBusy`. A lake has no
+    such lock: writers of different tables commit side by side, readers never wait.
     """
-    if wait is None:
-        wait = 0.0 if read_only else LOCK_WAIT_SECONDS
-    if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    con = _open(path, read_only, wait)
+    if isinstance(where, Lake):
+        con = duckdb.connect()
+    else:
+        if wait is None:
+            wait = 0.0 if read_only else LOCK_WAIT_SECONDS
+        if not read_only:
+            where.parent.mkdir(parents=True, exist_ok=True)
+        con = _open(where, read_only, wait)
     try:
         con.execute("SET TimeZone = 'UTC'")
         load_extension(con, "postgres")
+        if isinstance(where, Lake):
+            _attach_lake(con, where, read_only)
         # The extension's default ctid scan ignores indexes; event windows need them.
         con.execute("SET pg_use_ctid_scan = false")
         if not read_only:
@@ -141,6 +259,15 @@ def connect(path: Path, *, read_only: bool = False, wait: float | None = None) -
 
 
 @contextmanager
+def _attach_lake(con: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool) -> None:
+    """Attach ``lake`` and make it the default catalog, so unqualified ``schema.table`` names resolve in it."""
+    load_extension(con, "ducklake")
+    if not read_only and "://" not in lake.data_path:
+        Path(lake.data_path).mkdir(parents=True, exist_ok=True)
+    con.execute(lake.attach_statement(read_only=read_only))
+    con.execute(f"USE {LAKE_ALIAS}")
+
+
 def in_memory() -> Iterator[duckdb.DuckDBPyConnection]:
     """A throwaway in-memory DuckDB (for running a mart's SQL on given rows), in UTC."""
     con = duckdb.connect()
