@@ -11,6 +11,7 @@ import dagster as dg
 
 from assets.automation import AUTOMATION_JOBS, AUTOMATION_SCHEDULES, AUTOMATION_SENSORS
 from assets.extracts import EXTRACT_ASSETS
+from assets.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from assets.memory import MEMORY_ASSETS
 from assets.raw import RAW_ASSETS
 from assets.reports import REPORT_ASSETS, email_reports_job, email_reports_schedule
@@ -20,8 +21,8 @@ from assets.rollups import ROLLUP_ASSETS, ROLLUP_CHECKS
 defs = dg.Definitions(
     assets=[*RAW_ASSETS, *ROLLUP_ASSETS, *MEMORY_ASSETS, *REPORT_ASSETS, *EXTRACT_ASSETS],
     asset_checks=ROLLUP_CHECKS,
-    jobs=[*AUTOMATION_JOBS, email_reports_job],
-    schedules=[*AUTOMATION_SCHEDULES, email_reports_schedule],
+    jobs=[*AUTOMATION_JOBS, email_reports_job, *MAINTENANCE_JOBS],
+    schedules=[*AUTOMATION_SCHEDULES, email_reports_schedule, *MAINTENANCE_SCHEDULES],
     sensors=AUTOMATION_SENSORS,
     resources={"warehouse": Warehouse(), "sources": SourceDatabases(), "embedding_model": EmbeddingModel()},
     executor=dg.in_process_executor,

@@ -9,7 +9,7 @@ from assets.pools import writer_pool
 from assets.raw import raw_key
 from assets.resources import Warehouse
 from assets.rollups import PUBLISHED_KEY, mart_key
-from pipelines import analyst_extracts
+from pipelines import analyst_extracts, warehouse as warehouse_module
 from pipelines import settings as settings_module
 from pipelines.marts import MARTS
 from pipelines.source_tables import source_tables
@@ -40,6 +40,7 @@ ANALYST_SNAPSHOT_KEY = dg.AssetKey(["extracts", "analyst_snapshot"])
 def analyst_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     settings = settings_module.load()
     with warehouse.connect() as con:
+        version = warehouse_module.lake_version(con)  # None on the DuckDB file
         published = analyst_extracts.publish(con, settings.extracts, published_at=dt.datetime.now(dt.UTC),
                                              keep=settings.extracts_keep, run_id=context.run.run_id,
                                              progress=context.log.info)
@@ -55,6 +56,11 @@ def analyst_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
         "snapshots_removed": [p.name for p in published.removed],
         "seconds": round(published.seconds, 2),
         **published.metadata(),
+        **({} if version is None else {
+            "lake_version": version,
+            "query_live": dg.MetadataValue.md(
+                f"The same state in the DuckLake itself (`warehouse lake status` prints the read-only ATTACH): "
+                f"`SELECT * FROM marts.fleet_daily AT (VERSION => {version})`")}),
     })
 
 

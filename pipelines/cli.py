@@ -92,6 +92,18 @@ def _parser() -> argparse.ArgumentParser:
                                                                      "day, local date or as-of date; tables without "
                                                                      "one are copied whole)")
     extract.add_argument("--snapshot", type=Path, help="the snapshot to read (default: $WAREHOUSE_HOME/extracts/latest.duckdb)")
+    lake = sub.add_parser("lake", help="the DuckLake backend (WAREHOUSE_CATALOG=ducklake): migrate the file into it, "
+                                       "compact it, or show how to query it",
+                          description="migrate: copy the DuckDB warehouse file into the (empty) DuckLake catalog, "
+                                      "once, when switching backends. compact: rewrite thinned files, merge small "
+                                      "ones, expire old snapshots and delete unread files (a weekly schedule does "
+                                      "this in the Dagster UI). status: the lake's snapshot, files, and the "
+                                      "read-only ATTACH that analysts use to query it live.")
+    lake.add_argument("action", choices=["migrate", "compact", "status"])
+    lake.add_argument("--from", dest="source", type=Path, help="with migrate: the warehouse file to copy "
+                                                               "(default: WAREHOUSE_DUCKDB_PATH)")
+    lake.add_argument("--keep-days", type=int, default=7, help="with compact: snapshots younger than this stay "
+                                                               "queryable with AT (VERSION => n) (default 7)")
     sub.add_parser("privacy", help="list the source columns the privacy policy does not classify yet (withheld)")
     ui = sub.add_parser("ui", help="start the Dagster UI and daemon on the warehouse's instance")
     ui.add_argument("--host", default="127.0.0.1")
@@ -526,6 +538,39 @@ def cmd_search(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_lake(settings: Settings, args) -> int:
+    from pipelines import warehouse
+
+    if not settings.uses_lake:
+        raise SettingsError("warehouse lake works on a DuckLake: set WAREHOUSE_CATALOG=ducklake (a catalog on the "
+                            "embedded server) or WAREHOUSE_CATALOG=ducklake:postgresql://... first")
+    lake = warehouse_location(settings)
+    if args.action == "migrate":
+        source = (args.source or settings.duckdb_path).expanduser().resolve()
+        if not source.exists():
+            raise SettingsError(f"no warehouse file at {source} to migrate (--from names another)")
+        print(f"copying {source} into {lake}")
+        copied = warehouse.copy_into_lake(source, lake, progress=lambda line: print(f"  {line}", flush=True))
+        print(f"copied {len(copied)} tables, {sum(copied.values()):,} rows; the next `warehouse run` continues from "
+              f"them (change capture, cursors and loaded days were copied too). The file is left as it was.")
+    elif args.action == "compact":
+        if args.keep_days < 0:
+            raise SettingsError(f"--keep-days must be 0 or more, got {args.keep_days}")
+        done = warehouse.compact(lake, keep=dt.timedelta(days=args.keep_days))
+        print(f"compacted {done['tables']} tables: data files {done['files_before']:,} -> {done['files_after']:,}; "
+              f"{done['snapshots_expired']:,} snapshots older than {args.keep_days} days expired, "
+              f"{done['files_deleted']:,} unread files deleted")
+    else:
+        status = warehouse.lake_status(lake)
+        print(f"{lake}")
+        print(f"  snapshot {status['version']} ({status['snapshots']:,} kept, oldest {status['oldest']}), "
+              f"{status['tables']} tables in {status['files']:,} data files")
+        print("  query it live, read-only, while runs write (DuckDB with the ducklake and postgres extensions):")
+        print(f"    {lake.attach_statement(read_only=True, masked=True)};")
+        print(f"    USE {warehouse.LAKE_ALIAS}; SELECT * FROM marts.fleet_daily AT (VERSION => {status['version']});")
+    return 0
+
+
 def cmd_report(settings: Settings, args) -> int:
     from pipelines import warehouse
     from pipelines.reports import service
@@ -564,6 +609,7 @@ COMMANDS = {
     "privacy": cmd_privacy,
     "ui": cmd_ui,
     "report": cmd_report,
+    "lake": cmd_lake,
 }
 
 

@@ -34,6 +34,9 @@ META_SCHEMA = "_warehouse"
 LOCK_WAIT_SECONDS = 600.0
 RAW_SCHEMAS = {"cheeko": "raw_cheeko", "cognova": "raw_cognova"}
 LAKE_ALIAS = "lake"  # the name a DuckLake is attached under (and made the default catalog)
+# Compaction rewrites a Parquet file once this share of its rows is deleted (DuckLake's default, 0.95, leaves
+# a file half emptied by a reloaded window as it is, and such a file is never merged either).
+REWRITE_DELETED_SHARE = 0.25
 
 # Bookkeeping written in the same transaction as the rows it describes. One row per key (the first
 # columns up to table_name / column_name), kept so by the writers (DELETE, then INSERT): DuckLake takes no
@@ -139,10 +142,12 @@ class Lake:
     def __str__(self) -> str:
         return f"DuckLake (catalog {_redact(self.catalog_url)}, data {self.data_path})"
 
-    def attach_statement(self, alias: str = LAKE_ALIAS, *, read_only: bool = False) -> str:
-        """The ``ATTACH`` that opens this lake under ``alias`` (its text comes from settings, not from data)."""
+    def attach_statement(self, alias: str = LAKE_ALIAS, *, read_only: bool = False, masked: bool = False) -> str:
+        """The ``ATTACH`` that opens this lake under ``alias`` (its text comes from settings, not from data);
+        ``masked``: the password shown as ``***``, for printing."""
         options = [f"DATA_PATH {literal(self.data_path)}"] + (["READ_ONLY"] if read_only else [])
-        return f"ATTACH {literal('ducklake:postgres:' + libpq_keywords(self.catalog_url))} AS {alias} ({', '.join(options)})"
+        catalog = libpq_keywords(_redact(self.catalog_url) if masked else self.catalog_url)
+        return f"ATTACH {literal('ducklake:postgres:' + catalog)} AS {alias} ({', '.join(options)})"
 
 
 Location = Path | Lake  # where the warehouse is: a DuckDB file, or a DuckLake
@@ -160,8 +165,11 @@ def libpq_keywords(url: str) -> str:
 
 
 def _libpq_value(value: object) -> str:
-    """A libpq keyword value: single-quoted, with backslashes and quotes escaped."""
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A libpq keyword value: as it is when plain, else single-quoted with backslashes and quotes escaped."""
+    text = str(value)
+    if text and all(c.isalnum() or c in "._/-" for c in text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _redact(url: str) -> str:
@@ -200,20 +208,131 @@ def discard(where: Location) -> bool:
     return True
 
 
-def compact(where: Lake, *, keep: dt.timedelta = dt.timedelta(days=7)) -> dict[str, int]:
-    """DuckLake's maintenance: merge small Parquet files, expire the snapshots older than ``keep`` (analysts'
-    ``AT (VERSION => n)`` reaches back that far), and delete the files no remaining snapshot reads.
-    Returns what it did."""
+def copy_into_lake(source: Path, lake: Lake, *, progress=lambda line: None) -> dict[str, int]:
+    """Copy every table of the warehouse file ``source`` into ``lake``, with its comments, in one transaction
+    (file to DuckLake, once). Returns the rows copied per ``schema.table``.
+
+    Refuses a lake that already holds rows, so it never mixes two warehouses; the file is only read. The macros
+    come too: staging keeps its windowed ``*_between`` macros beside its tables and rebuilds a window with them.
+    """
+    with connect(lake) as con:
+        held = [f"{s}.{t}" for s, t, n in con.execute(
+            "SELECT schema_name, table_name, estimated_size FROM duckdb_tables() WHERE database_name = "
+            "current_database()").fetchall() if n]
+        if held:
+            raise ValueError(f"{lake} already holds rows ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}): "
+                             "copy into an empty catalog")
+        con.execute(f"ATTACH {literal(str(source))} AS migrate_source (READ_ONLY)")
+        try:
+            return _copy_tables(con, progress)
+        finally:
+            con.execute("DETACH migrate_source")
+
+
+def _copy_tables(con: duckdb.DuckDBPyConnection, progress) -> dict[str, int]:
+    tables = con.execute("SELECT schema_name, table_name, comment FROM duckdb_tables() WHERE database_name = "
+                         "'migrate_source' ORDER BY 1, 2").fetchall()
+    present = {(s, t) for s, t in con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE "
+                                               "database_name = current_database()").fetchall()}
+    copied = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for schema, table, comment in tables:
+            target, origin = f"{quote(schema)}.{quote(table)}", f"migrate_source.{quote(schema)}.{quote(table)}"
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            try:
+                if (schema, table) in present:  # the bookkeeping tables connect() just made
+                    con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {origin}")
+                else:
+                    con.execute(f"CREATE TABLE {target} AS SELECT * FROM {origin}")
+            except duckdb.Error as error:
+                raise ValueError(f"{schema}.{table} cannot be copied into the lake: {error}") from None
+            if comment:
+                con.execute(f"COMMENT ON TABLE {target} IS {literal(comment)}")
+            for column, text in con.execute(
+                    "SELECT column_name, comment FROM duckdb_columns() WHERE database_name = 'migrate_source' "
+                    "AND schema_name = $s AND table_name = $t AND comment IS NOT NULL", {"s": schema, "t": table}
+                    ).fetchall():
+                con.execute(f"COMMENT ON COLUMN {target}.{quote(column)} IS {literal(text)}")
+            copied[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+            progress(f"{schema}.{table}: {copied[f'{schema}.{table}']:,} rows")
+        macros = con.execute("SELECT schema_name, function_name, function_type, parameters, macro_definition FROM "
+                             "duckdb_functions() WHERE database_name = 'migrate_source' AND function_type IN "
+                             "('macro', 'table_macro')").fetchall()
+        _create_macros(con, macros)
+        progress(f"{len(macros)} macros")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return copied
+
+
+def _create_macros(con: duckdb.DuckDBPyConnection, macros: list[tuple]) -> None:
+    """Create ``(schema, name, kind, parameters, definition)`` macros in the lake, each after the ones it calls
+    (DuckDB checks a scalar macro's functions when it is created; the catalogue lists them in no such order)."""
+    waiting = list(macros)
+    while waiting:
+        failed: list[tuple[tuple, duckdb.Error]] = []
+        for macro in waiting:
+            schema, name, kind, parameters, definition = macro
+            # The definition is the file's own catalogue text (DuckDB's rendering of the macro), not data.
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            try:
+                con.execute(f"CREATE OR REPLACE MACRO {quote(schema)}.{quote(name)}({', '.join(map(quote, parameters))})"
+                            f" AS {'TABLE ' if kind == 'table_macro' else ''}{definition}")
+            except duckdb.CatalogException as error:
+                failed.append((macro, error))
+        if len(failed) == len(waiting):
+            raise ValueError(f"macro {failed[0][0][1]} cannot be created in the lake: {failed[0][1]}")
+        waiting = [macro for macro, _ in failed]
+
+
+def compact(where: Lake, *, schemas: tuple[str, ...] | None = None,
+            keep: dt.timedelta | None = dt.timedelta(days=7)) -> dict[str, int]:
+    """DuckLake's maintenance, for the tables of ``schemas`` (default: all): rewrite the Parquet files that
+    deletes have thinned and merge small adjacent ones (each load adds files); then, unless ``keep`` is None,
+    expire the snapshots older than ``keep`` (so ``AT (VERSION => n)`` reaches back that far) and delete the
+    files no remaining snapshot reads. Returns what it did."""
     with connect(where) as con:
         before = _lake_files(con)
-        # The catalog's name is written, not bound: these functions ignore a bound catalog name.
-        con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE_ALIAS}')")
-        expired = con.execute(f"SELECT count(*) FROM ducklake_expire_snapshots('{LAKE_ALIAS}', older_than => $t)",
-                              {"t": dt.datetime.now(dt.UTC) - keep}).fetchone()[0]
-        deleted = con.execute(f"SELECT count(*) FROM ducklake_cleanup_old_files('{LAKE_ALIAS}', cleanup_all => true)"
-                              ).fetchone()[0]
-        return {"files_before": before, "files_after": _lake_files(con), "snapshots_expired": expired,
-                "files_deleted": deleted}
+        tables = [(s, t) for s, t in con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE "
+                                                  "database_name = current_database()").fetchall()
+                  if schemas is None or s in schemas]
+        # Names are written, not bound: these functions ignore bound catalog and table names. They come from
+        # the catalogue.
+        for schema, table in tables:
+            args = f"'{LAKE_ALIAS}', {literal(table)}, schema => {literal(schema)}"
+            con.execute(f"CALL ducklake_rewrite_data_files({args}, delete_threshold => {REWRITE_DELETED_SHARE})")
+            con.execute(f"CALL ducklake_merge_adjacent_files({args})")
+        expired = deleted = 0
+        if keep is not None:
+            # fetchall, not fetchone: these functions commit when their query ends, and a query left unfinished
+            # is abandoned (with what it did) by the connection's next statement.
+            expired = len(con.execute(f"FROM ducklake_expire_snapshots('{LAKE_ALIAS}', older_than => $t)",
+                                      {"t": dt.datetime.now(dt.UTC) - keep}).fetchall())
+            deleted = len(con.execute(f"FROM ducklake_cleanup_old_files('{LAKE_ALIAS}', cleanup_all => true)"
+                                      ).fetchall())
+        return {"tables": len(tables), "files_before": before, "files_after": _lake_files(con),
+                "snapshots_expired": expired, "files_deleted": deleted}
+
+
+def lake_status(where: Lake) -> dict:
+    """The lake's current snapshot (``version``), how many snapshots are kept and the oldest one's time, its
+    tables and the data files its current snapshot reads."""
+    with connect(where, read_only=True) as con:
+        version, kept, oldest = con.execute(f"SELECT max(snapshot_id), count(*), min(snapshot_time) FROM "
+                                            f"ducklake_snapshots('{LAKE_ALIAS}')").fetchone()
+        tables = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+                             ).fetchone()[0]
+        return {"version": version, "snapshots": kept, "oldest": oldest, "tables": tables, "files": _lake_files(con)}
+
+
+def lake_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The DuckLake snapshot a connection's warehouse is at (None on the DuckDB file)."""
+    if con.execute("SELECT current_database()").fetchone()[0] != LAKE_ALIAS:
+        return None
+    return con.execute(f"SELECT id FROM ducklake_current_snapshot('{LAKE_ALIAS}')").fetchone()[0]
 
 
 def _lake_files(con: duckdb.DuckDBPyConnection) -> int:
