@@ -86,7 +86,7 @@ CREATE TABLE IF NOT EXISTS {META_SCHEMA}.captures (
 """
 
 
-EXTENSIONS = ("postgres", "ducklake")  # each installed from its pip wheel, never downloaded
+EXTENSIONS = ("postgres", "ducklake", "httpfs")  # each installed from its pip wheel, never downloaded
 
 
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -381,7 +381,11 @@ def connect(where: Location, *, read_only: bool = False, wait: float | None = No
 def _attach_lake(con: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool) -> None:
     """Attach ``lake`` and make it the default catalog, so unqualified ``schema.table`` names resolve in it."""
     load_extension(con, "ducklake")
-    if not read_only and "://" not in lake.data_path:
+    if "://" in lake.data_path:
+        # An object store: DuckDB's httpfs reads and writes it, with the credentials of a DuckDB secret or the
+        # usual environment (AWS_ACCESS_KEY_ID, ...). Not exercised by the tests: no object store here.
+        load_extension(con, "httpfs")
+    elif not read_only:
         Path(lake.data_path).mkdir(parents=True, exist_ok=True)
     con.execute(lake.attach_statement(read_only=read_only))
     con.execute(f"USE {LAKE_ALIAS}")
