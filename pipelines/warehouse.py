@@ -382,8 +382,8 @@ def _attach_lake(con: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool) ->
     """Attach ``lake`` and make it the default catalog, so unqualified ``schema.table`` names resolve in it."""
     load_extension(con, "ducklake")
     if "://" in lake.data_path:
-        # An object store: DuckDB's httpfs reads and writes it, with the credentials of a DuckDB secret or the
-        # usual environment (AWS_ACCESS_KEY_ID, ...). Not exercised by the tests: no object store here.
+        # An object store: DuckDB's httpfs reads and writes it, with the credentials of a DuckDB persistent
+        # secret (made once per machine; DuckDB loads it on every connection, so nothing here names one).
         load_extension(con, "httpfs")
     elif not read_only:
         Path(lake.data_path).mkdir(parents=True, exist_ok=True)

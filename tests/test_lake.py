@@ -281,3 +281,53 @@ def test_the_maintenance_job_compacts_the_lake(lake: Lake, monkeypatch):
         assert files == 2  # one per table
         assert con.execute("SELECT (SELECT count(*) FROM raw_cheeko.t), (SELECT count(*) FROM marts.m)").fetchone() == (
             18000, 18000)
+
+
+# --- the data on an object store ----------------------------------------------------------------------------
+
+def test_a_lake_keeps_its_parquet_on_an_s3_object_store(lake: Lake, tmp_path: Path):
+    """Production puts the data path on an object store. Here a real S3 server on loopback (moto's) stands in;
+    the credentials are a DuckDB persistent secret, as README's "Warehouse backends" tells production to make
+    once (DuckDB loads ~/.duckdb/stored_secrets on every connection, so the project's code sets nothing)."""
+    import os
+    import socket
+    import time
+
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="test",
+                          aws_secret_access_key="test", region_name="us-east-1")
+        for _ in range(100):
+            try:
+                s3.create_bucket(Bucket="warehouse")
+                break
+            except Exception:  # noqa: BLE001 - the server is still starting
+                time.sleep(0.1)
+        home = tmp_path / "home"
+        home.mkdir()
+        script = (
+            "import sys, duckdb\n"
+            "from pipelines import warehouse\n"
+            "setup = duckdb.connect(); warehouse.load_extension(setup, 'httpfs')\n"
+            f"setup.execute(\"CREATE PERSISTENT SECRET store (TYPE s3, KEY_ID 'test', SECRET 'test', REGION 'us-east-1', "
+            f"ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false)\"); setup.close()\n"
+            "lake = warehouse.Lake(sys.argv[1], 's3://warehouse/lake/')\n"
+            "with warehouse.connect(lake) as con:\n"
+            "    con.execute('CREATE SCHEMA marts; CREATE TABLE marts.t AS SELECT range AS v FROM range(50000)')\n"
+            "with warehouse.connect(lake, read_only=True) as con:\n"
+            "    print(con.execute('SELECT count(*), sum(v) FROM marts.t').fetchone())\n")
+        done = subprocess.run([sys.executable, "-c", script, lake.catalog_url], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env=os.environ | {"HOME": str(home)})
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == str((50000, sum(range(50000))))
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="warehouse").get("Contents", [])]
+        assert any(k.startswith("lake/marts/t/") and k.endswith(".parquet") for k in keys), keys
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
