@@ -145,7 +145,10 @@ class Lake:
     def attach_statement(self, alias: str = LAKE_ALIAS, *, read_only: bool = False, masked: bool = False) -> str:
         """The ``ATTACH`` that opens this lake under ``alias`` (its text comes from settings, not from data);
         ``masked``: the password shown as ``***``, for printing."""
-        options = [f"DATA_PATH {literal(self.data_path)}"] + (["READ_ONLY"] if read_only else [])
+        # No data inlining: small inserts kept as rows in the catalog made every scan a query to PostgreSQL
+        # (measured: re-extracting the 12-device fleet 7.7 s inlined, 5.5 s not); compaction merges small files.
+        options = [f"DATA_PATH {literal(self.data_path)}", "DATA_INLINING_ROW_LIMIT 0"]
+        options += ["READ_ONLY"] if read_only else []
         catalog = libpq_keywords(_redact(self.catalog_url) if masked else self.catalog_url)
         return f"ATTACH {literal('ducklake:postgres:' + catalog)} AS {alias} ({', '.join(options)})"
 
