@@ -300,8 +300,7 @@ def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: li
     recorded_rule = {name: rule for name, _, _, rule in recorded_rows}
     target = target_name(table)
     schema = RAW_SCHEMAS[table.database]
-    present = {name for (name,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = $s "
-                                               "AND table_name = $t", {"s": schema, "t": table.name}).fetchall()}
+    present = set(warehouse.table_columns(con, schema, table.name))
     kept = [p for p in planned if p.expression is not None]
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     change = _SchemaChange()

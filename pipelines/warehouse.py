@@ -422,6 +422,18 @@ def use_snapshot(con: duckdb.DuckDBPyConnection, alias: str, snapshot_id: str) -
     con.execute(f"CALL postgres_execute('{alias}', 'SET TRANSACTION SNAPSHOT ''{snapshot_id}''')")
 
 
+def table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+    """The columns of the warehouse's ``schema.table`` in order; empty when there is no such table.
+
+    Not ``duckdb_columns()``: that lists every attached catalog, the source databases' and a lake's PostgreSQL
+    catalog included, and took 20-30 ms a call where this takes 1-4.
+    """
+    try:
+        return [row[0] for row in con.execute(f"DESCRIBE {quote(schema)}.{quote(table)}").fetchall()]
+    except duckdb.CatalogException:
+        return []
+
+
 def preview(con: duckdb.DuckDBPyConnection, qualified_table: str, limit: int = 5) -> str:
     """The first rows of ``schema.table`` as a markdown table (for asset metadata)."""
     frame = con.execute(f"SELECT * FROM {qualified_table} LIMIT {int(limit)}").pl()
