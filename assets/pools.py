@@ -1,9 +1,9 @@
 """The concurrency pool each asset that writes the warehouse claims (``dagster.yaml`` gives every pool one slot).
 
 The DuckDB file has one writer at a time, so on it every writer shares one pool, ``warehouse_writer``. A DuckLake
-commits writers of different tables side by side, but two transactions that delete from the same table conflict
-(measured: 12 of 20 commits of a second writer failed), so on a lake the pool is per group of assets whose
-tables overlap:
+commits writers of different tables side by side, but two transactions that each delete from and insert into the
+same table (what every load does) conflict at commit (measured: 11 of 20 commits of a second writer failed), so
+on a lake the pool is per group of assets whose tables overlap:
 
 - ``warehouse_raw``: both raw groups (they share the ``_warehouse`` bookkeeping tables);
 - ``warehouse_rollups``: staging, the marts, their checks and the write-back; also the analyst snapshot, which

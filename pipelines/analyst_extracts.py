@@ -773,8 +773,9 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, published_at: dt.date
             latest_day = (con.execute("SELECT max(day) FROM marts.fleet_daily").fetchone()[0]
                           if "marts.fleet_daily" in tables else None)
             con.execute(f"CREATE TABLE {SNAPSHOT_ALIAS}.main.snapshot_info AS SELECT ?::TIMESTAMPTZ AS published_at, "
-                        "?::VARCHAR AS run_id, ?::DATE AS fleet_daily_through, ?::INTEGER AS tables",
-                        [published_at, run_id, latest_day, len(tables)])
+                        "?::VARCHAR AS run_id, ?::DATE AS fleet_daily_through, ?::INTEGER AS tables, "
+                        "?::BIGINT AS lake_version",
+                        [published_at, run_id, latest_day, len(tables), warehouse.lake_version(con)])
             described = _describe(con, SNAPSHOT_ALIAS, tables)
             own_rows = {q: con.execute(f"SELECT count(*) FROM {_name(q, SNAPSHOT_ALIAS)}").fetchone()[0]
                         for q in described if q not in rows}

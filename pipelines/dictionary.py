@@ -79,7 +79,10 @@ SNAPSHOT_INFO = TableEntry(
      "run_id": "The Dagster run that published it; null when it was published outside a run.",
      "fleet_daily_through": "The latest day of marts.fleet_daily: the marts hold data up to this UTC day "
                             "(null when that mart is empty or absent).",
-     "tables": "How many tables of marts, raw_cheeko and raw_cognova the snapshot holds."})
+     "tables": "How many tables of marts, raw_cheeko and raw_cognova the snapshot holds.",
+     "lake_version": "The DuckLake snapshot this copy was made from: the live lake answers "
+                     "`SELECT ... AT (VERSION => lake_version)` with the same rows (null when the warehouse is "
+                     "a DuckDB file)."})
 DATA_DICTIONARY = TableEntry(
     "main", "data_dictionary",
     "Every table and column of this file and what it holds, each table's row (column_name NULL) before its "

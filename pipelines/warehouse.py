@@ -380,7 +380,6 @@ def connect(where: Location, *, read_only: bool = False, wait: float | None = No
         con.close()
 
 
-@contextmanager
 def _attach_lake(con: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool) -> None:
     """Attach ``lake`` and make it the default catalog, so unqualified ``schema.table`` names resolve in it."""
     load_extension(con, "ducklake")
@@ -394,6 +393,7 @@ def _attach_lake(con: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool) ->
     con.execute(f"USE {LAKE_ALIAS}")
 
 
+@contextmanager
 def in_memory() -> Iterator[duckdb.DuckDBPyConnection]:
     """A throwaway in-memory DuckDB (for running a mart's SQL on given rows), in UTC."""
     con = duckdb.connect()

@@ -104,8 +104,8 @@ def test_a_reader_in_another_process_queries_the_lake_while_a_writer_holds_a_tra
 
 
 def test_writers_of_different_tables_commit_side_by_side_and_of_one_table_conflict(lake: Lake):
-    """Why the pools on a lake are per group of tables (assets/pools.py): two transactions that delete from the
-    same table cannot both commit; two that write different tables can."""
+    """Why the pools on a lake are per group of tables (assets/pools.py): two transactions that each delete from
+    and insert into the same table cannot both commit; two that write different tables can."""
     with warehouse.connect(lake) as setup:
         setup.execute("CREATE SCHEMA marts; CREATE TABLE marts.a AS SELECT range AS v FROM range(5); "
                       "CREATE TABLE marts.b AS SELECT range AS v FROM range(5)")
@@ -116,8 +116,9 @@ def test_writers_of_different_tables_commit_side_by_side_and_of_one_table_confli
         two.execute("COMMIT")
         assert one.execute("SELECT (SELECT sum(v) FROM marts.a), (SELECT sum(v) FROM marts.b)").fetchone() == (20, 20)
 
-        one.execute("BEGIN TRANSACTION; DELETE FROM marts.a WHERE v = 1")
-        two.execute("BEGIN TRANSACTION; DELETE FROM marts.a WHERE v = 2")
+        # What every load does: delete the rows it replaces, insert the new ones.
+        one.execute("BEGIN TRANSACTION; DELETE FROM marts.a WHERE v = 1; INSERT INTO marts.a VALUES (11)")
+        two.execute("BEGIN TRANSACTION; DELETE FROM marts.a WHERE v = 2; INSERT INTO marts.a VALUES (12)")
         one.execute("COMMIT")
         with pytest.raises(duckdb.Error, match="(?i)conflict"):
             two.execute("COMMIT")
