@@ -660,7 +660,7 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        con.execute("ROLLBACK")
+        warehouse.rollback(con)
         raise
     con.execute("COMMIT")
 

@@ -455,7 +455,7 @@ def extract_table(
                      "c": result.capture or None})
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        warehouse.rollback(con)
         raise
     result.seconds = time.perf_counter() - began
     return result
@@ -606,7 +606,7 @@ def unchanged(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snapsho
                                       {"db": candidates[0][0].database}).fetchall())
         con.execute("COMMIT")
     except duckdb.Error:
-        con.execute("ROLLBACK")
+        warehouse.rollback(con)
         return {}  # a probe only: the tables load the ordinary way, and say what is wrong there
     results = {}
     for i, (table, planned, _, _) in enumerate(candidates):

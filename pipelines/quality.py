@@ -31,7 +31,7 @@ import duckdb
 
 from pipelines import postgres
 from pipelines.source_tables import source_table
-from pipelines.warehouse import META_SCHEMA, RAW_SCHEMAS
+from pipelines.warehouse import META_SCHEMA, RAW_SCHEMAS, rollback
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MACROS = SQL_DIR / "staging" / "macros.sql"  # normal_mac and set_zone, which the checks call
@@ -258,7 +258,7 @@ def refresh(con: duckdb.DuckDBPyConnection, *, samples: int = KEPT_SAMPLES) -> d
                 done[table.name] = todo
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return done
 

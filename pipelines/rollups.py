@@ -355,7 +355,7 @@ def prepare(con: duckdb.DuckDBPyConnection, prices: PriceSheet | None = None, *,
             _record(con, loaded, fingerprint, _build(con, plan))
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        warehouse.rollback(con)
         raise
     return plan is not None
 
@@ -384,7 +384,7 @@ def build_mart(con: duckdb.DuckDBPyConnection, name: str, *, as_of_time: dt.date
         _comment(con, definition)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        warehouse.rollback(con)
         raise
     return int(written)
 

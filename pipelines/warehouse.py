@@ -192,6 +192,16 @@ def exists(where: Location) -> bool:
         return False
 
 
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, for an ``except`` block about to re-raise: when the failure was the
+    COMMIT itself (a DuckLake conflict, an interrupt), no transaction is left, and a bare ROLLBACK's own error
+    would hide the one that matters."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.TransactionException:
+        pass  # nothing open: the commit failed, and took the transaction with it
+
+
 def discard(where: Location) -> bool:
     """Empty the warehouse (the demo rebuilds it from freshly generated rows); True if it held anything.
     A file is removed; a lake drops every schema and then deletes the Parquet files no snapshot needs."""
@@ -266,7 +276,7 @@ def _copy_tables(con: duckdb.DuckDBPyConnection, progress) -> dict[str, int]:
         progress(f"{len(macros)} macros")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return copied
 
