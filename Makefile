@@ -22,9 +22,17 @@ demo: install
 	$(BIN)/warehouse demo
 
 # Two workers (this machine kind has two cores), whole files to each so module fixtures are built once;
-# every worker starts its own embedded PostgreSQL and its own databases.
+# every worker starts its own embedded PostgreSQL and its own databases. The whole suite runs on the DuckDB
+# file; then the modules marked both_backends run again on a DuckLake (catalog databases on the tests' server),
+# but for the few marked long_on_lake (whole Dagster runs and variants that add minutes, not backend coverage).
+# Both passes always run; make fails if either failed.
 test: install
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	@status=0; \
+	echo "== the whole suite, warehouse backend: file"; \
+	$(BIN)/pytest -q -n 2 --dist loadfile || status=1; \
+	echo "== modules marked both_backends, warehouse backend: ducklake"; \
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "both_backends and not long_on_lake" --warehouse-backend=ducklake || status=1; \
+	exit $$status
 
 clean:
 	-$(BIN)/warehouse pg stop

@@ -398,6 +398,17 @@ def _evolve(con: duckdb.DuckDBPyConnection, name: str, select: str, values: dict
                "AND table_name = ? ORDER BY column_index")
     wanted = dict(con.execute(columns, ["temp", "main", "__shape"]).fetchall())
     present = dict(con.execute(columns, [con.execute("SELECT current_database()").fetchone()[0], "marts", name]).fetchall())
+    retyped = [column for column, type_ in wanted.items() if column in present and present[column] != type_]
+    if retyped and warehouse.is_lake(con):
+        # DuckLake changes a column's type only to a wider one (INTEGER to BIGINT, not DOUBLE to DECIMAL): the table
+        # is written anew in its new shape, in the same transaction, its rows' values cast.
+        shape = ", ".join(f"CAST({warehouse.quote(c)} AS {t}) AS {warehouse.quote(c)}" if c in present
+                          else f"CAST(NULL AS {t}) AS {warehouse.quote(c)}" for c, t in wanted.items())
+        con.execute(f"CREATE TABLE marts.__evolving_{name} AS SELECT {shape} FROM marts.{name}")
+        con.execute(f"DROP TABLE marts.{name}")
+        con.execute(f"ALTER TABLE marts.__evolving_{name} RENAME TO {name}")
+        con.execute("DROP TABLE __shape")
+        return
     for column, type_ in wanted.items():
         if column not in present:
             con.execute(f"ALTER TABLE marts.{name} ADD COLUMN {column} {type_}")

@@ -341,9 +341,15 @@ def lake_status(where: Lake) -> dict:
         return {"version": version, "snapshots": kept, "oldest": oldest, "tables": tables, "files": _lake_files(con)}
 
 
+def is_lake(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when the connection's warehouse is a DuckLake, not the DuckDB file."""
+    return con.execute("SELECT type FROM duckdb_databases() WHERE database_name = current_database()"
+                       ).fetchone()[0] == "ducklake"
+
+
 def lake_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The DuckLake snapshot a connection's warehouse is at (None on the DuckDB file)."""
-    if con.execute("SELECT current_database()").fetchone()[0] != LAKE_ALIAS:
+    if not is_lake(con):
         return None
     return con.execute(f"SELECT id FROM ducklake_current_snapshot('{LAKE_ALIAS}')").fetchone()[0]
 

@@ -6,6 +6,13 @@ is set, they use that URL's server instead (its ``postgres`` database), or
 ``WAREHOUSE_TEST_ADMIN_URL`` when that is set. Either way each test works in
 throwaway databases named ``test_*`` that it creates and drops; the
 configured databases themselves are never touched.
+
+The warehouse backend is chosen with ``--warehouse-backend``: ``file`` (the default, one DuckDB file) or
+``ducklake`` (a DuckLake whose catalog is a throwaway ``test_lake_*`` database on the same server, its Parquet
+files under the test's temporary folder). On ``ducklake`` only the modules marked ``both_backends`` run; a test
+of such a module that is about the file itself is marked ``file_only("why")`` and skipped there with its reason.
+Tests reach the backend through the ``backend`` fixture (``backend.new(folder)``, ``backend.copy(...)``,
+``backend.environ(where)``, ``backend.location(environ)``) or ``warehouse_at`` (a fresh, empty warehouse).
 """
 
 from __future__ import annotations
@@ -13,17 +20,47 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import shutil
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
+from psycopg import sql as psql
 
 from pipelines import migrate, postgres
 from pipelines.embedded import EmbeddedServer
 from pipelines.settings import CHEEKO, COGNOVA
+from pipelines.warehouse import Lake, Location
+
+BACKENDS = ("file", "ducklake")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--warehouse-backend", choices=BACKENDS, default="file",
+                     help="the warehouse the tests build: one DuckDB file (default) or a DuckLake whose catalog is a "
+                          "throwaway database on the test server; with ducklake only modules marked both_backends run")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--warehouse-backend") != "ducklake":
+        return
+    kept, deselected = [], []
+    for item in items:
+        (kept if item.get_closest_marker("both_backends") else deselected).append(item)
+        only = item.get_closest_marker("file_only")
+        if only:
+            reason = only.args[0] if only.args else only.kwargs["reason"]
+            item.add_marker(pytest.mark.skip(reason=f"file backend only: {reason}"))
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -46,6 +83,107 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url()
     finally:
         server.stop()
+
+
+@dataclass
+class Backend:
+    """The warehouse backend of this test session (``--warehouse-backend``), and how tests make, copy and
+    configure a warehouse on it."""
+
+    name: str
+    admin_url: str
+    created: list[str]
+
+    @property
+    def lake(self) -> bool:
+        return self.name == "ducklake"
+
+    def new(self, folder: Path, name: str = "w") -> Location:
+        """A warehouse nothing has written yet: ``folder/<name>.duckdb``, or a lake with a new, empty catalog
+        database and its data under ``folder/<name>-lake``."""
+        if not self.lake:
+            return folder / f"{name}.duckdb"
+        return Lake(catalog_url=self._new_database(), data_path=str(folder / f"{name}-lake"))
+
+    def copy(self, where: Location, folder: Path, name: str = "copy") -> Location:
+        """A private copy of the warehouse ``where`` (no connection may be open to it): the file, or the lake's
+        catalog database (``CREATE DATABASE ... TEMPLATE``) and data folder, the copied catalog pointed at the
+        copied folder (DuckLake records its data path and refuses to attach the copy under another)."""
+        target = self.new(folder, name)
+        if isinstance(where, Path):
+            shutil.copyfile(where, target)
+            return target
+        source_db = urlsplit(where.catalog_url).path.lstrip("/")
+        target_db = urlsplit(target.catalog_url).path.lstrip("/")
+        postgres.drop_database(self.admin_url, target_db)
+        deadline = time.monotonic() + 30
+        while True:  # a connection that has just closed may linger a moment on the server
+            try:
+                with postgres.connect(self.admin_url, autocommit=True) as conn:
+                    conn.execute(psql.SQL("CREATE DATABASE {} TEMPLATE {}").format(psql.Identifier(target_db),
+                                                                                  psql.Identifier(source_db)))
+                break
+            except psycopg.errors.ObjectInUse:
+                assert time.monotonic() < deadline, f"{source_db} stayed in use: is a connection to it still open?"
+                time.sleep(0.2)
+        if Path(where.data_path).exists():
+            shutil.copytree(where.data_path, target.data_path, symlinks=True)
+        with postgres.connect(target.catalog_url, autocommit=True) as conn:
+            moved = conn.execute("UPDATE ducklake_metadata SET value = %s WHERE key = 'data_path' AND scope IS NULL",
+                                 (target.data_path.rstrip("/") + "/",)).rowcount
+        assert moved == 1, "the copied catalog records no data_path"
+        return target
+
+    def environ(self, where: Location) -> dict[str, str]:
+        """The configuration variables that point the warehouse at ``where``."""
+        if isinstance(where, Path):
+            return {"WAREHOUSE_DUCKDB_PATH": str(where)}
+        return {"WAREHOUSE_CATALOG": f"ducklake:{where.catalog_url}", "WAREHOUSE_LAKE_DATA": where.data_path}
+
+    @staticmethod
+    def location(environ: dict[str, str]) -> Location:
+        """The warehouse a configuration (``environ``) points at."""
+        from pipelines import databases, settings
+
+        return databases.warehouse_location(settings.load(environ), start_embedded=False)
+
+    @staticmethod
+    def stored_bytes(where: Location) -> bytes:
+        """Every byte the warehouse keeps: the file; or the lake's Parquet files and every table of its catalog
+        database as text (DuckLake keeps small inserts inlined in the catalog)."""
+        if isinstance(where, Path):
+            return where.read_bytes()
+        stored = [p.read_bytes() for p in sorted(Path(where.data_path).rglob("*")) if p.is_file()]
+        with postgres.connect(where.catalog_url) as conn:
+            tables = conn.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN "
+                                  "('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
+            for schema, table in tables:
+                with conn.cursor().copy(psql.SQL("COPY {}.{} TO STDOUT").format(psql.Identifier(schema),
+                                                                                 psql.Identifier(table))) as copy:
+                    stored.extend(bytes(block) for block in copy)
+        return b"".join(stored)
+
+    def _new_database(self) -> str:
+        db = f"test_lake_{os.getpid()}_{next(_counter)}"
+        postgres.drop_database(self.admin_url, db)
+        postgres.ensure_database(self.admin_url, db)
+        self.created.append(db)
+        return postgres.with_database(self.admin_url, db)
+
+
+@pytest.fixture(scope="session")
+def backend(pytestconfig: pytest.Config, pg_admin_url: str) -> Iterator[Backend]:
+    """The session's warehouse backend (``--warehouse-backend``)."""
+    chosen = Backend(pytestconfig.getoption("--warehouse-backend"), pg_admin_url, [])
+    yield chosen
+    for db in chosen.created:
+        postgres.drop_database(pg_admin_url, db)
+
+
+@pytest.fixture
+def warehouse_at(backend: Backend, tmp_path: Path) -> Location:
+    """A fresh warehouse nothing has written yet, on the session's backend: ``tmp_path/w.duckdb`` or a new lake."""
+    return backend.new(tmp_path)
 
 
 @dataclass(frozen=True)
@@ -98,16 +236,16 @@ def migrated(make_databases: Callable[..., DatabasePair]) -> DatabasePair:
 CONFIGURED_FLEET_END = dt.date(2026, 3, 31)
 
 
-def _configured_fleet(make_databases, folder: Path) -> tuple[dict[str, str], Path]:
-    """The fleet of ``configured`` generated under ``folder``: its environment, and a Dagster home with the
-    repository's dagster.yaml."""
+def _configured_fleet(make_databases, backend: Backend, folder: Path) -> tuple[dict[str, str], Path]:
+    """The fleet of ``configured`` generated under ``folder``: its environment (the warehouse a new one on the
+    session's backend), and a Dagster home with the repository's dagster.yaml."""
     from pipelines import generator
 
     pair = make_databases()
     generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=12, days=5, seed=8, end=CONFIGURED_FLEET_END),
                        folder / "gen", progress=lambda _: None)
-    env = pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key", "WAREHOUSE_HOME": str(folder / "home"),
-                            "WAREHOUSE_DUCKDB_PATH": str(folder / "w.duckdb")}
+    env = (pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key", "WAREHOUSE_HOME": str(folder / "home")}
+           | backend.environ(backend.new(folder)))
     home = folder / "dagster"
     home.mkdir()
     (home / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
@@ -115,10 +253,10 @@ def _configured_fleet(make_databases, folder: Path) -> tuple[dict[str, str], Pat
 
 
 @pytest.fixture
-def configured(make_databases, tmp_path, monkeypatch):
+def configured(make_databases, backend, tmp_path, monkeypatch):
     """A small generated fleet (12 devices, 5 days to ``CONFIGURED_FLEET_END``), the configuration contract
     pointing at it, and a Dagster instance folder with the repository's dagster.yaml: ``(environ, home)``."""
-    env, home = _configured_fleet(make_databases, tmp_path)
+    env, home = _configured_fleet(make_databases, backend, tmp_path)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env, home
@@ -135,14 +273,14 @@ class Materialized:
 
 
 @pytest.fixture(scope="session")
-def materialized(make_databases, tmp_path_factory) -> Materialized:
+def materialized(make_databases, backend, tmp_path_factory) -> Materialized:
     """The whole graph run once over the ``configured`` fleet, for every test that needs a built warehouse."""
     import dagster as dg
 
     from assets import runs
     from pipelines.settings import load
 
-    env, home = _configured_fleet(make_databases, tmp_path_factory.mktemp("materialized"))
+    env, home = _configured_fleet(make_databases, backend, tmp_path_factory.mktemp("materialized"))
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
@@ -152,19 +290,13 @@ def materialized(make_databases, tmp_path_factory) -> Materialized:
 
 
 @pytest.fixture
-def on_materialized(materialized, tmp_path, monkeypatch) -> tuple[dict[str, str], Path]:
+def on_materialized(materialized, backend, tmp_path, monkeypatch) -> tuple[dict[str, str], Path]:
     """A private copy of the materialized warehouse, its home (snapshots) and its Dagster instance, with the
     configuration pointing at the copy; the source databases are the shared ones. ``(environ, home)``."""
-    import shutil
-
     env = dict(materialized.environ)
-    for variable, name in (("WAREHOUSE_HOME", "home"), ("WAREHOUSE_DUCKDB_PATH", "w.duckdb")):
-        source = Path(env[variable])
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name, symlinks=True)
-        else:
-            shutil.copyfile(source, tmp_path / name)
-        env[variable] = str(tmp_path / name)
+    shutil.copytree(env["WAREHOUSE_HOME"], tmp_path / "home", symlinks=True)
+    env["WAREHOUSE_HOME"] = str(tmp_path / "home")
+    env |= backend.environ(backend.copy(backend.location(materialized.environ), tmp_path, "w"))
     shutil.copytree(materialized.home, tmp_path / "dagster")
     for name, value in env.items():
         monkeypatch.setenv(name, value)

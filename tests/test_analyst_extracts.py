@@ -1,4 +1,5 @@
-"""Analyst extracts: atomic read-only snapshots, the data dictionary, custom extracts, privacy, readers while writing."""
+"""Analyst extracts: atomic read-only snapshots, the data dictionary, custom extracts, privacy, readers while writing.
+Published from either backend's warehouse; the snapshots and extracts themselves are always DuckDB files."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +19,11 @@ from pipelines import analyst_extracts, dictionary, generator, privacy, warehous
 from pipelines.analyst_extracts import ExtractError
 from pipelines.marts import MARTS
 from pipelines.source_tables import source_tables
+from pipelines.warehouse import Location
 from test_extract import built_warehouse
+
+pytestmark = pytest.mark.both_backends
+FILE_LOCK = "DuckDB's lock on the working file: a DuckLake has no such lock (readers and writers share the catalog)"
 
 END = dt.date(2026, 3, 20)
 AS_OF = dt.datetime(2026, 3, 21, 1, 0, tzinfo=dt.UTC)
@@ -28,29 +32,27 @@ DUCKDB_CLI = Path(sys.executable).with_name("duckdb")
 
 
 @pytest.fixture(scope="module")
-def built(make_databases, tmp_path_factory):
-    """A small fleet, extracted and built into a working warehouse file."""
+def built(make_databases, backend, tmp_path_factory):
+    """A small fleet, extracted and built into a working warehouse."""
     pair = make_databases()
     tmp = tmp_path_factory.mktemp("extracts")
     path, _ = built_warehouse(pair, tmp, generator.Options(devices=8, days=10, seed=5, end=END, messy=True),
-                              as_of=AS_OF, first_day=END - dt.timedelta(days=12), last_day=END)
+                              as_of=AS_OF, first_day=END - dt.timedelta(days=12), last_day=END, where=backend.new(tmp))
     return path
 
 
 @pytest.fixture
-def working(built, tmp_path) -> Path:
-    """A private copy of the working file (publishing writes nothing to it, but tests may)."""
-    path = tmp_path / "warehouse.duckdb"
-    shutil.copyfile(built, path)
-    return path
+def working(built, backend, tmp_path) -> Location:
+    """A private copy of the working warehouse (publishing writes nothing to it, but tests may)."""
+    return backend.copy(built, tmp_path, "warehouse")
 
 
-def _publish(path: Path, root: Path, at: dt.datetime = PUBLISHED, keep: int = 7) -> analyst_extracts.Published:
+def _publish(path: Location, root: Path, at: dt.datetime = PUBLISHED, keep: int = 7) -> analyst_extracts.Published:
     with warehouse.connect(path) as con:
         return analyst_extracts.publish(con, root, published_at=at, keep=keep, run_id="test-run")
 
 
-def _query(path: Path, sql: str, params=None) -> list[tuple]:
+def _query(path: Location, sql: str, params=None) -> list[tuple]:
     with warehouse.connect(path, read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
 
@@ -144,6 +146,7 @@ def test_latest_switches_atomically_and_old_snapshots_are_pruned(working, tmp_pa
     assert not os.stat(second.database).st_mode & 0o222
 
 
+@pytest.mark.file_only(FILE_LOCK)
 def test_a_snapshot_opens_while_a_run_holds_the_working_file(working, tmp_path):
     root = tmp_path / "extracts"
     _publish(working, root)
@@ -241,6 +244,7 @@ def test_custom_extract_errors_name_what_to_change(working, tmp_path, out, table
     assert not (tmp_path / out).exists() and not list(tmp_path.glob(".x.*"))
 
 
+@pytest.mark.file_only(FILE_LOCK)
 def test_a_second_process_waits_for_the_working_file_then_names_it(working):
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); "
                                "print('held', flush=True); time.sleep(float(sys.argv[2]))", str(working), "3"],
@@ -286,8 +290,9 @@ def test_a_custom_extract_never_replays_a_stale_write_ahead_log(working, tmp_pat
 
 
 def _as_read(path: Path) -> dict:
-    """Everything a reader of a snapshot file sees but the time it was published: tables and columns with their
-    types and comments, the dictionary, snapshot_info, and every table's rows (a mart's in stored order)."""
+    """Everything a reader of a snapshot file sees but when it was published (its time, and on a lake the lake's
+    version it was copied from, compared by ``_assert_same_as_a_full_copy``): tables and columns with their types and
+    comments, the dictionary, snapshot_info, and every table's rows (a mart's in stored order)."""
     with warehouse.connect(path, read_only=True) as con:
         con.execute("SET threads = 1")  # rows come back in stored order
         seen = {
@@ -295,7 +300,7 @@ def _as_read(path: Path) -> dict:
             "columns": con.execute("SELECT schema_name, table_name, column_index, column_name, data_type, comment "
                                    "FROM duckdb_columns() ORDER BY ALL").fetchall(),
             "dictionary": con.execute("SELECT * FROM main.data_dictionary").fetchall(),
-            "info": con.execute("SELECT * EXCLUDE (published_at) FROM main.snapshot_info").fetchall(),
+            "info": con.execute("SELECT * EXCLUDE (published_at, lake_version) FROM main.snapshot_info").fetchall(),
         }
         for schema, table, _ in seen["tables"]:
             if schema != "main":  # a raw table is stored as it comes (no order promised): compared sorted
@@ -310,12 +315,19 @@ def _files(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _assert_same_as_a_full_copy(published: analyst_extracts.Published, working: Path, tmp_path: Path) -> None:
+def _assert_same_as_a_full_copy(published: analyst_extracts.Published, working: Location, tmp_path: Path) -> None:
     """``published`` holds for a reader exactly what a full copy of ``working`` made now would hold."""
     full = _publish(working, tmp_path / f"full-{published.folder.name}")
     assert full.started_from is None
     assert _as_read(published.database) == _as_read(full.database)
     assert published.rows == full.rows
+    # The lake's version each was copied from: none from the file; on a lake, the full copy's is as late or later
+    # (a test may change the lake between the two, as a run would).
+    versions = [_query(p.database, "SELECT lake_version FROM snapshot_info")[0][0] for p in (published, full)]
+    if isinstance(working, Path):
+        assert versions == [None, None]
+    else:
+        assert None not in versions and versions[0] <= versions[1], versions
     # The Parquet marts are the same bytes; the dictionary the same text but for its title.
     for mart in MARTS:
         name = f"marts/{mart.name}.parquet"
@@ -326,7 +338,7 @@ def _assert_same_as_a_full_copy(published: analyst_extracts.Published, working: 
     assert fingerprints[0] == fingerprints[1]
 
 
-def _sql(path: Path, *statements: str) -> None:
+def _sql(path: Location, *statements: str) -> None:
     with warehouse.connect(path) as con:
         for statement in statements:
             con.execute(statement)

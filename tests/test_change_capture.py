@@ -1,13 +1,14 @@
 """Change capture by transaction (issue 17), on a real PostgreSQL: incremental tables read the rows written by
 transactions the previous run did not see, whatever their timestamps say; the key comparison repairs what is
 missing; wraparound and a missing record fall back to a full reconciliation. Every scenario ends with the
-warehouse equal to the source (a full load of the same rows into a fresh file)."""
+warehouse equal to the source (a full load of the same rows into a fresh warehouse). On both backends."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from pathlib import Path
+import itertools
+import sys
 
 import pytest
 
@@ -15,6 +16,9 @@ from pipelines import extract, postgres, warehouse
 from pipelines.extract import CAPTURE_XMIN, CURSOR_FALLBACK, FULL_RECONCILIATION, XID_HORIZON, capture_plan
 from pipelines.postgres import Snapshot, XidSnapshot
 from pipelines.source_tables import SourceTable
+from pipelines.warehouse import Location
+
+pytestmark = pytest.mark.both_backends
 
 KEY = "test-pseudonym-key"
 PROBE = SourceTable("cheeko", "capture_probe", "incremental", "probe", cursor=("updated_at",), reconcile_deletes=True)
@@ -27,31 +31,41 @@ def run_sql(url: str, statement: str, params: tuple | dict = ()) -> None:
         conn.execute(statement, params)
 
 
-def load(url: str, path: Path, table: SourceTable = PROBE, key: str = KEY) -> extract.LoadResult:
+def load(url: str, path: Location, table: SourceTable = PROBE, key: str = KEY) -> extract.LoadResult:
     return extract.extract_tables(path, {"cheeko": url}, [table], pseudonym_key=key)[table.key]
 
 
-def rows(path: Path, table: SourceTable = PROBE) -> list[tuple]:
+def rows(path: Location, table: SourceTable = PROBE) -> list[tuple]:
     with warehouse.connect(path, read_only=True) as con:
         return con.execute(f"SELECT * FROM {extract.target_name(table)} ORDER BY id").fetchall()
 
 
-def equals_source(url: str, path: Path, table: SourceTable = PROBE) -> bool:
+def fresh_warehouse() -> Location:
+    """A new, empty warehouse on the session's backend (set for each test by ``_fresh_warehouses``)."""
+    raise AssertionError("only inside a test")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warehouses(backend, tmp_path, monkeypatch):
+    numbers = itertools.count()
+    monkeypatch.setattr(sys.modules[__name__], "fresh_warehouse", lambda: backend.new(tmp_path, f"fresh-{next(numbers)}"))
+
+
+def equals_source(url: str, path: Location, table: SourceTable = PROBE) -> bool:
     """The warehouse's rows of ``table`` are those a full load of the source gives now."""
-    fresh = path.with_name(f"fresh-{path.stem}.duckdb")
-    fresh.unlink(missing_ok=True)
+    fresh = fresh_warehouse()
     load(url, fresh, dataclasses.replace(table, load="full"))
     return rows(path, table) == rows(fresh, table)
 
 
-def execute(path: Path, statement: str, params: dict | None = None) -> None:
+def execute(path: Location, statement: str, params: dict | None = None) -> None:
     with warehouse.connect(path) as con:
         con.execute(statement, params or {})
 
 
 @pytest.fixture
-def probe(make_databases, tmp_path, classify):
-    """A source table of every common type with ten rows stamped last year, and an empty warehouse path."""
+def probe(make_databases, warehouse_at, classify):
+    """A source table of every common type with ten rows stamped last year, and an empty warehouse."""
     url = make_databases().cheeko
     for name in (PROBE.name, KEEPER.name):
         classify("cheeko", name, "id", "name", "amount", "tags", "doc", "ref", "day", "flag", "naive", "updated_at",
@@ -61,7 +75,7 @@ def probe(make_databases, tmp_path, classify):
         run_sql(url, f"INSERT INTO {name} SELECT i, 'row ' || i, i * 1.5, ARRAY['t' || i], jsonb_build_object('i', i), "
                      f"gen_random_uuid(), date '2025-01-01' + i, mod(i, 2) = 0, timestamp '2025-01-01' + i * interval '1 hour', "
                      f"timestamptz '2025-06-01' + i * interval '1 day' FROM generate_series(1, 10) i")
-    return url, tmp_path / "w.duckdb"
+    return url, warehouse_at
 
 
 # -- the decision, as a pure function ----------------------------------------------------------------------

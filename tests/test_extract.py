@@ -1,6 +1,6 @@
-"""Extraction into the DuckDB raw layer, against a real PostgreSQL and a real DuckDB file:
-exact types, every load strategy, backfills, idempotent re-runs, interruption,
-schema drift, one snapshot per run, and the privacy policy."""
+"""Extraction into the DuckDB raw layer, against a real PostgreSQL and a real warehouse (the DuckDB file, or a
+DuckLake with --warehouse-backend=ducklake): exact types, every load strategy, backfills, idempotent re-runs,
+interruption, schema drift, one snapshot per run, and the privacy policy."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ import pytest
 from pipelines import extract, generator, postgres, warehouse
 from pipelines.postgres import Snapshot
 from pipelines.source_tables import SourceTable, source_table, source_tables
+from pipelines.warehouse import Location
+
+pytestmark = pytest.mark.both_backends
 
 END = dt.date(2026, 3, 31)
 ALL_DAYS = (dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
@@ -30,19 +33,20 @@ def run_sql(url: str, statement: str, params: tuple | dict = ()) -> None:
         conn.execute(statement, params)
 
 
-def extract_tables(path: Path, urls: dict[str, str], tables, window=ALL_DAYS) -> dict[str, extract.LoadResult]:
+def extract_tables(path: Location, urls: dict[str, str], tables, window=ALL_DAYS) -> dict[str, extract.LoadResult]:
     """Extract ``tables`` with one snapshot per database, as one run does; daily tables over ``window``."""
     tables = list(tables)
     return extract.extract_tables(path, urls, tables, pseudonym_key=KEY, windows={t.key: window for t in tables})
 
 
 def built_warehouse(pair, folder: Path, options: generator.Options, *, as_of: dt.datetime, first_day: dt.date,
-                    last_day: dt.date) -> tuple[Path, generator.Result]:
-    """Generate a fleet into ``pair``, extract every table of every day and build the marts: a warehouse file."""
+                    last_day: dt.date, where: Location | None = None) -> tuple[Location, generator.Result]:
+    """Generate a fleet into ``pair``, extract every table of every day and build the marts: a warehouse
+    (``where``, a new one on either backend; default the file ``folder/w.duckdb``)."""
     from pipelines import rollups
 
     result = generator.generate(pair.cheeko, pair.cognova, options, folder / "gen", progress=lambda _: None)
-    path = folder / "w.duckdb"
+    path = folder / "w.duckdb" if where is None else where
     extract_tables(path, {"cheeko": pair.cheeko, "cognova": pair.cognova}, source_tables(),
                    window=(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)))
     with warehouse.connect(path) as con:
@@ -50,7 +54,7 @@ def built_warehouse(pair, folder: Path, options: generator.Options, *, as_of: dt
     return path, result
 
 
-def content_hash(path: Path) -> dict[str, str]:
+def content_hash(path: Location) -> dict[str, str]:
     """Order-independent hash of every raw table."""
     with warehouse.connect(path, read_only=True) as con:
         tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name LIKE 'raw_%' ORDER BY 1, 2").fetchall()
@@ -58,24 +62,24 @@ def content_hash(path: Path) -> dict[str, str]:
                                         f'FROM {s}."{t}" x').fetchone()[0] for s, t in tables}
 
 
-def scalar(path: Path, statement: str, params: list | dict | None = None):
+def scalar(path: Location, statement: str, params: list | dict | None = None):
     with warehouse.connect(path, read_only=True) as con:
         return con.execute(statement, params or []).fetchone()[0]
 
 
 @pytest.fixture
-def fleet(make_databases, tmp_path):
-    """A freshly generated small fleet and an empty warehouse path."""
+def fleet(make_databases, warehouse_at, tmp_path):
+    """A freshly generated small fleet and an empty warehouse."""
     pair = make_databases()
-    generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=20, days=7, seed=4, end=END), tmp_path / "gen",
-                       progress=lambda _: None)
-    return {"cheeko": pair.cheeko, "cognova": pair.cognova}, tmp_path / "warehouse.duckdb"
+    generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=20, days=7, seed=4, end=END),
+                       tmp_path / "gen", progress=lambda _: None)
+    return {"cheeko": pair.cheeko, "cognova": pair.cognova}, warehouse_at
 
 
 # -- exact types ----------------------------------------------------------------------------------
 
 
-def test_every_type_round_trips_exactly(make_databases, tmp_path, classify):
+def test_every_type_round_trips_exactly(make_databases, warehouse_at, classify):
     url = make_databases().cheeko
     classify("cheeko", "type_probe", "id", "u", "jb", "j", "tags", "ints", "exact", "money", "tiny", "at", "day", "r",
              "dp", "flag", "t", "vc", "small", "updated_at")
@@ -94,7 +98,7 @@ def test_every_type_round_trips_exactly(make_databases, tmp_path, classify):
     with postgres.connect(url) as conn:
         conn.cursor().executemany("INSERT INTO type_probe VALUES (" + ", ".join(["%s"] * 18) + ")", rows)
     table = SourceTable("cheeko", "type_probe", "full", "probe")
-    path = tmp_path / "w.duckdb"
+    path = warehouse_at
     extract_tables(path, {"cheeko": url}, [table])
     with warehouse.connect(path, read_only=True) as con:
         types = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'type_probe'").fetchall())
@@ -114,7 +118,7 @@ def test_every_type_round_trips_exactly(make_databases, tmp_path, classify):
     assert all(v is None for v in (second[1], second[2], second[6], second[9], second[13]))
 
 
-def test_every_orm_type_spelling_extracts(make_databases, tmp_path, classify):
+def test_every_orm_type_spelling_extracts(make_databases, warehouse_at, classify):
     """The spellings Prisma and Drizzle produce: precision on times, naive timestamps (read as UTC), varchar ids,
     smallint flags, arrays, json and jsonb, and a pgvector column without a dimension (the policy drops it)."""
     url = make_databases().cheeko
@@ -128,7 +132,7 @@ def test_every_orm_type_spelling_extracts(make_databases, tmp_path, classify):
                  "'2026-03-29 01:30:00.123', '2024-02-29 23:59:59.999999', '2026-01-01 00:00:00.6+00', 1, '{a,b}', "
                  "'{\"k\": [1]}', '{\"j\": 2}', '2026-03-29', 1.5, '10:11:12.345', '\\x00ff')")
     run_sql(url, "ALTER TABLE memory_chunks ALTER COLUMN embedding TYPE vector")
-    path = tmp_path / "w.duckdb"
+    path = warehouse_at
     probe = SourceTable("cheeko", "orm_probe", "full", "probe")
     extract_tables(path, {"cheeko": url}, [probe, source_table("cheeko", "memory_chunks")])
     with warehouse.connect(path, read_only=True) as con:
@@ -149,7 +153,7 @@ def test_every_orm_type_spelling_extracts(make_databases, tmp_path, classify):
     assert recorded["id"] == "character varying(36)"
 
 
-def test_naive_timestamps_load_incrementally_and_by_day(make_databases, tmp_path, classify):
+def test_naive_timestamps_load_incrementally_and_by_day(make_databases, warehouse_at, classify):
     """Prisma's default timestamp(3) without a time zone as cursor and as event time: never compared with an aware value."""
     url = make_databases().cheeko
     classify("cheeko", "naive_dim", "id", "name", "updated_at")
@@ -161,7 +165,7 @@ def test_naive_timestamps_load_incrementally_and_by_day(make_databases, tmp_path
                  "(3, '2026-03-02 23:30:00')")
     dim = SourceTable("cheeko", "naive_dim", "incremental", "probe", cursor=("updated_at",), reconcile_deletes=True)
     events = SourceTable("cheeko", "naive_events", "daily", "probe", event_time=("happened_at",))
-    path = tmp_path / "w.duckdb"
+    path = warehouse_at
     day = (dt.datetime(2026, 3, 2, tzinfo=dt.UTC), dt.datetime(2026, 3, 3, tzinfo=dt.UTC))
     first = extract_tables(path, {"cheeko": url}, [dim, events], window=day)
     assert first[dim.key].watermark == dt.datetime(2026, 3, 1, 11, tzinfo=dt.UTC)
@@ -177,10 +181,10 @@ def test_naive_timestamps_load_incrementally_and_by_day(make_databases, tmp_path
             dt.datetime(2026, 3, 1, 23, 59, 59, 999000, tzinfo=dt.UTC), dt.datetime(2026, 3, 2, 23, 30, tzinfo=dt.UTC))
 
 
-def test_a_declared_column_the_source_lacks_fails_that_table_alone_in_one_line(make_databases, tmp_path):
+def test_a_declared_column_the_source_lacks_fails_that_table_alone_in_one_line(make_databases, warehouse_at):
     pair = make_databases()
     run_sql(pair.cheeko, "ALTER TABLE rfid_scan_log RENAME COLUMN created_at TO scanned_at")
-    path = tmp_path / "w.duckdb"
+    path = warehouse_at
     urls = {"cheeko": pair.cheeko}
     with pytest.raises(extract.ExtractionError) as failed:
         extract_tables(path, urls, [source_table("cheeko", "rfid_scan_log")])
@@ -194,13 +198,13 @@ def test_a_declared_column_the_source_lacks_fails_that_table_alone_in_one_line(m
 
 
 @pytest.mark.parametrize(("column", "pg_type"), [("spot", "point"), ("loose", "numeric"), ("wide", "numeric(40,2)")])
-def test_a_type_without_an_exact_mapping_is_refused_by_name(make_databases, tmp_path, column, pg_type, classify):
+def test_a_type_without_an_exact_mapping_is_refused_by_name(make_databases, warehouse_at, column, pg_type, classify):
     """Better a clear error than a silently rounded number (the extension reads bare numeric as DOUBLE)."""
     url = make_databases().cheeko
     classify("cheeko", "odd_probe", "id", column)
     run_sql(url, f"CREATE TABLE odd_probe (id bigint PRIMARY KEY, {column} {pg_type})")
     with pytest.raises(extract.ExtractionError, match=rf"cheeko.odd_probe.{column}: no exact warehouse type for '{re.escape(pg_type)}'"):
-        extract_tables(tmp_path / "w.duckdb", {"cheeko": url}, [SourceTable("cheeko", "odd_probe", "full", "probe")])
+        extract_tables(warehouse_at, {"cheeko": url}, [SourceTable("cheeko", "odd_probe", "full", "probe")])
 
 
 # -- strategies ---------------------------------------------------------------------------------------
@@ -241,7 +245,7 @@ def test_incremental_picks_up_inserts_updates_late_commits_and_hard_deletes(flee
     assert scalar(path, "SELECT count(*) - count(DISTINCT id) FROM raw_cheeko.kid_profile") == 0
 
 
-def scalar_rows(path: Path, statement: str) -> list[tuple]:
+def scalar_rows(path: Location, statement: str) -> list[tuple]:
     with warehouse.connect(path, read_only=True) as con:
         return con.execute(statement).fetchall()
 
@@ -297,7 +301,7 @@ def test_a_rerun_leaves_the_warehouse_identical(fleet):
     assert len(first) == len(source_tables())
 
 
-def test_a_run_killed_mid_table_loses_nothing(fleet):
+def test_a_run_killed_mid_table_loses_nothing(fleet, backend, tmp_path):
     """A process that dies after writing rows but before committing leaves the last state; the next run completes it."""
     urls, path = fleet
     tables = [source_table("cheeko", "ai_agent_chat_history"), source_table("cheeko", "kid_profile")]
@@ -306,20 +310,21 @@ def test_a_run_killed_mid_table_loses_nothing(fleet):
     script = f"""
 import os, sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import PosixPath
 from pipelines import postgres
+from pipelines.warehouse import Lake
 original = postgres.Snapshot.count
 def die(self, *args, **kwargs):
     os._exit(9)  # like SIGKILL: rows inserted, transaction open, no cleanup
 postgres.Snapshot.count = die
 import test_extract
-from pathlib import Path
-test_extract.extract_tables(Path({str(path)!r}), {urls!r}, [test_extract.source_table("cheeko", "ai_agent_chat_history")])
+test_extract.extract_tables({path!r}, {urls!r}, [test_extract.source_table("cheeko", "ai_agent_chat_history")])
 """
     died = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1], env={**os.environ}, timeout=120)
     assert died.returncode == 9
-    assert content_hash(path) == before  # nothing half-written, and the file opens cleanly
+    assert content_hash(path) == before  # nothing half-written, and the warehouse opens cleanly
     extract_tables(path, urls, tables)
-    clean = path.with_name("clean.duckdb")
+    clean = backend.new(tmp_path, "clean")
     extract_tables(clean, urls, tables)
     assert content_hash(path) == content_hash(clean)
 
@@ -416,7 +421,7 @@ KNOWN = {
 }
 
 
-def test_no_secret_or_personal_value_reaches_the_warehouse(fleet):
+def test_no_secret_or_personal_value_reaches_the_warehouse(fleet, backend):
     urls, path = fleet
     for key, value in KNOWN.items():
         database, table, column = key.split(".")
@@ -441,13 +446,14 @@ def test_no_secret_or_personal_value_reaches_the_warehouse(fleet):
     extract_tables(path, urls, source_tables())
     with warehouse.connect(path, read_only=True) as con:
         cells = []
-        for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall():
+        for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                         "WHERE database_name = current_database()").fetchall():
             for row in con.execute(f'SELECT * FROM {schema}."{table}"').fetchall():
                 cells.extend(str(v) for v in row if v is not None)
     everything = "\x00".join(cells)
     leaked = sorted(value for value in planted - internal_ids if value in everything)
     assert leaked == []
-    raw_bytes = path.read_bytes()
+    raw_bytes = backend.stored_bytes(path)
     assert [v for v in KNOWN.values() if v.encode() in raw_bytes] == []
     # Pseudonyms still join: the same email hashes alike in sys_user and parent_profile.
     assert scalar(path, "SELECT count(*) FROM raw_cheeko.sys_user u JOIN raw_cheeko.parent_profile p ON p.email = u.email") > 0

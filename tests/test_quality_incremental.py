@@ -9,21 +9,22 @@ were kept: each counted, then sampled, over all of history) and a report on
 an empty store: same counts, same samples. Attempts without ``attempt_time``
 whose natural key spans a loaded window and a day that was not reloaded are
 planted at the source, on both sides of the window's edge, and a session
-starting exactly at a UTC midnight meets a cutoff at that midnight.
+starting exactly at a UTC midnight meets a cutoff at that midnight. On both backends.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
 
 from pipelines import generator, postgres, quality, rollups, warehouse
 from pipelines.quality import EVENT_TIMES, MAC_TABLES, NATURAL_KEYS, QUALITY_CHECKS
 from pipelines.source_tables import source_table, source_tables
+from pipelines.warehouse import Location
 from test_extract import extract_tables
+
+pytestmark = pytest.mark.both_backends
 
 UTC = dt.UTC
 END = dt.date(2026, 3, 31)
@@ -130,13 +131,13 @@ def duplicates(con) -> set[int]:
 class Fleet:
     cheeko: str
     urls: dict[str, str]
-    path: Path
+    path: Location
     mac: str
     edge: dict[str, int]  # the planted attempts by role
 
 
 @pytest.fixture(scope="module")
-def fleet(make_databases, tmp_path_factory) -> Fleet:
+def fleet(make_databases, backend, tmp_path_factory) -> Fleet:
     """A messy fleet to END, with attempts planted on both sides of the next day's edge, extracted up to END and
     reported on once (the first report counts everything)."""
     pair = make_databases()
@@ -155,7 +156,7 @@ def fleet(make_databases, tmp_path_factory) -> Fleet:
     }
     insert_session_at_midnight(pair.cheeko, mac)
     urls = {"cheeko": pair.cheeko, "cognova": pair.cognova}
-    path = tmp / "warehouse.duckdb"
+    path = backend.new(tmp, "warehouse")
     extract_tables(path, urls, source_tables(), window=FIRST_WINDOW)
     with warehouse.connect(path) as con:
         quality.report(con, as_of_time=AS_OF, cheeko_url=pair.cheeko)

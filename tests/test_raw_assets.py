@@ -1,5 +1,5 @@
 """The raw layer as Dagster assets, on a real Dagster instance: every table, its
-checks and partitions, one snapshot per run, and ``warehouse run``."""
+checks and partitions, one snapshot per run, and ``warehouse run``. On both backends."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from assets import runs
 from assets.definitions import defs
@@ -21,6 +22,8 @@ from conftest import CONFIGURED_FLEET_END
 
 END = CONFIGURED_FLEET_END
 ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.both_backends
 
 
 def test_one_asset_per_source_table_in_two_groups():
@@ -66,10 +69,10 @@ def test_everything_materializes_with_checks_passing(materialized):
         assert evaluation.metadata["source_rows"].value == evaluation.metadata["warehouse_rows"].value > 0
 
 
-def test_a_backfill_range_leaves_the_incremental_cursors_alone(on_materialized):
+def test_a_backfill_range_leaves_the_incremental_cursors_alone(on_materialized, backend):
     env, home = on_materialized
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        with warehouse.connect(Path(env["WAREHOUSE_DUCKDB_PATH"]), read_only=True) as con:
+        with warehouse.connect(backend.location(env), read_only=True) as con:
             cursors = con.execute("SELECT * FROM _warehouse.cursors ORDER BY ALL").fetchall()
         lines: list[str] = []
         summary = runs.materialize(load(), instance, selection="group:cheeko_raw and kind:duckdb", start=END - dt.timedelta(days=1),
@@ -78,7 +81,7 @@ def test_a_backfill_range_leaves_the_incremental_cursors_alone(on_materialized):
         assert summary.failed_checks == []
         daily = [k for k in summary.rows if k.startswith("raw_cheeko/")]
         assert "raw_cheeko/ai_agent_chat_history" in daily
-        with warehouse.connect(Path(env["WAREHOUSE_DUCKDB_PATH"]), read_only=True) as con:
+        with warehouse.connect(backend.location(env), read_only=True) as con:
             after = con.execute("SELECT * FROM _warehouse.cursors ORDER BY ALL").fetchall()
         # The incremental tables ran again (same watermarks, nothing new) and daily tables did not touch cursors.
         assert [c[:4] for c in after] == [c[:4] for c in cursors]

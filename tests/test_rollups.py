@@ -1,6 +1,6 @@
 """The rollups' own mechanics on a real PostgreSQL and DuckDB: the thin transactional
 module, backfills that recompute exactly their days, data-quality checks as WARN
-in Dagster, and the price sheet's version on every cost row."""
+in Dagster, and the price sheet's version on every cost row. On both backends."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ import pytest
 
 from assets import runs
 from assets.rollups import QUALITY_CHECKS_ON, mart_key
-from pipelines import generator, postgres, rollups, warehouse, writes
+from pipelines import databases, generator, postgres, rollups, warehouse, writes
 from pipelines.settings import load
+from pipelines.warehouse import Location
 from test_extract import built_warehouse
+
+pytestmark = pytest.mark.both_backends
 
 END = dt.date(2026, 3, 31)
 AS_OF = dt.datetime(2026, 4, 2, tzinfo=dt.UTC)
@@ -78,8 +81,8 @@ def test_retries_transient_errors_only(error, transient):
         assert len(calls) == 1
 
 
-def test_publishing_refuses_to_empty_the_published_tables(migrated, tmp_path):
-    with warehouse.connect(tmp_path / "empty.duckdb") as con:
+def test_publishing_refuses_to_empty_the_published_tables(migrated, warehouse_at):
+    with warehouse.connect(warehouse_at) as con:
         con.execute("CREATE SCHEMA marts")
         for source in ("device_streaks", "device_progress", "learning_progress"):
             con.execute(f"CREATE TABLE marts.{source} (as_of_date DATE, mac_address VARCHAR, kid_id BIGINT)")
@@ -91,16 +94,17 @@ def test_publishing_refuses_to_empty_the_published_tables(migrated, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def built(make_databases, tmp_path_factory):
+def built(make_databases, backend, tmp_path_factory):
     """A messy fleet, extracted and built for every day."""
     pair = make_databases()
     tmp = tmp_path_factory.mktemp("rollups")
     path, result = built_warehouse(pair, tmp, generator.Options(devices=25, days=10, seed=6, end=END, messy=True),
-                                   as_of=AS_OF, first_day=END - dt.timedelta(days=9), last_day=END)
+                                   as_of=AS_OF, first_day=END - dt.timedelta(days=9), last_day=END,
+                                   where=backend.new(tmp))
     return pair, path, result
 
 
-def snapshot(path: Path, mart: str, where: str = "true") -> list[tuple]:
+def snapshot(path: Location, mart: str, where: str = "true") -> list[tuple]:
     with warehouse.connect(path, read_only=True) as con:
         return con.execute(f"SELECT * FROM marts.{mart} WHERE {where} ORDER BY ALL").fetchall()
 
@@ -158,11 +162,12 @@ def test_quality_counts_match_the_faults_the_generator_planted(built):
     assert counts["duplicate_events"] == sum(faults[f"duplicate_{t}"] for t in rollups.NATURAL_KEYS)
 
 
-def test_quality_checks_warn_in_dagster_and_the_run_goes_on(make_databases, tmp_path, monkeypatch):
+@pytest.mark.long_on_lake  # a whole Dagster run of its own (minutes on a lake); the engine steps run on both
+def test_quality_checks_warn_in_dagster_and_the_run_goes_on(make_databases, warehouse_at, backend, tmp_path, monkeypatch):
     pair = make_databases()
     planted = generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=20, days=4, seed=9, end=END, messy=True),
                                  tmp_path / "gen", progress=lambda _: None).faults
-    for name, value in (pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key", "WAREHOUSE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}).items():
+    for name, value in (pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key"} | backend.environ(warehouse_at)).items():
         monkeypatch.setenv(name, value)
     (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
@@ -182,7 +187,8 @@ def test_quality_checks_warn_in_dagster_and_the_run_goes_on(make_databases, tmp_
         assert evaluation.evaluation.metadata["count"].value > 0 and evaluation.evaluation.metadata["samples"].value
 
 
-def test_day_by_day_runs_equal_one_backfill(make_databases, tmp_path, monkeypatch):
+@pytest.mark.long_on_lake  # a whole Dagster run of its own (minutes on a lake); the engine steps run on both
+def test_day_by_day_runs_equal_one_backfill(make_databases, backend, tmp_path, monkeypatch):
     """A scheduler runs one day at a time; local days west of UTC end after UTC midnight and
     sessions end after their day, so each run refreshes the day before. The result must equal
     one backfill of the whole range."""
@@ -199,8 +205,9 @@ def test_day_by_day_runs_equal_one_backfill(make_databases, tmp_path, monkeypatc
     results = {}
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         for label, ranges in (("daily", [(d, d) for d in days]), ("backfill", [(days[0], days[-1])])):
-            path = tmp_path / f"{label}.duckdb"
-            monkeypatch.setenv("WAREHOUSE_DUCKDB_PATH", str(path))
+            path = backend.new(tmp_path, label)
+            for name, value in backend.environ(path).items():
+                monkeypatch.setenv(name, value)
             for start, end in ranges:
                 runs.materialize(load(), instance, selection=selection, start=start, end=end, progress=lambda _: None)
             with warehouse.connect(path, read_only=True) as con:
@@ -212,13 +219,10 @@ def test_day_by_day_runs_equal_one_backfill(make_databases, tmp_path, monkeypatc
         assert results["daily"][m], m
 
 
-def test_a_mart_built_by_an_older_definition_takes_the_new_columns_and_keeps_other_days(built, tmp_path):
+def test_a_mart_built_by_an_older_definition_takes_the_new_columns_and_keeps_other_days(built, backend, tmp_path):
     """Money was DOUBLE and a column has gone since: the table is altered in place, the other days keep their rows."""
-    import shutil
-
     _, path, _ = built
-    copy = tmp_path / "older.duckdb"
-    shutil.copyfile(path, copy)
+    copy = backend.copy(path, tmp_path, "older")
     with warehouse.connect(copy) as con:
         before = con.execute("SELECT count(*) FROM marts.token_usage_daily WHERE usage_date < ?", [END]).fetchone()[0]
         con.execute("ALTER TABLE marts.token_usage_daily ALTER est_cost_usd TYPE DOUBLE")
@@ -231,15 +235,15 @@ def test_a_mart_built_by_an_older_definition_takes_the_new_columns_and_keeps_oth
     assert after == before > 0
 
 
-def test_marts_on_a_warehouse_without_their_raw_tables_name_what_is_missing(tmp_path):
-    with warehouse.connect(tmp_path / "w.duckdb") as con:
+def test_marts_on_a_warehouse_without_their_raw_tables_name_what_is_missing(warehouse_at):
+    with warehouse.connect(warehouse_at) as con:
         con.execute("CREATE SCHEMA raw_cheeko; CREATE TABLE raw_cheeko.ai_device (id BIGINT)")
         with pytest.raises(rollups.MissingInputs, match=r"cannot build marts.fleet_daily: the warehouse holds no "
                                                         r"raw_cheeko.ai_agent, .*raw_cheeko.kid_profile.* Load the raw layer"):
             rollups.build(con, ["fleet_daily"], as_of_time=AS_OF, first_day=END, last_day=END)
 
 
-def test_two_runs_of_the_whole_graph_are_bit_identical(materialized, tmp_path, monkeypatch):
+def test_two_runs_of_the_whole_graph_are_bit_identical(materialized, backend, tmp_path, monkeypatch):
     """The whole graph through Dagster twice over the same sources, into two warehouses (the session's
     materialized one, and a second run here): every mart row, every published progress row and every extract
     (the snapshot's Parquet marts, CSV cuts) is the same, byte for byte (money is decimal: no last-bit
@@ -253,12 +257,13 @@ def test_two_runs_of_the_whole_graph_are_bit_identical(materialized, tmp_path, m
     outputs = []
     for label in ("first", "second"):
         if label == "second":
-            monkeypatch.setenv("WAREHOUSE_DUCKDB_PATH", str(tmp_path / f"{label}.duckdb"))
+            for name, value in backend.environ(backend.new(tmp_path, label)).items():
+                monkeypatch.setenv(name, value)
             monkeypatch.setenv("WAREHOUSE_HOME", str(tmp_path / f"{label}-home"))
             with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
                 runs.materialize(load(), instance, progress=lambda _: None)
         settings = load()
-        with warehouse.connect(settings.duckdb_path, read_only=True) as con:
+        with warehouse.connect(databases.warehouse_location(settings, start_embedded=False), read_only=True) as con:
             marts = {m.name: con.execute(f"SELECT * FROM marts.{m.name} ORDER BY ALL").fetchall() for m in MARTS}
             published = {name: frame.sort(frame.columns).rows() for name, frame in
                          rollups.published_frames(con, rollups.latest_as_of(con)).items()}

@@ -13,7 +13,7 @@ event times falling back, sessions that are not games, null stored values and
 sums over nothing, money rounded once per row, the app's counters) and checks
 the reference itself against numbers worked out by hand (the ``by_hand``
 tests, which need no warehouse). Money (``MONEY``) compares exactly, as
-Decimals of 8 places.
+Decimals of 8 places. On both backends.
 """
 
 from __future__ import annotations
@@ -24,16 +24,18 @@ import math
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from pipelines import postgres, rollups, warehouse
 from pipelines.marts import MARTS, mart
 from pipelines.source_tables import source_tables
+from pipelines.warehouse import Location
 from reference_metrics import (FUTURE_GRACE, PUBLISHED, Sources, load_sources, published_rows, quality_counts,
                                reference_marts)
 from test_extract import extract_tables
+
+pytestmark = pytest.mark.both_backends
 
 UTC = dt.UTC
 END = dt.date(2026, 3, 31)  # the fleet crosses the US (8 March) and EU (29 March) DST changes
@@ -172,7 +174,7 @@ class Run:
     """One dataset, its warehouse after build, and the reference's answers."""
 
     cheeko: str
-    path: Path
+    path: Location
     sources: Sources
     as_of: dt.datetime
     last_day: dt.date
@@ -184,7 +186,7 @@ class Run:
     planted_counts: dict[str, int]
 
 
-def run_warehouse(cheeko: str, cognova: str, path: Path, *, as_of: dt.datetime, first_day: dt.date, last_day: dt.date,
+def run_warehouse(cheeko: str, cognova: str, path: Location, *, as_of: dt.datetime, first_day: dt.date, last_day: dt.date,
                   faults: dict[str, int] | None = None, planted_counts: dict[str, int] | None = None) -> Run:
     app_before = app_table_bytes(cheeko)
     extract_tables(path, {"cheeko": cheeko, "cognova": cognova}, source_tables(), window=WINDOW)
@@ -234,7 +236,7 @@ def planted(faults: dict[str, int]) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def fleet(make_databases, tmp_path_factory) -> Run:
+def fleet(make_databases, backend, tmp_path_factory) -> Run:
     from pipelines import generator  # (imported here: only the fleet needs it)
 
     pair = make_databases()
@@ -246,7 +248,7 @@ def fleet(make_databases, tmp_path_factory) -> Run:
     # planted duration mismatches), the checks count exactly what the generator planted.
     horizon = quality_counts(load_sources(pair.cheeko, pair.cognova), HORIZON)
     snapshot_sessions_as_of(pair.cheeko, AS_OF)
-    return run_warehouse(pair.cheeko, pair.cognova, tmp / "warehouse.duckdb", as_of=AS_OF, first_day=FIRST, last_day=END,
+    return run_warehouse(pair.cheeko, pair.cognova, backend.new(tmp, "warehouse"), as_of=AS_OF, first_day=FIRST, last_day=END,
                          faults=result.faults, planted_counts=horizon)
 
 
@@ -629,9 +631,9 @@ def small_db(make_databases):
 
 
 @pytest.fixture(scope="module")
-def small(small_db, tmp_path_factory) -> Run:
+def small(small_db, backend, tmp_path_factory) -> Run:
     """The hand-made rows, built from their first local day (the 7th) on."""
-    return run_warehouse(small_db.cheeko, small_db.cognova, tmp_path_factory.mktemp("small") / "warehouse.duckdb",
+    return run_warehouse(small_db.cheeko, small_db.cognova, backend.new(tmp_path_factory.mktemp("small"), "warehouse"),
                          as_of=SMALL_AS_OF, first_day=SMALL_FIRST - dt.timedelta(days=1), last_day=SMALL_LAST)
 
 
@@ -984,9 +986,9 @@ def test_small_quality_counts_match(small):
 
 
 @pytest.fixture(scope="module")
-def small_range(small_db, tmp_path_factory) -> Run:
+def small_range(small_db, backend, tmp_path_factory) -> Run:
     """The hand-made rows, built for the 8th to the 10th only, into an empty warehouse."""
-    return run_warehouse(small_db.cheeko, small_db.cognova, tmp_path_factory.mktemp("small_range") / "warehouse.duckdb",
+    return run_warehouse(small_db.cheeko, small_db.cognova, backend.new(tmp_path_factory.mktemp("small_range"), "warehouse"),
                          as_of=SMALL_AS_OF, first_day=SMALL_FIRST, last_day=SMALL_LAST)
 
 

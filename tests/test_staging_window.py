@@ -6,20 +6,22 @@ Here a generated fleet is extracted and built, the source moves on (a day append
 rows planted on both sides of the window's edge; a kid's zone edited; a device registered after its first
 events), a daily run's loads replace the window, and the warehouse must equal a copy of it whose staging was
 rebuilt whole: every staging table, and every mart built from each. Where the window would not be exact the pass
-must be whole, and still right.
+must be whole, and still right. On both backends.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import pytest
 
 from pipelines import generator, postgres, rollups, warehouse, writes
 from pipelines.source_tables import source_tables
+from pipelines.warehouse import Lake, Location
 from test_extract import extract_tables
+
+pytestmark = pytest.mark.both_backends
 
 UTC = dt.UTC
 END = dt.date(2026, 3, 28)  # the appended day is 29 March, when Europe moves its clocks
@@ -44,12 +46,13 @@ def source(pair, statement: str, params: tuple = ()) -> list[tuple]:
         return cursor.fetchall() if cursor.description else []
 
 
-def base_warehouse(pair, folder: Path, options: generator.Options, plant=None) -> Path:
-    """Generate ``options`` into ``pair`` (then ``plant(pair)``), extract everything and build every mart."""
+def base_warehouse(pair, folder: Path, options: generator.Options, plant=None, *, where: Location) -> Location:
+    """Generate ``options`` into ``pair`` (then ``plant(pair)``), extract everything into the empty warehouse
+    ``where`` and build every mart."""
     generator.generate(pair.cheeko, pair.cognova, options, folder / "gen", progress=lambda _: None)
     if plant:
         plant(pair)
-    path = folder / "w.duckdb"
+    path = where
     extract_tables(path, {"cheeko": pair.cheeko, "cognova": pair.cognova}, source_tables(), window=EVERYTHING)
     with warehouse.connect(path) as con:
         rollups.build(con, as_of_time=AS_OF, first_day=FIRST, last_day=END)
@@ -57,11 +60,11 @@ def base_warehouse(pair, folder: Path, options: generator.Options, plant=None) -
     return path
 
 
-def daily_run(pair, path: Path, *, append: bool = True) -> rollups.StagingPass:
+def daily_run(pair, path: Location, folder: Path, *, append: bool = True) -> rollups.StagingPass:
     """NEW_DAY appended at the source (with ``append``), loaded as its daily run loads it (every table, daily ones
     over WINDOW), and staging brought up to date; what the staging pass did."""
     if append:
-        generator.append(pair.cheeko, pair.cognova, 1, path.parent / "gen", progress=lambda _: None)
+        generator.append(pair.cheeko, pair.cognova, 1, folder / "gen", progress=lambda _: None)
     extract_tables(path, {"cheeko": pair.cheeko, "cognova": pair.cognova}, source_tables(), window=WINDOW)
     with warehouse.connect(path) as con:
         assert rollups.prepare(con)
@@ -69,17 +72,16 @@ def daily_run(pair, path: Path, *, append: bool = True) -> rollups.StagingPass:
         return rollups.last_pass(con)
 
 
-def rebuilt_whole(path: Path) -> Path:
+def rebuilt_whole(path: Location, backend, folder: Path) -> Location:
     """A copy of the warehouse at ``path`` whose staging is rebuilt from all of history."""
-    copy = path.with_name("whole.duckdb")
-    shutil.copyfile(path, copy)
+    copy = backend.copy(path, folder, "whole")
     with warehouse.connect(copy) as con:
         rollups.prepare(con, whole=True)
         assert rollups.last_pass(con) == rollups.StagingPass("whole", reason="asked for")
     return copy
 
 
-def build_every_mart(*paths: Path) -> None:
+def build_every_mart(*paths: Location) -> None:
     for path in paths:
         with warehouse.connect(path) as con:
             rollups.build(con, as_of_time=AS_OF, first_day=FIRST, last_day=NEW_DAY)
@@ -90,10 +92,13 @@ def tables(con, schema: str) -> list[str]:
                                       "AND schema_name = ? ORDER BY 1", [schema]).fetchall()]
 
 
-def assert_same(path: Path, other: Path, schema: str) -> None:
+def assert_same(path: Location, other: Location, schema: str) -> None:
     """Every table of ``schema`` holds the same columns and the same rows (as a multiset) in both warehouses."""
     with warehouse.connect(path) as con:
-        con.execute(f"ATTACH {warehouse.literal(str(other))} AS other (READ_ONLY)")
+        if isinstance(other, Lake):
+            con.execute(other.attach_statement("other", read_only=True))
+        else:
+            con.execute(f"ATTACH {warehouse.literal(str(other))} AS other (READ_ONLY)")
         names = tables(con, schema)
         assert names and names == [r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = 'other' AND schema_name = ? ORDER BY 1",
@@ -112,8 +117,8 @@ def assert_same(path: Path, other: Path, schema: str) -> None:
             assert con.execute(f"SELECT count(*) FROM {here}").fetchone()[0] > 0, f"{here} is empty: nothing compared"
 
 
-def assert_window_equals_whole(path: Path) -> None:
-    whole = rebuilt_whole(path)
+def assert_window_equals_whole(path: Location, backend, folder: Path) -> None:
+    whole = rebuilt_whole(path, backend, folder)
     assert_same(path, whole, "staging")
     build_every_mart(path, whole)
     assert_same(path, whole, "marts")
@@ -162,10 +167,11 @@ def respelled(mac: str) -> str:
 # -- the tests --------------------------------------------------------------------------------------------------
 
 
-def test_a_daily_load_rebuilds_its_window_only_and_equals_a_whole_rebuild(make_databases, tmp_path):
+def test_a_daily_load_rebuilds_its_window_only_and_equals_a_whole_rebuild(make_databases, backend, warehouse_at, tmp_path):
     pair = make_databases()
-    path = base_warehouse(pair, tmp_path, generator.Options(devices=15, days=DAYS, seed=21, end=END))
-    done = daily_run(pair, path)
+    path = base_warehouse(pair, tmp_path, generator.Options(devices=15, days=DAYS, seed=21, end=END),
+                          where=warehouse_at)
+    done = daily_run(pair, path, tmp_path)
     assert done == rollups.StagingPass("window", *WINDOW)
     with warehouse.connect(path) as con:
         assert con.execute("SELECT count(*) FROM staging.qualifying_events WHERE local_date = ?", [NEW_DAY]).fetchone()[0] > 0
@@ -184,10 +190,10 @@ def test_a_daily_load_rebuilds_its_window_only_and_equals_a_whole_rebuild(make_d
     with warehouse.connect(path) as con:
         assert rollups.prepare(con)
         assert rollups.last_pass(con) == rollups.StagingPass("dimensions")
-    assert_window_equals_whole(path)
+    assert_window_equals_whole(path, backend, tmp_path)
 
 
-def test_a_messy_fleet_with_duplicates_across_the_windows_edge(make_databases, tmp_path):
+def test_a_messy_fleet_with_duplicates_across_the_windows_edge(make_databases, backend, warehouse_at, tmp_path):
     """Duplicates whose natural key spans the window's edge keep the smallest id whichever side it is on; a
     session started before the window becomes a game when an attempt in the window carries its id; a new
     device (a dimension changed) with rows in the window only keeps the pass windowed. No day is appended: a messy
@@ -212,7 +218,7 @@ def test_a_messy_fleet_with_duplicates_across_the_windows_edge(make_databases, t
             chat(pair, respelled(mac), "edge", at)
 
     path = base_warehouse(pair, tmp_path, generator.Options(devices=15, days=DAYS, seed=22, end=END, messy=True),
-                          plant=before_the_base)
+                          plant=before_the_base, where=warehouse_at)
     mac = planted["mac"]
     attempt(pair, mac, "s1", 1, EDGE + dt.timedelta(hours=4))  # the late twin of s1's first attempt
     source(pair, "DELETE FROM analytics_game_attempts WHERE session_id = 's2' AND answered_at = %s",
@@ -224,7 +230,7 @@ def test_a_messy_fleet_with_duplicates_across_the_windows_edge(make_databases, t
     register(pair, "0a:0b:0c:0d:0e:0f", like=mac)
     chat(pair, "0A0B.0C0D.0E0F", "new-device", EDGE + dt.timedelta(hours=6))
 
-    done = daily_run(pair, path, append=False)
+    done = daily_run(pair, path, tmp_path, append=False)
     assert done == rollups.StagingPass("window", *WINDOW)
     with warehouse.connect(path) as con:
         kept = con.execute("SELECT session_id, attempt_number, event_at FROM staging.game_attempts "
@@ -234,11 +240,12 @@ def test_a_messy_fleet_with_duplicates_across_the_windows_edge(make_databases, t
         assert con.execute("SELECT is_game FROM staging.game_sessions WHERE session_id = 's3'").fetchone() == (True,)
         assert con.execute("SELECT count(*) FROM staging.chat_turns WHERE session_id = 'edge'").fetchone()[0] == 3
         assert con.execute("SELECT count(*) FROM staging.chat_turns WHERE mac_address = '0a:0b:0c:0d:0e:0f'").fetchone()[0] == 1
-    assert_window_equals_whole(path)
+    assert_window_equals_whole(path, backend, tmp_path)
 
 
+@pytest.mark.long_on_lake  # three more fleets; the window and the whole pass are already compared on a lake above
 @pytest.mark.parametrize("change", ["kid_zone_edited", "device_registered_after_its_events", "attempt_left_its_session"])
-def test_what_a_window_cannot_rebuild_rebuilds_whole_and_right(make_databases, tmp_path, change):
+def test_what_a_window_cannot_rebuild_rebuilds_whole_and_right(make_databases, backend, warehouse_at, tmp_path, change):
     """A dimension that changed for a device with history outside the window (a kid's zone edited, a device
     registered after its first events), or an attempt that left its session, makes the pass whole."""
     pair = make_databases()
@@ -251,7 +258,7 @@ def test_what_a_window_cannot_rebuild_rebuilds_whole_and_right(make_databases, t
         attempt(pair, mac, "lone", 1, EDGE + dt.timedelta(hours=1))
 
     path = base_warehouse(pair, tmp_path, generator.Options(devices=12, days=DAYS, seed=23, end=END),
-                          plant=before_the_base)
+                          plant=before_the_base, where=warehouse_at)
     if change == "kid_zone_edited":
         # UTC+14: no zone the generator gives a family.
         source(pair, "UPDATE kid_profile SET timezone = 'Pacific/Kiritimati', updated_at = now() WHERE id = %s",
@@ -264,14 +271,14 @@ def test_what_a_window_cannot_rebuild_rebuilds_whole_and_right(make_databases, t
         source(pair, "DELETE FROM analytics_game_attempts WHERE session_id = 'lone'")
         why = "left their session"
 
-    done = daily_run(pair, path)
+    done = daily_run(pair, path, tmp_path)
     assert done.kind == "whole" and why in done.reason, done
     with warehouse.connect(path) as con:
         # Every row's local date is its device's zone's now, outside the window too.
         wrong = con.execute("SELECT count(*) FROM staging.chat_turns t LEFT JOIN staging.devices d USING (mac_address) "
                             "WHERE t.local_date <> local_date(d.zone, t.event_at)").fetchone()[0]
         assert wrong == 0
-    assert_window_equals_whole(path)
+    assert_window_equals_whole(path, backend, tmp_path)
 
 
 def test_marts_build_after_the_marts_their_sql_reads():
