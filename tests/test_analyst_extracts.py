@@ -195,6 +195,7 @@ def _in_order(rows: list[tuple]) -> bool:
     return rows == sorted(rows, key=lambda row: tuple((v is None, v) for v in row))
 
 
+@pytest.mark.long_on_lake  # the snapshot file's own behaviour, whatever the warehouse behind it
 def test_extracts_are_sorted_by_grain_and_the_same_data_gives_the_same_bytes(working, tmp_path):
     first = _publish(working, tmp_path / "one")
     second = _publish(working, tmp_path / "two")
@@ -230,6 +231,7 @@ def test_extracts_are_sorted_by_grain_and_the_same_data_gives_the_same_bytes(wor
             assert rows and _in_order(rows), (path.name, qualified)
 
 
+@pytest.mark.long_on_lake  # the snapshot file's own behaviour, whatever the warehouse behind it
 @pytest.mark.parametrize("out, tables, message", [
     ("x.parquet", ["marts.*"], f"holds one table, and {len(MARTS)} were chosen"),
     ("x.duckdb", ["no_such_table"], "no table 'no_such_table' in the snapshot; choose from: marts."),
@@ -374,6 +376,7 @@ def test_a_publish_rewrites_only_the_table_that_changed_and_equals_a_full_copy(w
     assert _query(third.database, "SELECT run_id FROM snapshot_info") == [("test-run",)]
 
 
+@pytest.mark.long_on_lake  # the snapshot file's own behaviour; a rewrite from a lake is tested above
 def test_changed_days_are_replaced_in_place_keeping_marts_in_key_order(working, tmp_path):
     root = tmp_path / "extracts"
     _publish(working, root)
@@ -402,6 +405,7 @@ def test_changed_days_are_replaced_in_place_keeping_marts_in_key_order(working, 
     _assert_same_as_a_full_copy(second, working, tmp_path)
 
 
+@pytest.mark.long_on_lake  # the snapshot file's own behaviour; a rewrite from a lake is tested above
 def test_a_table_gone_is_dropped_and_a_new_one_added(working, tmp_path, classify):
     root = tmp_path / "extracts"
     _publish(working, root)
@@ -449,6 +453,7 @@ def _break_state(folder: Path, change) -> None:
     change(folder)
 
 
+@pytest.mark.long_on_lake  # the snapshot file's own behaviour, whatever the warehouse behind it
 @pytest.mark.parametrize("change, reason", [
     (lambda f: (f / analyst_extracts.STATE_FILE).unlink(), "published before snapshots were incremental"),
     (lambda f: (f / analyst_extracts.STATE_FILE).write_text(
@@ -468,6 +473,7 @@ def test_a_previous_snapshot_that_cannot_be_started_from_gives_a_full_copy(worki
     _assert_same_as_a_full_copy(second, working, tmp_path)
 
 
+@pytest.mark.long_on_lake  # the snapshot file's own size, whatever the warehouse behind it
 def test_the_file_stays_bounded_over_many_publishes_and_a_full_copy_comes_round(working, tmp_path, monkeypatch):
     root = tmp_path / "extracts"
     monkeypatch.setattr(analyst_extracts, "FULL_COPY_EVERY", 8)

@@ -227,6 +227,7 @@ def test_an_appended_day_counts_only_its_days_and_duplicates_across_the_edge(fle
         assert from_scratch(con, as_of_time=LATER, cheeko_url=fleet.cheeko) == incremental
 
 
+@pytest.mark.long_on_lake  # more variants of the incremental count; its equality with a full rescan runs on a lake
 def test_a_changed_dimension_row_is_counted_again(fleet):
     with warehouse.connect(fleet.path) as con:
         before = quality.report(con, as_of_time=LATER)["timezone_unknown"][0]
@@ -243,6 +244,7 @@ def test_a_changed_dimension_row_is_counted_again(fleet):
         assert from_scratch(con, as_of_time=LATER, cheeko_url=fleet.cheeko) == report
 
 
+@pytest.mark.long_on_lake  # more variants of the incremental count; its equality with a full rescan runs on a lake
 def test_rows_changed_outside_the_loads_a_new_definition_or_more_samples_count_again(fleet):
     with warehouse.connect(fleet.path) as con:
         quality.report(con, as_of_time=LATER)

@@ -69,6 +69,7 @@ def test_everything_materializes_with_checks_passing(materialized):
         assert evaluation.metadata["source_rows"].value == evaluation.metadata["warehouse_rows"].value > 0
 
 
+@pytest.mark.long_on_lake  # a second whole-graph copy; the graph itself runs on a lake above
 def test_a_backfill_range_leaves_the_incremental_cursors_alone(on_materialized, backend):
     env, home = on_materialized
     with dg.DagsterInstance.from_config(str(home)) as instance:

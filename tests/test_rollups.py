@@ -243,6 +243,7 @@ def test_marts_on_a_warehouse_without_their_raw_tables_name_what_is_missing(ware
             rollups.build(con, ["fleet_daily"], as_of_time=AS_OF, first_day=END, last_day=END)
 
 
+@pytest.mark.long_on_lake  # two whole Dagster runs (minutes on a lake); test_raw_assets runs the whole graph on a lake once
 def test_two_runs_of_the_whole_graph_are_bit_identical(materialized, backend, tmp_path, monkeypatch):
     """The whole graph through Dagster twice over the same sources, into two warehouses (the session's
     materialized one, and a second run here): every mart row, every published progress row and every extract

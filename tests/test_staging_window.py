@@ -193,6 +193,7 @@ def test_a_daily_load_rebuilds_its_window_only_and_equals_a_whole_rebuild(make_d
     assert_window_equals_whole(path, backend, tmp_path)
 
 
+@pytest.mark.long_on_lake  # another fleet; the window and the whole pass are already compared on a lake above
 def test_a_messy_fleet_with_duplicates_across_the_windows_edge(make_databases, backend, warehouse_at, tmp_path):
     """Duplicates whose natural key spans the window's edge keep the smallest id whichever side it is on; a
     session started before the window becomes a game when an attempt in the window carries its id; a new
