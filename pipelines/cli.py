@@ -566,7 +566,7 @@ def cmd_lake(settings: Settings, args) -> int:
         print(f"  snapshot {status['version']} ({status['snapshots']:,} kept, oldest {status['oldest']}), "
               f"{status['tables']} tables in {status['files']:,} data files")
         print("  query it live, read-only, while runs write (DuckDB with the ducklake and postgres extensions):")
-        print(f"    {lake.attach_statement(read_only=True, masked=True)};")
+        print(f"    {lake.attach_statement(read_only=True, printed=True)};")
         print(f"    USE {warehouse.LAKE_ALIAS}; SELECT * FROM marts.fleet_daily AT (VERSION => {status['version']});")
     return 0
 

@@ -28,6 +28,8 @@ from urllib.parse import unquote, urlsplit
 
 import duckdb
 
+from pipelines.settings import masked
+
 log = logging.getLogger(__name__)
 META_SCHEMA = "_warehouse"
 # How long a command waits for another process's run to release the file (a daily run takes seconds to minutes).
@@ -140,16 +142,16 @@ class Lake:
     data_path: str
 
     def __str__(self) -> str:
-        return f"DuckLake (catalog {_redact(self.catalog_url)}, data {self.data_path})"
+        return f"DuckLake (catalog {masked(self.catalog_url)}, data {self.data_path})"
 
-    def attach_statement(self, alias: str = LAKE_ALIAS, *, read_only: bool = False, masked: bool = False) -> str:
+    def attach_statement(self, alias: str = LAKE_ALIAS, *, read_only: bool = False, printed: bool = False) -> str:
         """The ``ATTACH`` that opens this lake under ``alias`` (its text comes from settings, not from data);
-        ``masked``: the password shown as ``***``, for printing."""
+        ``printed``: the password shown as ``***``, for printing."""
         # No data inlining: small inserts kept as rows in the catalog made every scan a query to PostgreSQL
         # (measured: re-extracting the 12-device fleet 7.7 s inlined, 5.5 s not); compaction merges small files.
         options = [f"DATA_PATH {literal(self.data_path)}", "DATA_INLINING_ROW_LIMIT 0"]
         options += ["READ_ONLY"] if read_only else []
-        catalog = libpq_keywords(_redact(self.catalog_url) if masked else self.catalog_url)
+        catalog = libpq_keywords(masked(self.catalog_url) if printed else self.catalog_url)
         return f"ATTACH {literal('ducklake:postgres:' + catalog)} AS {alias} ({', '.join(options)})"
 
 
@@ -173,11 +175,6 @@ def _libpq_value(value: object) -> str:
     if text and all(c.isalnum() or c in "._/-" for c in text):
         return text
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    return url.replace(f":{parts.password}@", ":***@") if parts.password else url
 
 
 def exists(where: Location) -> bool:

@@ -201,6 +201,9 @@ def test_migrate_copies_the_file_into_the_lake_and_the_next_load_continues_from_
 
     assert cli.main(["lake", "migrate"]) == 2  # never into a lake that holds rows
     assert "already holds rows" in capsys.readouterr().err
+    assert cli.main(["lake", "status"]) == 0  # how analysts reach it live
+    status = capsys.readouterr().out
+    assert "READ_ONLY)" in status and "AT (VERSION => " in status
 
     # The bookkeeping came along: change capture finds nothing new, so no full or incremental table is read again.
     again = extract.extract_tables(lake, urls, [t for t in tables if not t.partitioned],
