@@ -7,6 +7,8 @@ week (``AT (VERSION => n)`` reaches back that far) and deletes the files no snap
 each step claims the pool of the tables it compacts: it never races a load of them.
 """
 
+import datetime as dt
+
 import dagster as dg
 
 from assets.pools import lake_configured, writer_pool
@@ -19,8 +21,6 @@ KEEP_DAYS = 7
 
 
 def _compact(context: dg.OpExecutionContext, schemas: tuple[str, ...] | None, *, expire: bool) -> None:
-    import datetime as dt
-
     done = warehouse.compact(warehouse_location(settings_module.load()), schemas=schemas,
                              keep=dt.timedelta(days=KEEP_DAYS) if expire else None)
     context.log.info(f"compacted {done['tables']} tables: data files {done['files_before']} -> "
