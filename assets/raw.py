@@ -153,8 +153,8 @@ def _classified_spec(table: SourceTable) -> dg.AssetCheckSpec:
 
 def _stopped(table: SourceTable, error: Exception) -> dg.Failure:
     """One line naming the database and the table, for an error that is not about the table's declaration:
-    typically the source database going away (a restart, the network). Nothing of the table was committed,
-    so a re-run recovers exactly."""
+    typically the source database going away (a restart, the network). Its transaction (with the other tables
+    since the last commit) was rolled back, so a re-run recovers exactly."""
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return dg.Failure(description=f"{table.database}.{table.name}: extraction stopped: {reason}",
                       allow_retries=False)
@@ -185,38 +185,33 @@ def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:
         withdrawn: list = []
         with warehouse.connect() as con:
             alias = sources.attach(con, database)
-            spared: dict[str, extract.LoadResult] = {}
-            if not partitioned:
-                # Tables no transaction touched since their last load: one probe for all, nothing to load or commit.
-                try:
-                    spared = extract.unchanged(con, list(selected.values()), sources.snapshot(database), alias=alias,
-                                               pseudonym_key=warehouse.pseudonym_key)
-                except Exception:  # noqa: BLE001 - only a shortcut: the first load below meets the error and says it
-                    spared = {}
-            for key, table in selected.items():
-                try:
-                    result = spared.get(table.key) or extract.extract_table(
-                        con, table, sources.snapshot(database), alias=alias, pseudonym_key=warehouse.pseudonym_key,
-                        window=window)
-                except extract.ExtractionError as error:
-                    # This table alone: its declaration no longer matches the source. The others go on.
-                    context.log.error(str(error))
-                    yield dg.AssetCheckResult(asset_key=key, check_name=MATCHES_SOURCE, passed=False,
-                                              metadata={"error": str(error)})
-                    columns = sources.snapshot(database).columns(table.name)
-                    names = privacy.unclassified(database, table.name, [c.name for c in columns])
-                    yield _classified(key, [(c.name, c.type) for c in columns if c.name in names], sources.snapshot(database))
-                    continue
-                except Exception as error:  # noqa: BLE001 - said in one line; the step stops here
-                    raise _stopped(table, error) from error
-                metadata = _metadata(result, warehouse_module.preview(con, extract.target_name(table)))
-                if result.tightened and not withdrawn:
-                    # Published snapshots hold what the policy no longer allows: removed; this run's publishes anew.
-                    withdrawn = analyst_extracts.withdraw(warehouse.extracts) or [None]
-                    metadata["withdrawn_snapshots"] = ", ".join(p.name for p in withdrawn if p) or "(none)"
-                yield dg.MaterializeResult(asset_key=key, metadata=metadata,
-                                           check_results=[_check(result, key),
-                                                          _classified(key, result.withheld, sources.snapshot(database))])
+            snapshot = sources.snapshot(database)
+            try:
+                # Materializations are reported as their transaction commits: the tables of a daily or incremental
+                # run of the source together, at the end of the step (extract.load_source).
+                for table, outcome in extract.load_source(
+                        con, list(selected.values()), snapshot, alias=alias, pseudonym_key=warehouse.pseudonym_key,
+                        windows={t.key: window for t in selected.values()} if partitioned else None):
+                    key = raw_key(table.database, table.name)
+                    if isinstance(outcome, extract.ExtractionError):
+                        # This table alone: its declaration no longer matches the source. The others go on.
+                        context.log.error(str(outcome))
+                        yield dg.AssetCheckResult(asset_key=key, check_name=MATCHES_SOURCE, passed=False,
+                                                  metadata={"error": str(outcome)})
+                        columns = snapshot.columns(table.name)
+                        names = privacy.unclassified(database, table.name, [c.name for c in columns])
+                        yield _classified(key, [(c.name, c.type) for c in columns if c.name in names], snapshot)
+                        continue
+                    metadata = _metadata(outcome, warehouse_module.preview(con, extract.target_name(table)))
+                    if outcome.tightened and not withdrawn:
+                        # Published snapshots hold what the policy no longer allows: removed; this run's publishes anew.
+                        withdrawn = analyst_extracts.withdraw(warehouse.extracts) or [None]
+                        metadata["withdrawn_snapshots"] = ", ".join(p.name for p in withdrawn if p) or "(none)"
+                    yield dg.MaterializeResult(asset_key=key, metadata=metadata,
+                                               check_results=[_check(outcome, key),
+                                                              _classified(key, outcome.withheld, snapshot)])
+            except extract.LoadStopped as stopped:  # said in one line; the step stops here
+                raise _stopped(stopped.table, stopped.error) from stopped.error
 
     return _raw
 

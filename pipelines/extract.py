@@ -1,9 +1,10 @@
-"""Extraction: copy one operational table into the DuckDB raw layer.
+"""Extraction: copy operational tables into the DuckDB raw layer.
 
-Each call is one DuckDB transaction that reads PostgreSQL through the
-postgres extension, as of the run's exported snapshot, and writes the rows,
-the schema bookkeeping, the cursor and the captured snapshot together: a run
-killed at any point leaves the previous state intact. Three strategies (see
+A table's load reads PostgreSQL through the postgres extension, as of the
+run's exported snapshot, and writes the rows, the schema bookkeeping, the
+cursor and the captured snapshot in one DuckDB transaction, which the tables
+of a source share (:func:`load_source`): a run killed at any point leaves the
+last committed state intact. Three strategies (see
 ``source_tables.toml``):
 
 - ``full``: replace the table (rows deleted at the source disappear);
@@ -35,6 +36,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import duckdb
@@ -302,6 +304,15 @@ def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: li
     schema = RAW_SCHEMAS[table.database]
     present = set(warehouse.table_columns(con, schema, table.name))
     kept = [p for p in planned if p.expression is not None]
+    # Refused before anything is changed, so the table's load leaves its transaction as it found it (load_source
+    # goes on with the other tables of the transaction).
+    for p in planned:
+        # Only a change of what the warehouse holds is drift: varchar(20) -> varchar(50) or
+        # timestamptz -> timestamptz(6) keeps the warehouse column as it is.
+        if (p.name in present and privacy.is_read(p.rule) and (recorded_rule.get(p.name) or "copy") == p.rule
+                and (was := recorded_wtype.get(p.name)) is not None and was != p.warehouse_type):
+            raise SchemaDriftError(f"{table.key}.{p.name}: source type changed from {recorded[p.name]} to "
+                                   f"{p.source_type}; migrate the warehouse table before extracting it again")
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     change = _SchemaChange()
     if not present:
@@ -320,11 +331,6 @@ def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: li
                     con.execute(f"ALTER TABLE {target} ADD COLUMN {column} {p.warehouse_type}")
                     change.refill.append(p)
                     (change.tightened if privacy.reveals_more(p.rule, was_rule) else change.loosened).append(p.name)
-                # Only a change of what the warehouse holds is drift: varchar(20) -> varchar(50) or
-                # timestamptz -> timestamptz(6) keeps the warehouse column as it is.
-                elif (was := recorded_wtype.get(p.name)) is not None and was != p.warehouse_type:
-                    raise SchemaDriftError(f"{table.key}.{p.name}: source type changed from {recorded[p.name]} to "
-                                           f"{p.source_type}; migrate the warehouse table before extracting it again")
             elif p.expression is not None:
                 con.execute(f"ALTER TABLE {target} ADD COLUMN {column} {p.warehouse_type}")
                 change.refill.append(p)
@@ -379,19 +385,25 @@ def extract_table(
     alias: str,
     pseudonym_key: str,
     window: tuple[dt.datetime, dt.datetime] | None = None,
+    own_transaction: bool = True,
 ) -> LoadResult:
     """Load ``table`` from the source attached as ``alias`` into the raw layer.
 
     ``window`` (UTC, end exclusive) is required for daily tables and is the
-    partition (or backfill range) to replace.
+    partition (or backfill range) to replace. The load is one transaction of
+    its own, or, with ``own_transaction=False``, part of the caller's (open,
+    reading ``alias`` as of ``snapshot``: :func:`load_source`). An
+    :class:`ExtractionError` is raised before the table is changed.
     """
     if table.partitioned and window is None:
         raise ExtractionError(f"{table.key}: a daily table is loaded one window at a time; pass window=(start, end)")
     began = time.perf_counter()
     result = LoadResult(table=table, window=window if table.partitioned else None, snapshot_id=snapshot.id)
-    con.execute("BEGIN TRANSACTION")
+    if own_transaction:
+        con.execute("BEGIN TRANSACTION")
     try:
-        use_snapshot(con, alias, snapshot.id)
+        if own_transaction:
+            use_snapshot(con, alias, snapshot.id)
         planned = plan_columns(table, snapshot.columns(table.name))
         result.columns = planned
         keys = snapshot.primary_key(table.name)
@@ -453,9 +465,11 @@ def extract_table(
                      "ws": window[0] if window else None, "we": window[1] if window else None,
                      "w": result.rows_written, "d": result.rows_deleted, "r": result.rows_repaired,
                      "c": result.capture or None})
-        con.execute("COMMIT")
+        if own_transaction:
+            con.execute("COMMIT")
     except BaseException:
-        warehouse.rollback(con)
+        if own_transaction:
+            warehouse.rollback(con)
         raise
     result.seconds = time.perf_counter() - began
     return result
@@ -636,9 +650,81 @@ def event_days(snapshot: Snapshot, tables: list[SourceTable], before: dt.date, s
     return days
 
 
+COMMIT_ROWS = 100_000
+"""A transaction of :func:`load_source` is committed after the table that brings the rows it wrote and deleted to
+this many: a daily or incremental run of a source commits once, where each table's own commit (and its snapshot
+set again at the source) was a tenth of the run (measured, docs/scaling.md); a first load, with millions of rows,
+still commits table by table, so a transaction's pending rows stay bounded."""
+
+
+class LoadStopped(RuntimeError):
+    """A table's load failed for a reason other than its declaration (the source went away, a value the warehouse
+    cannot take): its transaction, with the other tables since the last commit, was rolled back."""
+
+    def __init__(self, table: SourceTable, error: Exception):
+        super().__init__(f"{table.key}: {(str(error).strip().splitlines() or [type(error).__name__])[0]}")
+        self.table, self.error = table, error
+
+
+def load_source(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snapshot: Snapshot, *, alias: str,
+                pseudonym_key: str, windows: dict[str, tuple[dt.datetime, dt.datetime]] | None = None,
+                ) -> Iterator[tuple[SourceTable, LoadResult | ExtractionError]]:
+    """Load ``tables`` of the source attached as ``alias`` as of ``snapshot``, yielding each with its result once it
+    is committed, or with the :class:`ExtractionError` that says why it was not loaded (the others go on).
+
+    Tables no transaction touched since their last load are spared (:func:`unchanged`). The others share
+    transactions, committed every ``COMMIT_ROWS`` rows and at the end; daily tables load ``windows[table.key]``.
+    Any other failure rolls back the open transaction and raises :class:`LoadStopped` naming the table: what was
+    committed before stays, nothing is half-written, and a re-run completes it.
+    """
+    try:
+        spared = unchanged(con, [t for t in tables if not t.partitioned], snapshot, alias=alias,
+                           pseudonym_key=pseudonym_key)
+    except Exception:  # noqa: BLE001 - only a shortcut: the table's own load meets the error and says it
+        spared = {}
+    done: list[tuple[SourceTable, LoadResult | ExtractionError]] = []
+    open_rows: int | None = None  # rows written and deleted in the open transaction; None: none is open
+    try:
+        for table in tables:
+            if table.key in spared:
+                done.append((table, spared[table.key]))
+                continue
+            try:
+                if open_rows is None:
+                    con.execute("BEGIN TRANSACTION")
+                    open_rows = 0
+                    use_snapshot(con, alias, snapshot.id)
+                # By its module name, so that a test can stand in for it.
+                result = extract_table(con, table, snapshot, alias=alias, pseudonym_key=pseudonym_key,
+                                       window=(windows or {}).get(table.key) if table.partitioned else None,
+                                       own_transaction=False)
+            except ExtractionError as error:
+                done.append((table, error))  # raised before the table was changed: the transaction goes on
+                continue
+            except Exception as error:
+                raise LoadStopped(table, error) from error
+            done.append((table, result))
+            open_rows += result.rows_written + result.rows_deleted + result.rows_repaired
+            if open_rows >= COMMIT_ROWS:
+                con.execute("COMMIT")
+                open_rows = None
+                yield from done
+                done = []
+        if open_rows is not None:
+            con.execute("COMMIT")
+            open_rows = None
+    except BaseException:
+        if open_rows is not None:
+            warehouse.rollback(con)
+        raise
+    yield from done
+
+
 def extract_tables(path, urls: dict[str, str], tables, *, pseudonym_key: str,
                    windows: dict[str, tuple[dt.datetime, dt.datetime]] | None = None) -> dict[str, LoadResult]:
-    """Extract ``tables`` into the warehouse at ``path``, one snapshot per database, as one run does.
+    """Extract ``tables`` into the warehouse at ``path``, one snapshot per database, as one run does
+    (:func:`load_source`), and raise the first table's :class:`ExtractionError`, or the error that stopped a load,
+    once the others are committed.
 
     ``windows`` gives each daily table's window by ``database.table`` (outside
     Dagster: scripts, benchmarks, tests).
@@ -646,19 +732,22 @@ def extract_tables(path, urls: dict[str, str], tables, *, pseudonym_key: str,
     tables = list(tables)
     snapshots = {db: Snapshot(url) for db, url in urls.items()}
     results: dict[str, LoadResult] = {}
+    refused: list[ExtractionError] = []
     try:
         with warehouse.connect(path) as con:
-            skipped: dict[str, LoadResult] = {}
             for db, url in urls.items():
                 warehouse.attach_source(con, f"src_{db}", url)
-                skipped |= unchanged(con, [t for t in tables if t.database == db], snapshots[db], alias=f"src_{db}",
-                                     pseudonym_key=pseudonym_key)
-            for table in tables:
-                window = (windows or {}).get(table.key) if table.partitioned else None
-                results[table.key] = skipped.get(table.key) or extract_table(
-                    con, table, snapshots[table.database], alias=f"src_{table.database}", pseudonym_key=pseudonym_key,
-                    window=window)
+                for table, outcome in load_source(con, [t for t in tables if t.database == db], snapshots[db],
+                                                  alias=f"src_{db}", pseudonym_key=pseudonym_key, windows=windows):
+                    if isinstance(outcome, ExtractionError):
+                        refused.append(outcome)
+                    else:
+                        results[table.key] = outcome
+    except LoadStopped as stopped:
+        raise stopped.error from None
     finally:
         for snapshot in snapshots.values():
             snapshot.close()
+    if refused:
+        raise refused[0]
     return results

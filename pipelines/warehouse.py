@@ -192,11 +192,15 @@ def exists(where: Location) -> bool:
 def rollback(con: duckdb.DuckDBPyConnection) -> None:
     """Roll back the open transaction, for an ``except`` block about to re-raise: when the failure was the
     COMMIT itself (a DuckLake conflict, an interrupt), no transaction is left, and a bare ROLLBACK's own error
-    would hide the one that matters."""
+    would hide the one that matters. Nor when an attached source database's connection is gone: DuckDB has rolled
+    back its own transaction by then, and only the source's ROLLBACK failed."""
     try:
         con.execute("ROLLBACK")
     except duckdb.TransactionException:
         pass  # nothing open: the commit failed, and took the transaction with it
+    except duckdb.Error as error:
+        if not str(error).startswith('Failed to execute query "ROLLBACK"'):
+            raise
 
 
 def discard(where: Location) -> bool:

@@ -360,6 +360,65 @@ def test_a_new_source_column_appears_and_a_changed_type_fails_by_name(fleet, cla
         extract_tables(path, urls, [table])
 
 
+# -- the tables of a source in one transaction ---------------------------------------------------------
+
+
+def _load_source(urls: dict[str, str], path: Location, tables: list[SourceTable]) -> list:
+    """``extract.load_source`` over ``tables`` (Cheeko's), as the raw step runs it; the (table, outcome) pairs."""
+    with Snapshot(urls["cheeko"]) as snapshot, warehouse.connect(path) as con:
+        warehouse.attach_source(con, "src_cheeko", urls["cheeko"])
+        return list(extract.load_source(con, tables, snapshot, alias="src_cheeko", pseudonym_key=KEY,
+                                        windows={t.key: ALL_DAYS for t in tables}))
+
+
+def test_a_sources_tables_commit_together_and_one_refused_is_left_as_it_was(fleet):
+    """The changed tables of a source are loaded in one transaction (DuckDB's now(), which every load records, is
+    its start); a table whose source no longer matches is refused before it is changed, and the others commit."""
+    urls, path = fleet
+    names = ("kid_profile", "ai_device", "parent_profile", "analytics_game_sessions")
+    tables = [source_table("cheeko", name) for name in names]
+    extract_tables(path, urls, tables)
+    before = content_hash(path)
+    run_sql(urls["cheeko"], "UPDATE kid_profile SET nickname = 'Changed' WHERE id = (SELECT min(id) FROM kid_profile)")
+    run_sql(urls["cheeko"], "UPDATE parent_profile SET display_name = 'Changed' WHERE id = (SELECT min(id) FROM parent_profile)")
+    run_sql(urls["cheeko"], "ALTER TABLE ai_device ALTER COLUMN sort TYPE varchar(10)")
+    outcomes = dict((table.name, outcome) for table, outcome in _load_source(urls, path, tables))
+    assert isinstance(outcomes["ai_device"], extract.SchemaDriftError)
+    assert all(isinstance(outcomes[n], extract.LoadResult) for n in names if n != "ai_device")
+    assert outcomes["kid_profile"].rows_written == outcomes["parent_profile"].rows_written == 1
+    after = content_hash(path)
+    assert after["raw_cheeko.ai_device"] == before["raw_cheeko.ai_device"]
+    assert after["raw_cheeko.kid_profile"] != before["raw_cheeko.kid_profile"]
+    assert scalar(path, "SELECT count(*) FROM _warehouse.loads WHERE finished_at = "
+                        "(SELECT max(finished_at) FROM _warehouse.loads)") == 3  # one moment, three loads
+    assert scalar(path, "SELECT source_type FROM _warehouse.source_columns WHERE table_name = 'ai_device' "
+                        "AND column_name = 'sort'") == "integer"  # the refused table's bookkeeping untouched
+
+
+def test_a_load_that_fails_rolls_back_the_tables_of_its_transaction_and_names_its_table(fleet, monkeypatch):
+    urls, path = fleet
+    tables = [source_table("cheeko", name) for name in ("kid_profile", "parent_profile")]
+    extract_tables(path, urls, tables)
+    run_sql(urls["cheeko"], "UPDATE kid_profile SET nickname = 'Changed'")
+    run_sql(urls["cheeko"], "UPDATE parent_profile SET display_name = 'Changed'")
+    before = content_hash(path)
+    real = extract.extract_table
+
+    def fails_on_the_second(con, table, *args, **kwargs):
+        result = real(con, table, *args, **kwargs)  # written, not committed
+        if table.name == "parent_profile":
+            raise OSError("disk full")
+        return result
+
+    monkeypatch.setattr(extract, "extract_table", fails_on_the_second)
+    with pytest.raises(extract.LoadStopped, match="cheeko.parent_profile: disk full"):
+        _load_source(urls, path, tables)
+    assert content_hash(path) == before  # kid_profile's load, in the same transaction, was rolled back too
+    monkeypatch.setattr(extract, "extract_table", real)
+    results = dict((table.name, outcome) for table, outcome in _load_source(urls, path, tables))
+    assert results["kid_profile"].rows_written == scalar(path, "SELECT count(*) FROM raw_cheeko.kid_profile")
+
+
 # -- one snapshot per run -----------------------------------------------------------------------------
 
 
