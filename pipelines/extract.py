@@ -652,9 +652,9 @@ def event_days(snapshot: Snapshot, tables: list[SourceTable], before: dt.date, s
 
 COMMIT_ROWS = 100_000
 """A transaction of :func:`load_source` is committed after the table that brings the rows it wrote and deleted to
-this many: a daily or incremental run of a source commits once, where each table's own commit (and its snapshot
-set again at the source) was a tenth of the run (measured, docs/scaling.md); a first load, with millions of rows,
-still commits table by table, so a transaction's pending rows stay bounded."""
+this many: a daily or incremental run of a source commits once, instead of once per table with the snapshot set
+again at the source each time (a few percent of an incremental run, docs/scaling.md); a first load, with millions
+of rows, still commits table by table, so a transaction's pending rows stay bounded."""
 
 
 class LoadStopped(RuntimeError):
