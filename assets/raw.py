@@ -151,13 +151,12 @@ def _classified_spec(table: SourceTable) -> dg.AssetCheckSpec:
                     "`warehouse privacy` lists them for every table at once.")
 
 
-def _stopped(table: SourceTable, error: Exception) -> dg.Failure:
-    """One line naming the database and the table, for an error that is not about the table's declaration:
-    typically the source database going away (a restart, the network). Its transaction (with the other tables
-    since the last commit) was rolled back, so a re-run recovers exactly."""
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return dg.Failure(description=f"{table.database}.{table.name}: extraction stopped: {reason}",
-                      allow_retries=False)
+def _stopped(stopped: extract.LoadStopped) -> dg.Failure:
+    """One line naming the database and the table (or the tables whose commit failed), for an error that is not
+    about a table's declaration: typically the source database going away (a restart, the network). Its
+    transaction (with the other tables since the last commit) was rolled back, so a re-run recovers exactly."""
+    reason = (str(stopped.error).strip().splitlines() or [type(stopped.error).__name__])[0]
+    return dg.Failure(description=f"{stopped.where}: extraction stopped: {reason}", allow_retries=False)
 
 
 def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:
@@ -211,7 +210,7 @@ def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:
                                                check_results=[_check(outcome, key),
                                                               _classified(key, outcome.withheld, snapshot)])
             except extract.LoadStopped as stopped:  # said in one line; the step stops here
-                raise _stopped(stopped.table, stopped.error) from stopped.error
+                raise _stopped(stopped) from stopped.error
 
     return _raw
 

@@ -651,19 +651,29 @@ def event_days(snapshot: Snapshot, tables: list[SourceTable], before: dt.date, s
 
 
 COMMIT_ROWS = 100_000
-"""A transaction of :func:`load_source` is committed after the table that brings the rows it wrote and deleted to
-this many: a daily or incremental run of a source commits once, instead of once per table with the snapshot set
+"""A transaction of :func:`load_source` is committed after the table that brings the rows it wrote, deleted and
+repaired to this many: a daily or incremental run of a source commits once, instead of once per table with the snapshot set
 again at the source each time (a few percent of an incremental run, docs/scaling.md); a first load, with millions
 of rows, still commits table by table, so a transaction's pending rows stay bounded."""
 
 
 class LoadStopped(RuntimeError):
-    """A table's load failed for a reason other than its declaration (the source went away, a value the warehouse
-    cannot take): its transaction, with the other tables since the last commit, was rolled back."""
+    """A load failed for a reason other than its table's declaration (the source went away, a value the warehouse
+    cannot take, a commit refused): its transaction, with the other tables since the last commit, was rolled back.
+    ``where`` names the table, or the tables whose commit failed."""
 
-    def __init__(self, table: SourceTable, error: Exception):
-        super().__init__(f"{table.key}: {(str(error).strip().splitlines() or [type(error).__name__])[0]}")
-        self.table, self.error = table, error
+    def __init__(self, where: str, error: BaseException):
+        super().__init__(f"{where}: {(str(error).strip().splitlines() or [type(error).__name__])[0]}")
+        self.where, self.error = where, error
+
+
+def _commit(con: duckdb.DuckDBPyConnection, tables: list[SourceTable]) -> None:
+    """COMMIT the transaction holding ``tables``' loads; a refusal (a DuckLake conflict, the source gone) names them."""
+    try:
+        con.execute("COMMIT")
+    except duckdb.Error as error:
+        names = ", ".join(t.key for t in tables[:3]) + (f" and {len(tables) - 3} more" if len(tables) > 3 else "")
+        raise LoadStopped(f"commit of {names}", error) from error
 
 
 def load_source(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snapshot: Snapshot, *, alias: str,
@@ -674,8 +684,9 @@ def load_source(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snaps
 
     Tables no transaction touched since their last load are spared (:func:`unchanged`). The others share
     transactions, committed every ``COMMIT_ROWS`` rows and at the end; daily tables load ``windows[table.key]``.
-    Any other failure rolls back the open transaction and raises :class:`LoadStopped` naming the table: what was
-    committed before stays, nothing is half-written, and a re-run completes it.
+    Any other failure, the commit's included, rolls back the open transaction and raises :class:`LoadStopped`
+    naming the table (or the tables committed): what was committed before stays, nothing is half-written, and a
+    re-run completes it.
     """
     try:
         spared = unchanged(con, [t for t in tables if not t.partitioned], snapshot, alias=alias,
@@ -702,22 +713,27 @@ def load_source(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snaps
                 done.append((table, error))  # raised before the table was changed: the transaction goes on
                 continue
             except Exception as error:
-                raise LoadStopped(table, error) from error
+                raise LoadStopped(table.key, error) from error
             done.append((table, result))
             open_rows += result.rows_written + result.rows_deleted + result.rows_repaired
             if open_rows >= COMMIT_ROWS:
-                con.execute("COMMIT")
+                _commit(con, _loaded(done))
                 open_rows = None
                 yield from done
                 done = []
         if open_rows is not None:
-            con.execute("COMMIT")
+            _commit(con, _loaded(done))
             open_rows = None
     except BaseException:
         if open_rows is not None:
             warehouse.rollback(con)
         raise
     yield from done
+
+
+def _loaded(done: list[tuple[SourceTable, LoadResult | ExtractionError]]) -> list[SourceTable]:
+    """The tables of ``done`` that were loaded (not spared, not refused): what a commit holds."""
+    return [t for t, outcome in done if isinstance(outcome, LoadResult) and outcome.capture != UNCHANGED]
 
 
 def extract_tables(path, urls: dict[str, str], tables, *, pseudonym_key: str,

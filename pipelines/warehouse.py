@@ -199,7 +199,7 @@ def rollback(con: duckdb.DuckDBPyConnection) -> None:
     except duckdb.TransactionException:
         pass  # nothing open: the commit failed, and took the transaction with it
     except duckdb.Error as error:
-        if not str(error).startswith('Failed to execute query "ROLLBACK"'):
+        if 'Failed to execute query "ROLLBACK"' not in str(error):
             raise
 
 

@@ -118,6 +118,7 @@ def test_warehouse_run_holds_its_storage_connections(tmp_path, dagster_database)
         assert per_event >= events / 2, "Dagster's storage pools its connections by itself now: drop the helper"
 
         runs.hold_storage_connections(instance)
+        runs.hold_storage_connections(instance)  # a second command on the same instance: nothing more held
         before = _sessions(dagster_database)
         held = dg.materialize([heartbeat], instance=instance)
         assert held.success and len(instance.all_logs(held.run_id)) == events

@@ -18,10 +18,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import cli, extract, postgres, warehouse
+from pipelines import cli, extract, generator, postgres, warehouse
 from pipelines.databases import warehouse_location
 from pipelines.settings import SettingsError, load, shown
-from pipelines.source_tables import source_tables
+from pipelines.postgres import Snapshot
+from pipelines.source_tables import source_table, source_tables
 from pipelines.warehouse import Lake
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +123,39 @@ def test_writers_of_different_tables_commit_side_by_side_and_of_one_table_confli
         one.execute("COMMIT")
         with pytest.raises(duckdb.Error, match="(?i)conflict"):
             two.execute("COMMIT")
+
+
+def test_a_commit_refused_by_a_conflict_names_its_tables_and_the_rerun_completes(lake: Lake, make_databases,
+                                                                                   tmp_path: Path, monkeypatch):
+    """A source's loads share a transaction (extract.load_source); when another writer of the same table commits
+    first, DuckLake refuses the commit: the error names the tables committed, nothing of them is kept, and the next
+    load completes them."""
+    pair = make_databases()
+    generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=5, days=3, seed=4, end=dt.date(2026, 3, 31)),
+                       tmp_path / "gen", progress=lambda _: None)
+    tables = [source_table("cheeko", "kid_profile"), source_table("cheeko", "parent_profile")]
+    extract.extract_tables(lake, {"cheeko": pair.cheeko}, tables, pseudonym_key="k")
+    with postgres.connect(pair.cheeko) as conn:
+        conn.execute("UPDATE kid_profile SET nickname = 'Changed'")
+        conn.execute("UPDATE parent_profile SET display_name = 'Changed'")
+    real = extract.extract_table
+
+    def and_someone_else_writes_it_first(con, table, *args, **kwargs):
+        result = real(con, table, *args, **kwargs)
+        with warehouse.connect(lake) as other:
+            other.execute("DELETE FROM raw_cheeko.kid_profile WHERE id = (SELECT min(id) FROM raw_cheeko.kid_profile)")
+        return result
+
+    monkeypatch.setattr(extract, "extract_table", and_someone_else_writes_it_first)
+    with Snapshot(pair.cheeko) as snapshot, warehouse.connect(lake) as con:
+        warehouse.attach_source(con, "src_cheeko", pair.cheeko)
+        with pytest.raises(extract.LoadStopped, match=r"^commit of cheeko.kid_profile, cheeko.parent_profile: ") as refused:
+            list(extract.load_source(con, tables, snapshot, alias="src_cheeko", pseudonym_key="k"))
+        assert "conflict" in str(refused.value.error).lower()
+        assert con.execute("SELECT count(*) FROM _warehouse.loads").fetchone()[0] == 2  # the first load's two only
+    monkeypatch.setattr(extract, "extract_table", real)
+    again = extract.extract_tables(lake, {"cheeko": pair.cheeko}, tables, pseudonym_key="k")
+    assert all(r.source_rows == r.warehouse_rows and r.duplicate_keys == 0 for r in again.values())
 
 
 def test_an_earlier_version_stays_readable_through_compaction_within_the_kept_days(lake: Lake, tmp_path: Path):
