@@ -191,7 +191,8 @@ def main() -> None:
               f"  (median of {args.repeat}: " + ", ".join(f"{seconds:.2f}" for seconds, _ in runs) + ")")
         print(f"     tables: {how_found(results)}; seconds in tables by load: "
               + ", ".join(f"{load} {seconds:.2f}" for load, seconds in sorted(by_load.items()))
-              + f"; rest (snapshots, connect, attach, close) {incremental - sum(by_load.values()):.2f}")
+              + f"; rest (snapshots, connect, attach, unchanged-table probes, commits, close) "
+              f"{incremental - sum(by_load.values()):.2f}")
         print(f"     warehouse equal to the source after it: {'yes' if not differing else 'NO: ' + ', '.join(differing)}"
               f" ({repaired} rows repaired)")
         if dagster:

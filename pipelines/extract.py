@@ -652,9 +652,9 @@ def event_days(snapshot: Snapshot, tables: list[SourceTable], before: dt.date, s
 
 COMMIT_ROWS = 100_000
 """A transaction of :func:`load_source` is committed after the table that brings the rows it wrote, deleted and
-repaired to this many: a daily or incremental run of a source commits once, instead of once per table with the snapshot set
-again at the source each time (a few percent of an incremental run, docs/scaling.md); a first load, with millions
-of rows, still commits table by table, so a transaction's pending rows stay bounded."""
+repaired to this many: a daily or incremental run of a source commits once, instead of once per table with the
+snapshot set again at the source each time (a few percent of an incremental run, docs/scaling.md); a first load,
+with millions of rows, still commits table by table, so a transaction's pending rows stay bounded."""
 
 
 class LoadStopped(RuntimeError):
@@ -694,7 +694,7 @@ def load_source(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snaps
     except Exception:  # noqa: BLE001 - only a shortcut: the table's own load meets the error and says it
         spared = {}
     done: list[tuple[SourceTable, LoadResult | ExtractionError]] = []
-    open_rows: int | None = None  # rows written and deleted in the open transaction; None: none is open
+    open_rows: int | None = None  # rows written, deleted and repaired in the open transaction; None: none is open
     try:
         for table in tables:
             if table.key in spared:
