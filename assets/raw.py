@@ -155,8 +155,7 @@ def _stopped(stopped: extract.LoadStopped) -> dg.Failure:
     """One line naming the database and the table (or the tables whose commit failed), for an error that is not
     about a table's declaration: typically the source database going away (a restart, the network). Its
     transaction (with the other tables since the last commit) was rolled back, so a re-run recovers exactly."""
-    reason = (str(stopped.error).strip().splitlines() or [type(stopped.error).__name__])[0]
-    return dg.Failure(description=f"{stopped.where}: extraction stopped: {reason}", allow_retries=False)
+    return dg.Failure(description=f"{stopped.where}: extraction stopped: {stopped.reason}", allow_retries=False)
 
 
 def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:

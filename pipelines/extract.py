@@ -663,8 +663,9 @@ class LoadStopped(RuntimeError):
     ``where`` names the table, or the tables whose commit failed."""
 
     def __init__(self, where: str, error: BaseException):
-        super().__init__(f"{where}: {(str(error).strip().splitlines() or [type(error).__name__])[0]}")
         self.where, self.error = where, error
+        self.reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # its first line
+        super().__init__(f"{where}: {self.reason}")
 
 
 def _commit(con: duckdb.DuckDBPyConnection, tables: list[SourceTable]) -> None:
