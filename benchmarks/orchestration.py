@@ -26,13 +26,14 @@ on both sides), and what the graph's data-quality checks cost on the engine
 (work the Dagster side does and the baseline does not). A Dagster run that
 fails (``RunFailed``) is still measured, and its figure says FAILED.
 
-Dagster runs on a throwaway instance (this repository's ``dagster.yaml``,
-SQLite storage; with ``--storage postgres``, ``deploy/dagster.postgres.yaml`` in a
-database of its own with ``DAGSTER_EVENT_BATCH_SIZE=100``) in a temporary ``DAGSTER_HOME``; the databases are
+Dagster runs on a throwaway instance in a temporary ``DAGSTER_HOME``: by default
+``deploy/dagster.postgres.yaml`` in a database of its own with ``DAGSTER_EVENT_BATCH_SIZE=100``,
+the storage of the embedded default (``pipelines/dagster_home.py``) and of production; with
+``--storage sqlite``, this repository's ``dagster.yaml`` (SQLite files). The databases are
 ``orchestration_cheeko`` / ``orchestration_cognova`` on the configured (or
 embedded) server, dropped at the end.
 
-    .venv/bin/python benchmarks/orchestration.py [--devices 2000] [--days 90] [--storage sqlite|postgres]
+    .venv/bin/python benchmarks/orchestration.py [--devices 2000] [--days 90] [--storage postgres|sqlite]
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from urllib.parse import urlsplit
 
 from common import arguments, drop_databases, fresh_databases, generate_fleet, timed
 from extract import extract_all
-from pipelines import analyst_extracts, generator, postgres, rollups, warehouse
+from pipelines import analyst_extracts, dagster_home, generator, postgres, rollups, warehouse
 from pipelines.settings import load
 from pipelines.source_tables import source_tables
 
@@ -72,11 +73,12 @@ def run_progress(line: str) -> None:
         say(f"    dagster: {line.strip()}")
 
 
-def point_environment(tmp: Path, urls: dict[str, str], partitions_start: dt.date, storage: str = "sqlite") -> Path:
+def point_environment(tmp: Path, urls: dict[str, str], partitions_start: dt.date, storage: str = "postgres") -> Path:
     """Every setting the Dagster side reads, pointing at this run's databases and folders; returns DAGSTER_HOME.
 
-    ``storage="postgres"``: the production instance (deploy/dagster.postgres.yaml) in a fresh database
-    ``orchestration_dagster`` on the same server, with events written in batches (DAGSTER_EVENT_BATCH_SIZE)."""
+    ``storage="postgres"``: the production instance (deploy/dagster.postgres.yaml; the embedded default writes the
+    same with its server filled in) in a fresh database ``orchestration_dagster`` on the same server, with events
+    written in batches (DAGSTER_EVENT_BATCH_SIZE); ``"sqlite"``: this repository's dagster.yaml."""
     home = tmp / "dagster"
     home.mkdir()
     if storage == "postgres":
@@ -87,7 +89,7 @@ def point_environment(tmp: Path, urls: dict[str, str], partitions_start: dt.date
         shutil.copyfile(ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
         os.environ.update({"DAGSTER_PG_HOST": server.hostname, "DAGSTER_PG_PORT": str(server.port or 5432),
                            "DAGSTER_PG_USER": server.username or "postgres", "DAGSTER_PG_PASSWORD": server.password or "",
-                           "DAGSTER_PG_DB": f"{PREFIX}_dagster", "DAGSTER_EVENT_BATCH_SIZE": "100"})
+                           "DAGSTER_PG_DB": f"{PREFIX}_dagster", dagster_home.EVENT_BATCH_SIZE[0]: dagster_home.EVENT_BATCH_SIZE[1]})
     else:
         shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
     os.environ.update({
@@ -235,9 +237,10 @@ def bookkeeping(instance, run_ids: list[str]) -> dict:
 
 def main() -> None:
     args = arguments(__doc__, lambda parser: parser.add_argument(
-        "--storage", choices=["sqlite", "postgres"], default="sqlite",
-        help="the Dagster instance's storage: SQLite files (the embedded default) or PostgreSQL with batched "
-             "event writes (deploy/dagster.postgres.yaml)"))
+        "--storage", choices=["sqlite", "postgres"], default="postgres",
+        help="the Dagster instance's storage: PostgreSQL with batched event writes (deploy/dagster.postgres.yaml: "
+             "the embedded default's and production's) or SQLite files (dagster.yaml: configured databases "
+             "without a DAGSTER_HOME)"))
     say(f"databases {PREFIX}_cheeko / {PREFIX}_cognova")
     urls = fresh_databases(PREFIX)  # on the configured or embedded server: before this process points elsewhere
     with tempfile.TemporaryDirectory() as folder:

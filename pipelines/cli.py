@@ -27,7 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pipelines import generator, migrate, postgres
+from pipelines import dagster_home, generator, migrate, postgres
 from pipelines.databases import database_url, database_urls, warehouse_location
 from pipelines.embedded import EmbeddedServer, EmbeddedServerError
 from pipelines.settings import DATABASES, Settings, SettingsError, load
@@ -228,7 +228,9 @@ def _print_generation(result: generator.Result) -> None:
 
 def _dagster_home(settings: Settings) -> Path:
     """The Dagster instance: ``$DAGSTER_HOME`` when set (a deployment's, e.g. deploy/dagster.postgres.yaml),
-    else ``$WAREHOUSE_HOME/dagster`` holding this repository's dagster.yaml.
+    else ``$WAREHOUSE_HOME/dagster``. There, while the embedded server serves cheeko or cognova, the instance's
+    storage is a database of its own on that server (started here; ``dagster_home.on_embedded_server``), else
+    SQLite files (this repository's dagster.yaml).
 
     Also starts the daily partitions where the data starts (unless WAREHOUSE_PARTITIONS_START is set,
     which always wins); otherwise the UI counts every day since 2024-01-01 as a missing partition.
@@ -236,14 +238,31 @@ def _dagster_home(settings: Settings) -> Path:
     configured = os.environ.get("DAGSTER_HOME")
     home = Path(configured).resolve() if configured else settings.home / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    if not configured or not (home / "dagster.yaml").exists():
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    if not configured and settings.uses_embedded:
+        _instance_on_embedded_server(settings, home)
+    elif not configured or not (home / "dagster.yaml").exists():
+        shutil.copyfile(dagster_home.ON_SQLITE, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     if not os.environ.get("WAREHOUSE_PARTITIONS_START"):
         first = _fleet_partitions_start(settings) if settings.uses_embedded else _source_partitions_start(settings)
         if first is not None:
             os.environ["WAREHOUSE_PARTITIONS_START"] = first.isoformat()
     return home
+
+
+def _instance_on_embedded_server(settings: Settings, home: Path) -> None:
+    """Point the instance at ``home`` at its database on the embedded server, started (and the database created)
+    if need be, with Dagster's event batches on. An instance that kept its history in SQLite files here before
+    is left as it is, said once: its runs are not carried over."""
+    server = EmbeddedServer.from_settings(settings)
+    server.start(databases=(dagster_home.DAGSTER_DATABASE,))
+    config = home / "dagster.yaml"
+    if (home / "history").is_dir() and config.exists() and "postgres" not in config.read_text():
+        print(f"the Dagster instance in {home} now keeps its runs in the embedded server's "
+              f"{dagster_home.DAGSTER_DATABASE!r} database; the earlier runs stay in {home / 'history'}, "
+              "not carried over", file=sys.stderr)
+    config.write_text(dagster_home.on_embedded_server(server.port))
+    os.environ.setdefault(*dagster_home.EVENT_BATCH_SIZE)
 
 
 def _fleet_partitions_start(settings: Settings) -> dt.date | None:

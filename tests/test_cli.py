@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import running_ui
-from pipelines import cli, memory_sync, migrate, postgres, writes
+from pipelines import cli, dagster_home, memory_sync, migrate, postgres, writes
 from pipelines.marts import MARTS
 from pipelines.summary import counted
 from pipelines import warehouse as warehouse_module
@@ -90,6 +90,13 @@ def test_demo_runs_from_nothing_and_again(home_env):
     extracted = warehouse(home_env, "extract", "--out", str(cut), "--tables", "fleet_daily", "--since", str(day))
     assert "marts.fleet_daily" in extracted.stdout and cut.read_text().count("\n") == 2  # header and one day
     url = warehouse(home_env, "pg", "url", "--database", "cheeko").stdout.strip()
+    # The Dagster instance keeps its runs in a database of its own on the embedded server, not in SQLite files.
+    instance = Path(home_env["WAREHOUSE_HOME"]) / "dagster"
+    assert "postgresql+psycopg2" in (instance / "dagster.yaml").read_text() and not list(instance.rglob("*.db"))
+    with postgres.connect(postgres.with_database(url, dagster_home.DAGSTER_DATABASE)) as conn:
+        materialized = conn.execute("SELECT count(DISTINCT asset_key) FROM event_logs "
+                                    "WHERE dagster_event_type = 'ASSET_MATERIALIZATION'").fetchone()[0]
+    assert f"materialized {materialized} asset(s)" in result.stdout and materialized > 80
     first = _fingerprint(url)
     # A second demo replaces the data rather than doubling it.
     warehouse(home_env, "demo", "--devices", "8", "--days", "4", "--end", "2026-03-31")

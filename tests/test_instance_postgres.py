@@ -68,6 +68,20 @@ def test_deploy_configs_are_the_repository_config_plus_storage_and_launcher():
     assert variant["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
 
 
+def test_the_embedded_instance_is_the_postgres_config_with_the_embedded_server_filled_in():
+    """What `warehouse` writes for the embedded defaults: deploy/dagster.postgres.yaml, every DAGSTER_PG_* variable
+    replaced by the embedded server's value (`test_cli`'s demo runs on it), nothing else changed."""
+    from pipelines import dagster_home
+
+    variant = yaml.safe_load(POSTGRES_YAML.read_text())
+    embedded = yaml.safe_load(dagster_home.on_embedded_server(54329))
+    database = embedded["storage"]["postgres"].pop("postgres_db")
+    assert database == {"hostname": "127.0.0.1", "port": 54329, "username": "postgres", "password": "",
+                        "db_name": dagster_home.DAGSTER_DATABASE, "scheme": "postgresql+psycopg2"}
+    assert set(database) == set(variant["storage"]["postgres"].pop("postgres_db"))
+    assert embedded == variant
+
+
 def test_postgres_instance_stores_runs_and_events_in_postgres(tmp_path, dagster_database):
     home = _home(tmp_path, POSTGRES_YAML.read_text())
     with dg.DagsterInstance.from_config(str(home)) as instance:
