@@ -257,7 +257,7 @@ def _instance_on_embedded_server(settings: Settings, home: Path) -> None:
     server = EmbeddedServer.from_settings(settings)
     server.start(databases=(dagster_home.DAGSTER_DATABASE,))
     config = home / "dagster.yaml"
-    if (home / "history").is_dir() and config.exists() and "postgres" not in config.read_text():
+    if (home / "history").is_dir() and config.exists() and not dagster_home.on_postgres(config.read_text()):
         print(f"the Dagster instance in {home} now keeps its runs in the embedded server's "
               f"{dagster_home.DAGSTER_DATABASE!r} database; the earlier runs stay in {home / 'history'}, "
               "not carried over", file=sys.stderr)

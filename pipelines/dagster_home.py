@@ -30,6 +30,11 @@ HEADER = ("# Written by `warehouse` for the embedded defaults, from deploy/dagst
           "# deploy/dagster.postgres.yaml (or set DAGSTER_HOME to an instance of your own) instead.\n\n")
 
 
+def on_postgres(config_text: str) -> bool:
+    """Whether an instance configuration keeps its runs in PostgreSQL (else: SQLite files, Dagster's default)."""
+    return "postgres" in ((yaml.safe_load(config_text) or {}).get("storage") or {})
+
+
 def on_embedded_server(port: int, host: str = "127.0.0.1", user: str = "postgres") -> str:
     """``deploy/dagster.postgres.yaml`` with each ``{env: DAGSTER_PG_*}`` replaced by the embedded server's value
     (it trusts local connections: no password). The rest of the file, comments included, is kept as it is."""

@@ -119,6 +119,32 @@ def test_append_days_takes_no_other_dataset_options(home_env):
     assert result.returncode == 2 and "--append-days" in result.stderr
 
 
+def test_an_instance_kept_in_sqlite_files_moves_to_the_embedded_server_said_once(home_env, monkeypatch, capsys):
+    """On the embedded defaults the instance's storage is the embedded server's `dagster` database. An instance
+    that kept its runs in SQLite files in the same folder before is left there, and that is said once."""
+    import dagster as dg
+    from dagster_postgres import PostgresEventLogStorage
+
+    home = Path(home_env["WAREHOUSE_HOME"]) / "dagster"
+    (home / "history").mkdir(parents=True)
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())  # as `warehouse` wrote it before
+    for name in ("CHEEKO_DATABASE_URL", "COGNOVA_DATABASE_URL", "DAGSTER_HOME", "WAREHOUSE_PARTITIONS_START",
+                 dagster_home.EVENT_BATCH_SIZE[0]):
+        monkeypatch.delenv(name, raising=False)  # and restored after: _dagster_home sets some of them
+    for name in ("WAREHOUSE_HOME", "WAREHOUSE_PG_PORT"):
+        monkeypatch.setenv(name, home_env[name])
+
+    assert cli._dagster_home(load()) == home
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "not carried over" in said and str(home / "history") in said
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert instance.get_runs() == []
+    assert os.environ[dagster_home.EVENT_BATCH_SIZE[0]] == dagster_home.EVENT_BATCH_SIZE[1]
+    cli._dagster_home(load())
+    assert capsys.readouterr().err == ""  # once
+
+
 def test_stale_pid_file_is_not_trusted(home_env):
     """After a crash, postmaster.pid may name a reused pid: never report or signal it as our server."""
     warehouse(home_env, "pg", "start")
