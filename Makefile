@@ -27,18 +27,23 @@ demo: install
 # but for the few marked long_on_lake (whole Dagster runs and variants that add minutes, not backend coverage).
 # Both passes always run; make fails if either failed.
 # The tests' temporary folders (their PostgreSQL servers, DuckDB files, Dagster instances) go in memory when
-# /dev/shm has TEST_SHM_MIN_KB free: the tests then wait on no disk sync (SQLite syncs every event Dagster stores);
-# 207 s -> 157 s for two of the Dagster-heavy modules, measured. Else pytest's default, on disk.
+# /dev/shm has TEST_SHM_MIN_KB free and as much memory is available: the tests then wait on no disk sync (SQLite
+# syncs every event Dagster stores); 207 s -> 157 s for two of the Dagster-heavy modules, measured. Else pytest's
+# default, on disk. A pass that passed has its folders removed; a failed one's are kept, and their place said.
 TEST_SHM_MIN_KB = 8000000
 test: install
 	@status=0; tmp=""; \
-	if [ "$$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $$4}')" -gt $(TEST_SHM_MIN_KB) ] 2>/dev/null; then \
-		tmp=$$(mktemp -d /dev/shm/companion-warehouse-tests.XXXXXX) && trap 'rm -rf "$$tmp"' EXIT; fi; \
+	if [ "$$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $$4}')" -gt $(TEST_SHM_MIN_KB) ] 2>/dev/null \
+		&& [ "$$(awk '/^MemAvailable:/ {print $$2}' /proc/meminfo 2>/dev/null)" -gt $(TEST_SHM_MIN_KB) ] 2>/dev/null; then \
+		tmp=$$(mktemp -d /dev/shm/companion-warehouse-tests.XXXXXX) \
+		&& trap 'rm -rf "$$tmp"; exit 130' INT TERM HUP; fi; \
 	echo "== the whole suite, warehouse backend: file$${tmp:+ (temporary folders in $$tmp)}"; \
-	$(BIN)/pytest -q -n 2 --dist loadfile $${tmp:+--basetemp=$$tmp/file} || status=1; \
+	if $(BIN)/pytest -q -n 2 --dist loadfile $${tmp:+--basetemp=$$tmp/file}; then \
+		[ -z "$$tmp" ] || rm -rf "$$tmp/file"; else status=1; fi; \
 	echo "== modules marked both_backends, warehouse backend: ducklake"; \
-	$(BIN)/pytest -q -n 2 --dist loadfile -m "both_backends and not long_on_lake" --warehouse-backend=ducklake \
-		$${tmp:+--basetemp=$$tmp/lake} || status=1; \
+	if $(BIN)/pytest -q -n 2 --dist loadfile -m "both_backends and not long_on_lake" --warehouse-backend=ducklake \
+		$${tmp:+--basetemp=$$tmp/lake}; then [ -z "$$tmp" ] || rm -rf "$$tmp/lake"; else status=1; fi; \
+	if [ -n "$$tmp" ]; then rmdir "$$tmp" 2>/dev/null || echo "the failed tests' folders are kept in $$tmp"; fi; \
 	exit $$status
 
 clean:

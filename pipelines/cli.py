@@ -237,6 +237,8 @@ def _dagster_home(settings: Settings) -> Path:
     """
     configured = os.environ.get("DAGSTER_HOME")
     home = Path(configured).resolve() if configured else settings.home / "dagster"
+    if configured and home == (settings.home / "dagster").resolve():
+        configured = None  # the instance `warehouse` writes, pointed at by hand: still kept up to date here
     home.mkdir(parents=True, exist_ok=True)
     if not configured and settings.uses_embedded:
         _instance_on_embedded_server(settings, home)
@@ -261,7 +263,7 @@ def _instance_on_embedded_server(settings: Settings, home: Path) -> None:
         print(f"the Dagster instance in {home} now keeps its runs in the embedded server's "
               f"{dagster_home.DAGSTER_DATABASE!r} database; the earlier runs stay in {home / 'history'}, "
               "not carried over", file=sys.stderr)
-    config.write_text(dagster_home.on_embedded_server(server.port))
+    dagster_home.write(config, dagster_home.on_embedded_server(server.port))
     os.environ.setdefault(*dagster_home.EVENT_BATCH_SIZE)
 
 

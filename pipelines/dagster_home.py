@@ -14,6 +14,8 @@ with two checks each (549 events) took 18.5 ms an event on SQLite, 8-9 ms on the
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import yaml
@@ -26,13 +28,31 @@ DAGSTER_DATABASE = "dagster"  # the instance's database on the embedded server
 # materializations of a range); read from the environment at run time.
 EVENT_BATCH_SIZE = ("DAGSTER_EVENT_BATCH_SIZE", "100")
 HEADER = ("# Written by `warehouse` for the embedded defaults, from deploy/dagster.postgres.yaml with the\n"
-          "# embedded server filled in; rewritten by every command that opens the instance: edit\n"
-          "# deploy/dagster.postgres.yaml (or set DAGSTER_HOME to an instance of your own) instead.\n\n")
+          "# embedded server filled in (its comments about DAGSTER_PG_* variables do not apply here);\n"
+          "# rewritten by every command that opens the instance: edit deploy/dagster.postgres.yaml\n"
+          "# (or set DAGSTER_HOME to an instance of your own) instead. Needs the embedded server\n"
+          "# running (`warehouse pg start`) and, by hand, DAGSTER_EVENT_BATCH_SIZE=100.\n\n")
 
 
 def on_postgres(config_text: str) -> bool:
-    """Whether an instance configuration keeps its runs in PostgreSQL (else: SQLite files, Dagster's default)."""
-    return "postgres" in ((yaml.safe_load(config_text) or {}).get("storage") or {})
+    """Whether an instance configuration keeps its runs in PostgreSQL (else, or unreadable: SQLite files, Dagster's
+    default when there is no storage section)."""
+    try:
+        config = yaml.safe_load(config_text)
+    except yaml.YAMLError:
+        return False
+    storage = config.get("storage") if isinstance(config, dict) else None
+    return isinstance(storage, dict) and "postgres" in storage
+
+
+def write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` only when it differs, and atomically: processes the daemon launches read the file at
+    any moment, and a half-written one would give them Dagster's default storage (SQLite) instead."""
+    if path.exists() and path.read_text() == text:
+        return
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def on_embedded_server(port: int, host: str = "127.0.0.1", user: str = "postgres") -> str:
@@ -42,8 +62,19 @@ def on_embedded_server(port: int, host: str = "127.0.0.1", user: str = "postgres
               "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": DAGSTER_DATABASE}
     text = ON_POSTGRES.read_text()
     for name, value in values.items():
-        text = text.replace(f"{{env: {name}}}", yaml.safe_dump(value, default_style=None).removesuffix("\n...\n").strip())
-    if "{env:" in text:  # a variable the file gained since: it would be read from an environment nobody set
-        raise ValueError(f"{ON_POSTGRES} reads a variable the embedded instance does not fill in: "
-                         + text[text.index("{env:"):].split("}", 1)[0] + "}")
+        text = text.replace(f"{{env: {name}}}", json.dumps(value))  # a JSON scalar is a YAML scalar
+    left = _variables(yaml.safe_load(text))
+    if left:  # a variable the file gained since (or spelt otherwise): it would be read from an environment nobody set
+        raise ValueError(f"{ON_POSTGRES} reads variables the embedded instance does not fill in: {', '.join(left)}")
     return HEADER + text
+
+
+def _variables(node) -> list[str]:
+    """The environment variables a Dagster configuration reads (``{env: NAME}``), anywhere in it."""
+    if isinstance(node, dict):
+        if set(node) == {"env"}:
+            return [str(node["env"])]
+        return [name for value in node.values() for name in _variables(value)]
+    if isinstance(node, list):
+        return [name for value in node for name in _variables(value)]
+    return []

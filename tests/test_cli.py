@@ -36,7 +36,9 @@ def home_env(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("CHEEKO_DATABASE_URL", "COGNOVA_DATABASE_URL")}
+    # The embedded defaults: no configured database, and no Dagster instance of the developer's.
+    env = {k: v for k, v in os.environ.items() if k not in ("CHEEKO_DATABASE_URL", "COGNOVA_DATABASE_URL",
+                                                             "DAGSTER_HOME", dagster_home.EVENT_BATCH_SIZE[0])}
     env |= {"WAREHOUSE_HOME": str(tmp_path / "home"), "WAREHOUSE_PG_PORT": str(port)}
     yield env
     warehouse(env, "pg", "stop", check=False)
@@ -130,7 +132,9 @@ def test_an_instance_kept_in_sqlite_files_moves_to_the_embedded_server_said_once
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())  # as `warehouse` wrote it before
     for name in ("CHEEKO_DATABASE_URL", "COGNOVA_DATABASE_URL", "DAGSTER_HOME", "WAREHOUSE_PARTITIONS_START",
                  dagster_home.EVENT_BATCH_SIZE[0]):
-        monkeypatch.delenv(name, raising=False)  # and restored after: _dagster_home sets some of them
+        # Set, then unset: monkeypatch restores only what it changed, and _dagster_home sets some of these itself.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     for name in ("WAREHOUSE_HOME", "WAREHOUSE_PG_PORT"):
         monkeypatch.setenv(name, home_env[name])
 
@@ -143,6 +147,10 @@ def test_an_instance_kept_in_sqlite_files_moves_to_the_embedded_server_said_once
     assert os.environ[dagster_home.EVENT_BATCH_SIZE[0]] == dagster_home.EVENT_BATCH_SIZE[1]
     cli._dagster_home(load())
     assert capsys.readouterr().err == ""  # once
+    # DAGSTER_HOME pointed at this instance by hand (as the README's `dagster dev` line does) is still this one.
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    assert cli._dagster_home(load()) == home and dagster_home.on_postgres((home / "dagster.yaml").read_text())
 
 
 def test_stale_pid_file_is_not_trusted(home_env):
