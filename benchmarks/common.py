@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import shutil
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pipelines import generator, migrate, postgres
+from pipelines import dagster_home, generator, migrate, postgres
 from pipelines.databases import database_url
 from pipelines.settings import DATABASES, load
 
@@ -23,6 +26,19 @@ def fresh_databases(prefix: str = "bench") -> dict[str, str]:
         urls[name] = postgres.with_database(admin, db)
         migrate.upgrade(name, urls[name])
     return urls
+
+
+def instance_on_postgres(home: Path, admin_url: str, database: str) -> None:
+    """Make ``home`` a Dagster instance on PostgreSQL as ``warehouse run`` uses it on the embedded defaults:
+    deploy/dagster.postgres.yaml in a fresh ``database`` on ``admin_url``'s server (its DAGSTER_PG_* variables set
+    here), with events written in batches (pipelines/dagster_home.py). Drop ``database`` afterwards."""
+    postgres.drop_database(admin_url, database)
+    postgres.ensure_database(admin_url, database)
+    server = urlsplit(admin_url)
+    shutil.copyfile(dagster_home.ON_POSTGRES, home / "dagster.yaml")
+    os.environ.update({"DAGSTER_PG_HOST": server.hostname, "DAGSTER_PG_PORT": str(server.port or 5432),
+                       "DAGSTER_PG_USER": server.username or "postgres", "DAGSTER_PG_PASSWORD": server.password or "",
+                       "DAGSTER_PG_DB": database, dagster_home.EVENT_BATCH_SIZE[0]: dagster_home.EVENT_BATCH_SIZE[1]})
 
 
 def drop_databases(prefix: str = "bench") -> None:

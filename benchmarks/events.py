@@ -25,9 +25,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
-
 import dagster as dg
+from common import instance_on_postgres
 
 from pipelines import dagster_home, postgres
 from pipelines.databases import database_url
@@ -87,13 +86,7 @@ def main() -> None:
                 figures["SQLite, in memory (/dev/shm)"] = measure(Path(memory), the_job, args.repeat, hold=False)
         on_postgres = Path(folder) / "postgres"
         on_postgres.mkdir()
-        shutil.copyfile(dagster_home.ON_POSTGRES, on_postgres / "dagster.yaml")
-        postgres.drop_database(admin, DATABASE)
-        postgres.ensure_database(admin, DATABASE)
-        server = urlsplit(admin)
-        os.environ.update({"DAGSTER_PG_HOST": server.hostname, "DAGSTER_PG_PORT": str(server.port or 5432),
-                           "DAGSTER_PG_USER": server.username or "postgres", "DAGSTER_PG_PASSWORD": server.password or "",
-                           "DAGSTER_PG_DB": DATABASE, dagster_home.EVENT_BATCH_SIZE[0]: dagster_home.EVENT_BATCH_SIZE[1]})
+        instance_on_postgres(on_postgres, admin, DATABASE)
         try:
             figures["PostgreSQL, as warehouse run uses it"] = measure(on_postgres, the_job, args.repeat, hold=True)
         finally:

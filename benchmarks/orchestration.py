@@ -47,11 +47,10 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from common import arguments, drop_databases, fresh_databases, generate_fleet, timed
+from common import arguments, drop_databases, fresh_databases, generate_fleet, instance_on_postgres, timed
 from extract import extract_all
-from pipelines import analyst_extracts, dagster_home, generator, postgres, rollups, warehouse
+from pipelines import analyst_extracts, generator, postgres, rollups, warehouse
 from pipelines.settings import load
 from pipelines.source_tables import source_tables
 
@@ -82,14 +81,7 @@ def point_environment(tmp: Path, urls: dict[str, str], partitions_start: dt.date
     home = tmp / "dagster"
     home.mkdir()
     if storage == "postgres":
-        admin = postgres.with_database(urls["cheeko"], "postgres")
-        postgres.drop_database(admin, f"{PREFIX}_dagster")
-        postgres.ensure_database(admin, f"{PREFIX}_dagster")
-        server = urlsplit(admin)
-        shutil.copyfile(ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
-        os.environ.update({"DAGSTER_PG_HOST": server.hostname, "DAGSTER_PG_PORT": str(server.port or 5432),
-                           "DAGSTER_PG_USER": server.username or "postgres", "DAGSTER_PG_PASSWORD": server.password or "",
-                           "DAGSTER_PG_DB": f"{PREFIX}_dagster", dagster_home.EVENT_BATCH_SIZE[0]: dagster_home.EVENT_BATCH_SIZE[1]})
+        instance_on_postgres(home, postgres.with_database(urls["cheeko"], "postgres"), f"{PREFIX}_dagster")
     else:
         shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
     os.environ.update({
