@@ -53,11 +53,19 @@ class SourceDatabases(dg.ConfigurableResource):
             self._snapshots[database] = Snapshot(self.url(database))
         return self._snapshots[database]
 
-    def attach(self, con: duckdb.DuckDBPyConnection, database: str) -> str:
-        """Attach ``database`` to a warehouse connection; returns the alias to read it by."""
+    @contextmanager
+    def attached(self, con: duckdb.DuckDBPyConnection, database: str) -> Iterator[str]:
+        """``database`` attached to a warehouse connection for the ``with`` block; yields the alias to read it by.
+
+        Detached again at the end: the run's steps share one connection, and an attached PostgreSQL catalog makes
+        every later ``duckdb_columns()`` / ``duckdb_tables()`` list the source's tables too (4 -> 13 ms a call,
+        measured; the marts and the snapshot make dozens)."""
         alias = f"src_{database}"
         warehouse.attach_source(con, alias, self.url(database))
-        return alias
+        try:
+            yield alias
+        finally:
+            warehouse.detach_source(con, alias)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         for snapshot in self._snapshots.values():

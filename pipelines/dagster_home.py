@@ -36,14 +36,18 @@ HEADER = ("# Written by `warehouse` for the embedded defaults, from deploy/dagst
 
 
 def on_postgres(config_text: str) -> bool:
-    """Whether an instance configuration keeps its runs in PostgreSQL (else, or unreadable: SQLite files, Dagster's
-    default when there is no storage section)."""
+    """Whether an instance configuration keeps its runs in PostgreSQL, named either way Dagster reads it
+    (``storage: postgres`` or a ``run_storage`` of dagster-postgres); else, or unreadable: SQLite files, Dagster's
+    default when there is no storage section."""
     try:
         config = yaml.safe_load(config_text)
     except yaml.YAMLError:
         return False
-    storage = config.get("storage") if isinstance(config, dict) else None
-    return isinstance(storage, dict) and "postgres" in storage
+    if not isinstance(config, dict):
+        return False
+    storage, runs = config.get("storage"), config.get("run_storage")
+    return (isinstance(storage, dict) and "postgres" in storage) or \
+        (isinstance(runs, dict) and str(runs.get("module", "")).startswith("dagster_postgres"))
 
 
 def write(path: Path, text: str) -> None:

@@ -432,6 +432,15 @@ def attach_source(con: duckdb.DuckDBPyConnection, alias: str, url: str) -> None:
         con.execute(f"ATTACH {literal(url)} AS {alias} (TYPE postgres, READ_ONLY)")
 
 
+def detach_source(con: duckdb.DuckDBPyConnection, alias: str) -> None:
+    """Detach a source attached by :func:`attach_source`, if it is. A connection left in a failed transaction
+    cannot detach; it is left attached then (the error that failed the transaction is the one to report)."""
+    try:
+        con.execute(f"DETACH DATABASE IF EXISTS {quote(alias)}")
+    except duckdb.Error:
+        pass
+
+
 def use_snapshot(con: duckdb.DuckDBPyConnection, alias: str, snapshot_id: str) -> None:
     """Make the open DuckDB transaction read ``alias`` as of an exported snapshot.
 

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
+from assets.instance_storage import SchemaCachingPostgresEventLogStorage
 from pipelines import postgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,15 +58,21 @@ def _home(tmp_path: Path, config_text: str) -> Path:
     return home
 
 
+STORAGES = ("run_storage", "event_log_storage", "schedule_storage")
+
+
 def test_deploy_configs_are_the_repository_config_plus_storage_and_launcher():
     base = yaml.safe_load(BASE_YAML.read_text())
     variant = yaml.safe_load(POSTGRES_YAML.read_text())
     k8s = yaml.safe_load(K8S_YAML.read_text())
     # Everything dagster.yaml sets (telemetry, pools, retries, ...) carries over unchanged.
-    assert {k: v for k, v in variant.items() if k != "storage"} == base, "update deploy/dagster.postgres.yaml"
-    assert {k: v for k, v in k8s.items() if k not in ("storage", "run_launcher")} == base, "update deploy/dagster.k8s.yaml"
-    assert k8s["storage"] == variant["storage"]
-    assert variant["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    assert {k: v for k, v in variant.items() if k not in STORAGES} == base, "update deploy/dagster.postgres.yaml"
+    assert {k: v for k, v in k8s.items() if k not in (*STORAGES, "run_launcher")} == base, "update deploy/dagster.k8s.yaml"
+    assert all(k8s[name] == variant[name] for name in STORAGES)
+    # One database for all three, over psycopg2.
+    databases = [variant[name]["config"]["postgres_db"] for name in STORAGES]
+    assert all(database == databases[0] for database in databases)
+    assert databases[0]["scheme"] == "postgresql+psycopg2"
 
 
 def test_the_embedded_instance_is_the_postgres_config_with_the_embedded_server_filled_in():
@@ -75,19 +82,25 @@ def test_the_embedded_instance_is_the_postgres_config_with_the_embedded_server_f
 
     variant = yaml.safe_load(POSTGRES_YAML.read_text())
     embedded = yaml.safe_load(dagster_home.on_embedded_server(54329))
-    database = embedded["storage"]["postgres"].pop("postgres_db")
-    assert database == {"hostname": "127.0.0.1", "port": 54329, "username": "postgres", "password": "",
-                        "db_name": dagster_home.DAGSTER_DATABASE, "scheme": "postgresql+psycopg2"}
-    assert set(database) == set(variant["storage"]["postgres"].pop("postgres_db"))
-    assert embedded == variant
+    filled = {"hostname": "127.0.0.1", "port": 54329, "username": "postgres", "password": "",
+              "db_name": dagster_home.DAGSTER_DATABASE, "scheme": "postgresql+psycopg2"}
+    for name in STORAGES:
+        assert embedded[name]["config"]["postgres_db"] == filled
+        assert set(filled) == set(variant[name]["config"]["postgres_db"])
+        assert {k: v for k, v in embedded[name].items() if k != "config"} == \
+            {k: v for k, v in variant[name].items() if k != "config"}
+    assert {k: v for k, v in embedded.items() if k not in STORAGES} == \
+        {k: v for k, v in variant.items() if k not in STORAGES}
 
 
 def test_postgres_instance_stores_runs_and_events_in_postgres(tmp_path, dagster_database):
     home = _home(tmp_path, POSTGRES_YAML.read_text())
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
-        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.event_log_storage, SchemaCachingPostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        # Processes the daemon launches open the instance from its recorded classes: the caching one too.
+        assert instance.get_ref().event_storage_data.class_name == SchemaCachingPostgresEventLogStorage.__name__
         pools = instance.get_concurrency_config().pool_config
         assert (pools.pool_granularity.value, pools.default_pool_limit) == ("run", 1)
 
@@ -109,6 +122,31 @@ def test_postgres_instance_stores_runs_and_events_in_postgres(tmp_path, dagster_
             (result.run_id,)).fetchone()[0]
     assert (runs, materializations) == (1, 1)
     assert not list(home.rglob("*.db"))
+
+
+def test_the_event_log_remembers_the_tables_it_has_and_asks_again_for_those_it_lacks(tmp_path, dagster_database):
+    """The schema-caching event log: a table found once is not looked up again (it still answers after the table
+    is renamed away behind its back), and one not found is looked up each time (a migration made beside a
+    long-lived process is seen)."""
+    home = _home(tmp_path, POSTGRES_YAML.read_text())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, SchemaCachingPostgresEventLogStorage)
+        assert storage.has_table("asset_event_tags") and storage.has_asset_key_col("cached_status_data")
+        assert not storage.has_table("warehouse_probe")
+        with postgres.connect(dagster_database) as conn:
+            conn.execute("ALTER TABLE asset_event_tags RENAME TO asset_event_tags_away")
+            conn.execute("CREATE TABLE warehouse_probe (id int)")
+        try:
+            assert storage.has_table("asset_event_tags")  # remembered: no catalogue query
+            assert PostgresEventLogStorage.has_table(storage, "asset_event_tags") is False  # what asking would say
+            assert storage.has_table("warehouse_probe")  # asked again, and now there
+        finally:
+            with postgres.connect(dagster_database) as conn:
+                conn.execute("ALTER TABLE asset_event_tags_away RENAME TO asset_event_tags")
+        # And it stores runs as dagster-postgres's own does.
+        result = dg.materialize([heartbeat], instance=instance)
+        assert result.success and instance.get_latest_materialization_event(HEARTBEAT_KEY).run_id == result.run_id
 
 
 def _sessions(url: str) -> int:
