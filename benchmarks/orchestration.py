@@ -155,8 +155,19 @@ def same_rows(engine: Path, dagster: Path) -> str:
     differ = [f"{t} {ours.get(t, 'absent')} vs {theirs.get(t, 'absent')}" for t in sorted(ours.keys() | theirs.keys())
               if ours.get(t) != theirs.get(t)]
     if not differ:
-        return f"same row counts in all {len(ours)} tables ({sum(ours.values()):,} rows)"
+        return (f"same row counts in all {len(ours)} tables ({sum(ours.values()):,} rows); "
+                f"staging pass: engine {staging_pass(engine)}, Dagster {staging_pass(dagster)}")
     return f"{len(differ)} of {len(ours.keys() | theirs.keys())} tables differ (engine vs Dagster): " + "; ".join(differ[:6])
+
+
+def staging_pass(path: Path) -> str:
+    """What the file's last staging pass rebuilt: whole, or a window (the same work on both sides?)."""
+    with warehouse.connect(path, read_only=True) as con:
+        done = rollups.last_pass(con)
+    if done is None:
+        return "none"
+    window = f" {done.window_start:%Y-%m-%d %H:%M} .. {done.window_end:%Y-%m-%d %H:%M}" if done.window_start else ""
+    return f"{done.kind}{window}" + (f" ({done.reason})" if done.reason else "")
 
 
 def stored_outcome(instance, run_ids: list[str]) -> tuple[int, int]:
