@@ -14,7 +14,7 @@ so the webserver, the daemon and the runs it launches (which open the instance f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dagster_postgres import PostgresEventLogStorage
@@ -37,17 +37,17 @@ class SchemaCachingPostgresEventLogStorage(PostgresEventLogStorage):
                    token_provider=get_token_provider_from_config(config_value))
 
     def has_table(self, table_name: str) -> bool:
-        if table_name in self._tables_present:
-            return True
-        present = super().has_table(table_name)
-        if present:
-            self._tables_present.add(table_name)
-        return present
+        return _remembered(self._tables_present, table_name, super().has_table)
 
     def has_asset_key_col(self, column_name: str) -> bool:
-        if column_name in self._asset_key_columns_present:
-            return True
-        present = super().has_asset_key_col(column_name)
-        if present:
-            self._asset_key_columns_present.add(column_name)
-        return present
+        return _remembered(self._asset_key_columns_present, column_name, super().has_asset_key_col)
+
+
+def _remembered(present: set[str], name: str, ask: Callable[[str], bool]) -> bool:
+    """Whether ``name`` exists: True when ``present`` holds it, else what ``ask`` says, remembered when it is True."""
+    if name in present:
+        return True
+    if ask(name):
+        present.add(name)
+        return True
+    return False
