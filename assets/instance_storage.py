@@ -25,9 +25,10 @@ class SchemaCachingPostgresEventLogStorage(PostgresEventLogStorage):
     """:class:`dagster_postgres.PostgresEventLogStorage` that remembers which of its tables and columns exist."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        # Before the parent's constructor: on a new database it creates the tables and may ask about them.
         self._tables_present: set[str] = set()
         self._asset_key_columns_present: set[str] = set()
+        super().__init__(*args, **kwargs)
 
     @classmethod
     def from_config_value(cls, inst_data, config_value: Mapping[str, Any]) -> SchemaCachingPostgresEventLogStorage:

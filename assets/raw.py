@@ -181,7 +181,7 @@ def source_assets(database: str, partitioned: bool) -> dg.AssetsDefinition:
         window = refresh_window(context.partition_time_window) if partitioned else None
         selected = {key: table for key, table in by_key.items() if key in context.selected_asset_keys}
         withdrawn: list = []
-        with warehouse.connect() as con, sources.attached(con, database) as alias:
+        with warehouse.connect() as con, sources.attached(con, database, "daily" if partitioned else "tables") as alias:
             snapshot = sources.snapshot(database)
             try:
                 # Materializations are reported as their transaction commits: the tables of a daily or incremental

@@ -254,6 +254,8 @@ def options(parser) -> None:
 
 def main() -> None:
     args = arguments(__doc__, options)
+    if args.new_days < 1:
+        raise SystemExit("--new-days must be at least 1")
     say(f"databases {PREFIX}_cheeko / {PREFIX}_cognova")
     urls = fresh_databases(PREFIX)  # on the configured or embedded server: before this process points elsewhere
     with tempfile.TemporaryDirectory() as folder:
