@@ -42,10 +42,11 @@ from dataclasses import dataclass, field
 import duckdb
 
 from pipelines import privacy
+from pipelines.bookkeeping import Books
 from pipelines.postgres import Snapshot, SourceColumn, XidSnapshot
 from pipelines.source_tables import SourceTable
 from pipelines import warehouse
-from pipelines.warehouse import META_SCHEMA, RAW_SCHEMAS, use_snapshot
+from pipelines.warehouse import RAW_SCHEMAS, use_snapshot
 
 SCALAR_TYPES = {
     "smallint": "SMALLINT",
@@ -285,7 +286,8 @@ class _SchemaChange:
     refill: list[PlannedColumn] = field(default_factory=list)  # to read again for the rows already loaded
 
 
-def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: list[PlannedColumn]) -> _SchemaChange:
+def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: list[PlannedColumn],
+                 books: Books) -> _SchemaChange:
     """Create the warehouse table, add new source columns, refuse changed types, and apply changed privacy rules
     to what was loaded.
 
@@ -294,12 +296,10 @@ def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: li
     loaded gets it again from the source, so nothing keeps an old rule's values. A column recorded with no rule was
     loaded before rules were recorded, under ``copy``.
     """
-    recorded_rows = con.execute(
-        f"SELECT column_name, source_type, warehouse_type, rule FROM {META_SCHEMA}.source_columns "
-        f"WHERE database = $db AND table_name = $t", {"db": table.database, "t": table.name}).fetchall()
-    recorded = {name: source for name, source, _, _ in recorded_rows}
-    recorded_wtype = {name: wtype for name, _, wtype, _ in recorded_rows}
-    recorded_rule = {name: rule for name, _, _, rule in recorded_rows}
+    recorded_rows = books.columns.get(table.name, [])
+    recorded = {c.name: c.source_type for c in recorded_rows}
+    recorded_wtype = {c.name: c.warehouse_type for c in recorded_rows}
+    recorded_rule = {c.name: c.rule for c in recorded_rows}
     target = target_name(table)
     schema = RAW_SCHEMAS[table.database]
     present = set(warehouse.table_columns(con, schema, table.name))
@@ -313,9 +313,9 @@ def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: li
                 and (was := recorded_wtype.get(p.name)) is not None and was != p.warehouse_type):
             raise SchemaDriftError(f"{table.key}.{p.name}: source type changed from {recorded[p.name]} to "
                                    f"{p.source_type}; migrate the warehouse table before extracting it again")
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     change = _SchemaChange()
     if not present:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         body = ", ".join(f"{privacy.quote(p.name)} {p.warehouse_type}" for p in kept)
         con.execute(f"CREATE TABLE IF NOT EXISTS {target} ({body})")
     else:
@@ -345,13 +345,7 @@ def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: li
             for p in planned]
     rows += [(name, old, recorded_wtype.get(name), 10_000 + i, recorded_rule.get(name))
              for i, (name, old) in enumerate(recorded.items()) if name not in current]
-    con.execute(f"DELETE FROM {META_SCHEMA}.source_columns WHERE database = $db AND table_name = $t",
-                {"db": table.database, "t": table.name})
-    con.execute(f"INSERT INTO {META_SCHEMA}.source_columns (database, table_name, column_name, source_type, "
-                f"warehouse_type, ordinal, rule) SELECT $db, $t, UNNEST($names), UNNEST($types), UNNEST($wtypes), "
-                f"UNNEST($ordinals), UNNEST($rules)",
-                {"db": table.database, "t": table.name, "names": [r[0] for r in rows], "types": [r[1] for r in rows],
-                 "wtypes": [r[2] for r in rows], "ordinals": [r[3] for r in rows], "rules": [r[4] for r in rows]})
+    books.record_columns(con, table.name, rows)
     return change
 
 
@@ -386,6 +380,7 @@ def extract_table(
     pseudonym_key: str,
     window: tuple[dt.datetime, dt.datetime] | None = None,
     own_transaction: bool = True,
+    books: Books | None = None,
 ) -> LoadResult:
     """Load ``table`` from the source attached as ``alias`` into the raw layer.
 
@@ -394,6 +389,10 @@ def extract_table(
     its own, or, with ``own_transaction=False``, part of the caller's (open,
     reading ``alias`` as of ``snapshot``: :func:`load_source`). An
     :class:`ExtractionError` is raised before the table is changed.
+
+    ``books``: the source's bookkeeping, read by the caller, which writes what
+    this load records in it before committing (:func:`load_source`). Without
+    it the load reads and writes its own.
     """
     if table.partitioned and window is None:
         raise ExtractionError(f"{table.key}: a daily table is loaded one window at a time; pass window=(start, end)")
@@ -404,13 +403,16 @@ def extract_table(
     try:
         if own_transaction:
             use_snapshot(con, alias, snapshot.id)
+        own_books = books is None
+        if own_books:
+            books = Books.read(con, table.database)
         planned = plan_columns(table, snapshot.columns(table.name))
         result.columns = planned
         keys = snapshot.primary_key(table.name)
         if problem := key_problem(table, planned, keys):
             raise ExtractionError(problem)
         key = privacy.quote(keys[0])
-        change = _sync_schema(con, table, planned)
+        change = _sync_schema(con, table, planned, books)
         result.added_columns, result.tightened, result.loosened = change.added, change.tightened, change.loosened
         kept = [p for p in planned if p.expression is not None]
         names = ", ".join(privacy.quote(p.name) for p in kept)
@@ -428,15 +430,17 @@ def extract_table(
             result.rows_deleted = _run(con, f"DELETE FROM {target}", values)
             result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {source}", values)
             result.source_rows = snapshot.count(table.name)
-            _record_capture(con, table, snapshot, plan_fingerprint(planned, pseudonym_key))  # see unchanged()
+            books.record_capture(table.name, snapshot.xids and str(snapshot.xids),
+                                 plan_fingerprint(planned, pseudonym_key))  # see unchanged()
 
         elif table.load == "incremental":
             _load_changes(con, table, snapshot, result, planned, key=key, source=source, alias=alias, values=values,
-                          fingerprint=plan_fingerprint(planned, pseudonym_key))
+                          fingerprint=plan_fingerprint(planned, pseudonym_key), books=books)
 
         else:
             start, end = window
-            if any(p.name in table.event_time and p.source_type == "date" for p in planned):
+            by_date = any(p.name in table.event_time and p.source_type == "date" for p in planned)
+            if by_date:
                 start, end = start.date(), end.date()
             values |= {"start": start, "end": end}
             # In the warehouse every event time is an instant already; at the source a naive one is UTC.
@@ -444,27 +448,33 @@ def extract_table(
             scope = f" WHERE {event} >= $start AND {event} < $end"
             result.rows_deleted = _run(con, f"DELETE FROM {target}{scope}", values)
             # The first non-null of the event times, as one branch per column: "a in the window", "a is null and b
-            # in the window", ... Each branch is a plain comparison the extension hands to PostgreSQL (its indexes),
-            # where coalesce(a, b) would have the whole table sent over to be filtered here.
+            # in the window", ... Each branch is a plain comparison PostgreSQL can serve from an index, where
+            # coalesce(a, b) would have the whole table sent over to be filtered here.
             branches = []
             for i, column in enumerate(table.event_time):
                 read = instant(planned, (column,))
                 earlier = "".join(f"{privacy.quote(c)} IS NULL AND " for c in table.event_time[:i])
-                branches.append(f"SELECT {exprs} FROM {source} WHERE {earlier}{read} >= $start AND {read} < $end")
-            result.rows_written = _run(con, f"INSERT INTO {target} ({names}) {' UNION ALL '.join(branches)}", values)
+                branches.append(f"{earlier}{read} >= $start AND {read} < $end")
+            if len(branches) == 1 or by_date:
+                # One column: a table scan the extension hands to PostgreSQL with the bounds as parameters.
+                read_window = " UNION ALL ".join(f"SELECT {exprs} FROM {source} WHERE {b}" for b in branches)
+            else:
+                # Several: one query at the source with the branches joined by OR, one scan where the extension
+                # would make one per branch (without indexes on the columns, three sequential scans of
+                # analytics_game_attempts; with them, PostgreSQL combines the index scans itself).
+                read = ", ".join(privacy.quote(c) for c in dict.fromkeys([p.name for p in kept] + list(table.event_time)))
+                values |= {"alias": alias, "query": f"SELECT {read} FROM public.{privacy.quote(table.name)} WHERE "
+                                                    + " OR ".join(f"({_at_source(b, start, end)})" for b in branches)}
+                read_window = f"SELECT {exprs} FROM postgres_query($alias, $query)"
+            result.rows_written = _run(con, f"INSERT INTO {target} ({names}) {read_window}", values)
             result.source_rows = snapshot.count(table.name, table.event_time, start, end)
 
-        in_scope = scope.replace(" WHERE ", "", 1) or "true"
-        counts = f"""SELECT count(*) FILTER (WHERE {in_scope}), count(*) FILTER (WHERE {in_scope})
-                             - count(DISTINCT {key}) FILTER (WHERE {in_scope}), count(*) FROM {target}"""
-        result.warehouse_rows, result.duplicate_keys, result.rows_total = con.execute(counts, _params(counts, values)).fetchone()
-        con.execute(f"INSERT INTO {META_SCHEMA}.loads (database, table_name, load, window_start, window_end, rows_written, "
-                    f"rows_deleted, finished_at, rows_repaired, capture) VALUES ($db, $t, $load, $ws, $we, $w, $d, now(), "
-                    f"$r, $c)",
-                    {"db": table.database, "t": table.name, "load": table.load,
-                     "ws": window[0] if window else None, "we": window[1] if window else None,
-                     "w": result.rows_written, "d": result.rows_deleted, "r": result.rows_repaired,
-                     "c": result.capture or None})
+        if table.load != "incremental":  # _load_changes counted its table already
+            _count(con, result, target, key, scope, values)
+        books.record_load(table.name, table.load, window, written=result.rows_written, deleted=result.rows_deleted,
+                          repaired=result.rows_repaired, capture=result.capture or None)
+        if own_books:
+            books.write(con)
         if own_transaction:
             con.execute("COMMIT")
     except BaseException:
@@ -475,20 +485,39 @@ def extract_table(
     return result
 
 
+def _at_source(condition: str, start: dt.datetime, end: dt.datetime) -> str:
+    """``condition`` (a window branch: ``$start`` / ``$end`` for the bounds, DuckDB's ``timezone('UTC', c)`` for a
+    naive column, which PostgreSQL spells the same) as PostgreSQL text for ``postgres_query``, which takes no
+    parameters: each bound becomes ``to_timestamp(<microseconds since the epoch> / 1000000.0)``, an integer
+    computed here from a datetime, never text from elsewhere (exact to the microsecond: tests/test_extract.py)."""
+    def bound(instant: dt.datetime) -> str:
+        micros = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+        return f"to_timestamp({int(micros)} / 1000000.0)"
+    return condition.replace("$start", bound(start)).replace("$end", bound(end))
+
+
+def _count(con: duckdb.DuckDBPyConnection, result: LoadResult, target: str, key: str, scope: str, values: dict) -> None:
+    """Count, for the ``matches_source`` check, the warehouse's rows in the load's scope (``scope``: a WHERE clause,
+    or "" for the whole table), the duplicate keys among them and all its rows: counted after the load, never
+    derived from what it wrote. One statement; the scope as a WHERE clause, which DuckDB prunes by its zone maps
+    (a FILTER over every row took four times as long on the largest table)."""
+    counts = f"SELECT count(*), count(*) - count(DISTINCT {key}), (SELECT count(*) FROM {target}) FROM {target}{scope}"
+    result.warehouse_rows, result.duplicate_keys, result.rows_total = con.execute(counts, _params(counts, values)).fetchone()
+
+
 def _load_changes(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot: Snapshot, result: LoadResult,
                   planned: list[PlannedColumn], *, key: str, source: str, alias: str, values: dict,
-                  fingerprint: str) -> None:
+                  fingerprint: str, books: Books) -> None:
     """The incremental strategy, inside the table's transaction: merge the rows changed since the previous load
-    (found as :func:`capture_plan` says), then make the key sets agree, and record the snapshot read.
+    (found as :func:`capture_plan` says), then make the key sets agree, count the table (:func:`_count`), and
+    record the snapshot read and the cursor in ``books``.
 
     The key comparison reads the source's keys alone (one column, in the run's snapshot): source keys the
     warehouse lacks are reloaded and counted in ``rows_repaired``; warehouse keys gone at the source are
     deleted with ``reconcile_deletes`` and otherwise kept and counted in ``rows_kept``.
     """
     target = target_name(table)
-    where = {"db": table.database, "t": table.name}
-    recorded = con.execute(f"SELECT xid_snapshot, plan FROM {META_SCHEMA}.captures WHERE database = $db AND table_name = $t",
-                           where).fetchone()
+    recorded = books.captures.get(table.name)
     capture = capture_plan(recorded[0] if recorded else None, snapshot.xids)
     if capture.mode == CAPTURE_XMIN and recorded[1] != fingerprint:
         # New columns at the source, another privacy rule or pseudonym key: every row is read once more.
@@ -499,8 +528,7 @@ def _load_changes(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot: 
     exprs = ", ".join(f"{p.expression} AS {privacy.quote(p.name)}" for p in kept)
     cursor_expr = instant(planned, table.cursor)
     origin, condition = source, ""
-    watermark = con.execute(f"SELECT watermark FROM {META_SCHEMA}.cursors WHERE database = $db AND table_name = $t",
-                            where).fetchone()
+    watermark = books.watermarks.get(table.name)
     if capture.mode == CAPTURE_XMIN:
         # The extension's table scan cannot see system columns; postgres_query runs on the same connection, in
         # the same transaction, so it reads the run's snapshot too (tests/test_change_capture.py checks it).
@@ -508,8 +536,8 @@ def _load_changes(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot: 
         values |= {"alias": alias, "query": f"SELECT {read} FROM public.{privacy.quote(table.name)} "
                                             f"WHERE {capture.source_filter()}"}
         origin = "postgres_query($alias, $query)"
-    elif capture.mode == CURSOR_FALLBACK and not result.added_columns and watermark and watermark[0] is not None:
-        values["since"] = watermark[0] - dt.timedelta(minutes=table.lookback_minutes)
+    elif capture.mode == CURSOR_FALLBACK and not result.added_columns and watermark is not None:
+        values["since"] = watermark - dt.timedelta(minutes=table.lookback_minutes)
         # Rows with no cursor value at all cannot be ordered: they are read every time.
         condition = f" WHERE {cursor_expr} >= $since OR {cursor_expr} IS NULL"
     batch = f"CREATE OR REPLACE TEMP TABLE __batch AS SELECT {exprs}, {cursor_expr} AS __cursor FROM {origin}{condition}"
@@ -521,56 +549,49 @@ def _load_changes(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot: 
         con.execute(f"CREATE OR REPLACE TEMP TABLE __keys AS SELECT {key} FROM __batch")  # every source row
     else:
         con.execute(f"CREATE OR REPLACE TEMP TABLE __keys AS SELECT {key} FROM {source}")
+    # One statement asks everything the rest needs, in one pass over the table (a full join on the key; three
+    # NOT IN subqueries took three times as long): the keys on either side only, the source's keys, the table's
+    # counts (still true afterwards unless a key is deleted or repaired below) and the new watermark. The cursor
+    # stays the fallback: rows are ordered by (cursor, primary key), the last one is the new watermark.
+    last_row = f"FROM __batch WHERE __cursor IS NOT NULL ORDER BY __cursor DESC, {key} DESC LIMIT 1"
+    (gone_rows, missing_rows, result.source_rows, result.rows_total, result.duplicate_keys, latest,
+     latest_key) = con.execute(
+        f"SELECT count(*) FILTER (WHERE __k.{key} IS NULL), "
+        f"count(*) FILTER (WHERE __t.{key} IS NULL AND __k.{key} IS NOT NULL), (SELECT count(*) FROM __keys), "
+        f"(SELECT count(*) FROM {target}), (SELECT count(*) FROM {target}) - count(DISTINCT __t.{key}), "
+        f"(SELECT __cursor {last_row}), (SELECT CAST({key} AS VARCHAR) {last_row}) "
+        f"FROM {target} AS __t FULL OUTER JOIN __keys AS __k ON __t.{key} = __k.{key}").fetchone()
+    result.warehouse_rows = result.rows_total
     gone = f"FROM {target} WHERE {key} NOT IN (SELECT {key} FROM __keys)"
-    if table.reconcile_deletes:
-        result.rows_deleted = _run(con, f"DELETE {gone}", values)
-    else:
-        result.rows_kept = _run(con, f"SELECT count(*) {gone}", values)
     missing = f"SELECT {key} FROM __keys WHERE {key} NOT IN (SELECT {key} FROM {target})"
-    if _run(con, f"SELECT count(*) FROM ({missing})", values):
+    if table.reconcile_deletes:
+        result.rows_deleted = _run(con, f"DELETE {gone}", values) if gone_rows else 0
+    else:
+        result.rows_kept = gone_rows
+    if missing_rows:
         # Rare (the warehouse edited by hand, a load from before change capture): the extension cannot push a key
         # list down to PostgreSQL, so this reads the source table whole, once.
         result.rows_repaired = _run(con, f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {source} "
                                          f"WHERE {key} IN ({missing})", values)
-    result.source_rows = _run(con, "SELECT count(*) FROM __keys", values)
+    if result.rows_deleted or result.rows_repaired:
+        _count(con, result, target, key, "", values)
 
-    # The cursor stays the fallback: rows are ordered by (cursor, primary key), the last one is the new watermark.
-    latest = con.execute(f"SELECT __cursor, CAST({key} AS VARCHAR) FROM __batch WHERE __cursor IS NOT NULL "
-                         f"ORDER BY __cursor DESC, {key} DESC LIMIT 1").fetchone()
-    if latest:
+    if latest is not None:
         # Never past the source's own clock: one row stamped in the future (clock skew, a fix-up
         # script) must not move the watermark beyond updates still to come.
-        latest = (min(latest[0], snapshot.started_at), latest[1])
-    if latest and (not watermark or watermark[0] is None or latest[0] >= watermark[0]):
-        _replace(con, "cursors", "$w, $k", where | {"w": latest[0], "k": latest[1]})
-    result.watermark = latest[0] if latest else (watermark[0] if watermark else None)
-    _record_capture(con, table, snapshot, fingerprint)
+        latest = min(latest, snapshot.started_at)
+        if watermark is None or latest >= watermark:
+            books.record_cursor(table.name, latest, latest_key)
+    result.watermark = latest if latest is not None else watermark
+    books.record_capture(table.name, snapshot.xids and str(snapshot.xids), fingerprint)
     con.execute("DROP TABLE __batch; DROP TABLE __keys")
-
-
-def _record_capture(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot: Snapshot, fingerprint: str) -> None:
-    """Record, with the rows, the source snapshot the table now holds (and what its rows were read with)."""
-    where = {"db": table.database, "t": table.name}
-    if snapshot.xids is None:
-        # Rows were found otherwise (the cursor): a snapshot recorded earlier no longer bounds what is loaded.
-        con.execute(f"DELETE FROM {META_SCHEMA}.captures WHERE database = $db AND table_name = $t", where)
-    else:
-        _replace(con, "captures", "$s, $p", where | {"s": str(snapshot.xids), "p": fingerprint})
-
-
-def _replace(con: duckdb.DuckDBPyConnection, book: str, values: str, params: dict) -> None:
-    """Make ``values`` (after the key ``$db, $t``, before ``now()``) the one row of ``_warehouse.<book>`` for the
-    table: DELETE, then INSERT, since DuckLake takes no primary key to ``INSERT OR REPLACE`` by."""
-    con.execute(f"DELETE FROM {META_SCHEMA}.{book} WHERE database = $db AND table_name = $t",
-                {"db": params["db"], "t": params["t"]})
-    con.execute(f"INSERT INTO {META_SCHEMA}.{book} VALUES ($db, $t, {values}, now())", params)
 
 
 UNCHANGED = "xmin: no row written or deleted since the previous load"
 
 
 def unchanged(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snapshot: Snapshot, *, alias: str,
-              pseudonym_key: str) -> dict[str, LoadResult]:
+              pseudonym_key: str, books: Books | None = None) -> dict[str, LoadResult]:
     """The results for those of ``tables`` (full and incremental, of the source attached as ``alias``) that no
     transaction changed since their previous load: nothing to load, nothing to commit.
 
@@ -584,9 +605,8 @@ def unchanged(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snapsho
     """
     if snapshot.xids is None or not tables:
         return {}
-    recorded = dict((name, (xids, plan)) for name, xids, plan in con.execute(
-        f"SELECT table_name, xid_snapshot, plan FROM {META_SCHEMA}.captures WHERE database = $db",
-        {"db": tables[0].database if tables else ""}).fetchall())
+    books = books or Books.read(con, tables[0].database)
+    recorded = books.captures
     candidates = []
     for table in tables:
         if table.partitioned or table.name not in recorded:
@@ -616,8 +636,6 @@ def unchanged(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snapsho
         source = {i: (n, changed) for i, n, changed in con.execute(
             "SELECT i, n, changed FROM postgres_query($alias, $query)", {"alias": alias, "query": at_source}).fetchall()}
         held = {i: (n, duplicates) for i, n, duplicates in con.execute(in_warehouse).fetchall()}
-        watermarks = dict(con.execute(f"SELECT table_name, watermark FROM {META_SCHEMA}.cursors WHERE database = $db",
-                                      {"db": candidates[0][0].database}).fetchall())
         con.execute("COMMIT")
     except duckdb.Error:
         warehouse.rollback(con)
@@ -628,7 +646,7 @@ def unchanged(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snapsho
         if changed == 0 and rows == kept and duplicates == 0:
             results[table.key] = LoadResult(table=table, rows_total=kept, source_rows=rows, warehouse_rows=kept,
                                             columns=planned, snapshot_id=snapshot.id, capture=UNCHANGED,
-                                            watermark=watermarks.get(table.name) if table.load == "incremental" else None)
+                                            watermark=books.watermarks.get(table.name) if table.load == "incremental" else None)
     return results
 
 
@@ -668,9 +686,11 @@ class LoadStopped(RuntimeError):
         super().__init__(f"{where}: {self.reason}")
 
 
-def _commit(con: duckdb.DuckDBPyConnection, tables: list[SourceTable]) -> None:
-    """COMMIT the transaction holding ``tables``' loads; a refusal (a DuckLake conflict, the source gone) names them."""
+def _commit(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], books: Books) -> None:
+    """Write ``books`` and COMMIT the transaction holding ``tables``' loads; a refusal (a DuckLake conflict, the
+    source gone) names them."""
     try:
+        books.write(con)
         con.execute("COMMIT")
     except duckdb.Error as error:
         names = ", ".join(t.key for t in tables[:3]) + (f" and {len(tables) - 3} more" if len(tables) > 3 else "")
@@ -689,9 +709,10 @@ def load_source(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snaps
     naming the table (or the tables committed): what was committed before stays, nothing is half-written, and a
     re-run completes it.
     """
+    books = Books.read(con, tables[0].database) if tables else Books("")
     try:
         spared = unchanged(con, [t for t in tables if not t.partitioned], snapshot, alias=alias,
-                           pseudonym_key=pseudonym_key)
+                           pseudonym_key=pseudonym_key, books=books)
     except Exception:  # noqa: BLE001 - only a shortcut: the table's own load meets the error and says it
         spared = {}
     done: list[tuple[SourceTable, LoadResult | ExtractionError]] = []
@@ -709,7 +730,7 @@ def load_source(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snaps
                 # By its module name, so that a test can stand in for it.
                 result = extract_table(con, table, snapshot, alias=alias, pseudonym_key=pseudonym_key,
                                        window=(windows or {}).get(table.key) if table.partitioned else None,
-                                       own_transaction=False)
+                                       own_transaction=False, books=books)
             except ExtractionError as error:
                 done.append((table, error))  # raised before the table was changed: the transaction goes on
                 continue
@@ -718,12 +739,12 @@ def load_source(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snaps
             done.append((table, result))
             open_rows += result.rows_written + result.rows_deleted + result.rows_repaired
             if open_rows >= COMMIT_ROWS:
-                _commit(con, _loaded(done))
+                _commit(con, _loaded(done), books)
                 open_rows = None
                 yield from done
                 done = []
         if open_rows is not None:
-            _commit(con, _loaded(done))
+            _commit(con, _loaded(done), books)
             open_rows = None
     except BaseException:
         if open_rows is not None:

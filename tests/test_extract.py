@@ -442,6 +442,34 @@ def test_tables_of_one_run_see_one_snapshot(fleet):
     assert result.source_rows == result.warehouse_rows
 
 
+def test_a_window_over_several_event_times_takes_each_row_by_its_first_time_to_the_microsecond(fleet):
+    """analytics_game_attempts is read in one query at the source, its bounds written into the query's text
+    (extract._at_source): each edge of a window that starts and ends off the second is kept exactly."""
+    urls, path = fleet
+    attempts = source_table("cheeko", "analytics_game_attempts")
+    start = dt.datetime(2026, 3, 30, 10, 0, 0, 123457, tzinfo=dt.UTC)
+    end, tick = start + dt.timedelta(days=1), dt.timedelta(microseconds=1)
+    rows = {  # session_id: (attempt_time, answered_at, created_at), and whether its first time is in the window
+        "edge_start": ((start, None, start - tick), True),
+        "edge_before": ((start - tick, start, start), False),
+        "edge_last": ((end - tick, None, end), True),
+        "edge_end": ((end, start, start), False),
+        "edge_answered_start": ((None, start, end), True),
+        "edge_answered_end": ((None, end, start), False),
+        "edge_created_last": ((None, None, end - tick), True),
+        "edge_created_before": ((None, None, start - tick), False),
+    }
+    for session, (times, _) in rows.items():
+        run_sql(urls["cheeko"], "INSERT INTO analytics_game_attempts (session_id, mac_address, game_type, attempt_time, "
+                                "answered_at, created_at) VALUES (%s, 'aa:bb:cc:dd:ee:ff', 'math_tutor', %s, %s, %s)",
+                (session, *times))
+    result = extract_tables(path, urls, [attempts], window=(start, end))[attempts.key]
+    loaded = {row[0] for row in scalar_rows(path, "SELECT session_id FROM raw_cheeko.analytics_game_attempts "
+                                                  "WHERE session_id LIKE 'edge_%'")}
+    assert loaded == {session for session, (_, inside) in rows.items() if inside}
+    assert result.source_rows == result.warehouse_rows == result.rows_written
+
+
 def test_the_source_transaction_is_read_only(fleet):
     urls, path = fleet
     with Snapshot(urls["cheeko"]) as snapshot, warehouse.connect(path) as con:
