@@ -140,8 +140,9 @@ def options() -> argparse.Namespace:
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--no-dagster", action="store_true", help="skip the runs through Dagster (item 2's second line)")
-    parser.add_argument("--repeat", type=int, default=3, help="full and incremental runs, each figure the median "
-                                                              "(this machine's noise moved one run by a quarter)")
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of a full and an incremental run, the figure "
+                                                              "the median of their ratios (this machine's speed "
+                                                              "moved by half within one benchmark run)")
     return parser.parse_args()
 
 

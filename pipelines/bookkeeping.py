@@ -1,4 +1,4 @@
-"""The ``_warehouse`` bookkeeping of one source database's loads, read once and written once per transaction.
+"""The ``_warehouse`` bookkeeping of one source database's loads, read once, written in one go before each commit.
 
 Four books sit beside the raw tables (``pipelines/warehouse.py`` has their DDL): the columns each table was
 loaded with (``source_columns``), the source snapshot it was last read as of (``captures``), the cursor
@@ -7,7 +7,8 @@ statements a table. A DuckDB statement with bound parameters costs 1-4 ms whatev
 then run), and an incremental run loads about 35 tables, so those statements were a fifth of its time
 (``docs/scaling.md``). :class:`Books` reads the rows of every table of the source in one query per book, and
 :meth:`Books.write` writes what the loads recorded in one statement or two per book, in the transaction that
-holds the rows they describe, just before it commits.
+holds the rows they describe, just before it commits. (Recorded columns are the exception: written at once,
+rarely, see :meth:`Books.record_columns`.)
 
 Writes stay as before: one row per table in ``captures`` and ``cursors`` (DELETE, then INSERT; DuckLake takes
 no primary key), one row appended to ``loads`` per load, and ``finished_at`` is the transaction's ``now()``,
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from pipelines.postgres import XidSnapshot
 from pipelines.warehouse import META_SCHEMA
 
 
@@ -37,7 +39,11 @@ class RecordedColumn:
 @dataclass
 class Books:
     """What ``_warehouse`` records for the tables of ``database``, and the rows the loads of the open transaction
-    will add (:meth:`write`)."""
+    will add (:meth:`write`).
+
+    The object describes the open transaction once :meth:`write` or :meth:`record_columns` ran in it: after a
+    rollback, or a COMMIT that failed, it is thrown away with the transaction and read again (``load_source``
+    stops at the first such failure)."""
 
     database: str
     columns: dict[str, list[RecordedColumn]] = field(default_factory=dict)
@@ -76,9 +82,12 @@ class Books:
                              "rules": [r[4] for r in rows]})
         self.columns[table] = [RecordedColumn(r[0], r[1], r[2], r[4]) for r in sorted(rows, key=lambda r: r[3])]
 
-    def record_capture(self, table: str, xids: str | None, plan: str) -> None:
-        """The source snapshot ``table``'s rows are now as of (None: rows found otherwise; the record goes)."""
-        self._captures[table] = None if xids is None else (xids, plan)
+    def record_capture(self, table: str, xids: XidSnapshot | None, plan: str) -> None:
+        """The source snapshot ``table``'s rows are now as of, and what they were read with (``plan``).
+
+        ``xids`` None (a server without ``pg_current_snapshot()``): the rows were found otherwise, by the cursor,
+        so a snapshot recorded earlier no longer bounds what is loaded, and its record goes."""
+        self._captures[table] = None if xids is None else (str(xids), plan)
 
     def record_cursor(self, table: str, watermark: dt.datetime, key: str) -> None:
         self._cursors[table] = (watermark, key)

@@ -390,9 +390,10 @@ def extract_table(
     reading ``alias`` as of ``snapshot``: :func:`load_source`). An
     :class:`ExtractionError` is raised before the table is changed.
 
-    ``books``: the source's bookkeeping, read by the caller, which writes what
-    this load records in it before committing (:func:`load_source`). Without
-    it the load reads and writes its own.
+    ``books``: the source's bookkeeping, read by the caller. What the load
+    records in it is written by whoever commits: the caller
+    (:func:`load_source`), or this load in a transaction of its own. Without
+    it the load reads its own.
     """
     if table.partitioned and window is None:
         raise ExtractionError(f"{table.key}: a daily table is loaded one window at a time; pass window=(start, end)")
@@ -430,8 +431,7 @@ def extract_table(
             result.rows_deleted = _run(con, f"DELETE FROM {target}", values)
             result.rows_written = _run(con, f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {source}", values)
             result.source_rows = snapshot.count(table.name)
-            books.record_capture(table.name, snapshot.xids and str(snapshot.xids),
-                                 plan_fingerprint(planned, pseudonym_key))  # see unchanged()
+            books.record_capture(table.name, snapshot.xids, plan_fingerprint(planned, pseudonym_key))  # see unchanged()
 
         elif table.load == "incremental":
             _load_changes(con, table, snapshot, result, planned, key=key, source=source, alias=alias, values=values,
@@ -456,15 +456,15 @@ def extract_table(
                 earlier = "".join(f"{privacy.quote(c)} IS NULL AND " for c in table.event_time[:i])
                 branches.append(f"{earlier}{read} >= $start AND {read} < $end")
             if len(branches) == 1 or by_date:
-                # One column: a table scan the extension hands to PostgreSQL with the bounds as parameters.
+                # One column (or dates, which _at_source does not spell): table scans the extension hands to
+                # PostgreSQL with the bounds as parameters.
                 read_window = " UNION ALL ".join(f"SELECT {exprs} FROM {source} WHERE {b}" for b in branches)
             else:
                 # Several: one query at the source with the branches joined by OR, one scan where the extension
                 # would make one per branch (without indexes on the columns, three sequential scans of
                 # analytics_game_attempts; with them, PostgreSQL combines the index scans itself).
-                read = ", ".join(privacy.quote(c) for c in dict.fromkeys([p.name for p in kept] + list(table.event_time)))
-                values |= {"alias": alias, "query": f"SELECT {read} FROM public.{privacy.quote(table.name)} WHERE "
-                                                    + " OR ".join(f"({_at_source(b, start, end)})" for b in branches)}
+                values |= {"alias": alias, "query": _source_query(
+                    table, kept, table.event_time, " OR ".join(f"({_at_source(b, start, end)})" for b in branches))}
                 read_window = f"SELECT {exprs} FROM postgres_query($alias, $query)"
             result.rows_written = _run(con, f"INSERT INTO {target} ({names}) {read_window}", values)
             result.source_rows = snapshot.count(table.name, table.event_time, start, end)
@@ -473,7 +473,7 @@ def extract_table(
             _count(con, result, target, key, scope, values)
         books.record_load(table.name, table.load, window, written=result.rows_written, deleted=result.rows_deleted,
                           repaired=result.rows_repaired, capture=result.capture or None)
-        if own_books:
+        if own_books or own_transaction:
             books.write(con)
         if own_transaction:
             con.execute("COMMIT")
@@ -485,15 +485,31 @@ def extract_table(
     return result
 
 
+def _source_query(table: SourceTable, kept: list[PlannedColumn], also: tuple[str, ...], condition: str) -> str:
+    """PostgreSQL text for ``postgres_query``: the columns ``kept`` reads (their privacy expressions apply in
+    DuckDB, over its result) and ``also`` of ``table`` where ``condition`` holds. Used where the extension's
+    table scan cannot say it: a system column (``xmin``), or one filter over several columns."""
+    read = ", ".join(privacy.quote(c) for c in dict.fromkeys([p.name for p in kept] + list(also)))
+    return f"SELECT {read} FROM public.{privacy.quote(table.name)} WHERE {condition}"
+
+
 def _at_source(condition: str, start: dt.datetime, end: dt.datetime) -> str:
     """``condition`` (a window branch: ``$start`` / ``$end`` for the bounds, DuckDB's ``timezone('UTC', c)`` for a
     naive column, which PostgreSQL spells the same) as PostgreSQL text for ``postgres_query``, which takes no
     parameters: each bound becomes ``to_timestamp(<microseconds since the epoch> / 1000000.0)``, an integer
     computed here from a datetime, never text from elsewhere (exact to the microsecond: tests/test_extract.py)."""
     def bound(instant: dt.datetime) -> str:
+        if instant.tzinfo is None:
+            raise ValueError(f"a window bound must be an aware datetime (UTC), got {instant!r}")
         micros = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
         return f"to_timestamp({int(micros)} / 1000000.0)"
     return condition.replace("$start", bound(start)).replace("$end", bound(end))
+
+
+def _duplicates(key: str, *, rows: str = "count(*)", key_of: str = "") -> str:
+    """SQL for the rows sharing a primary key with another (a row with a NULL key counts among them): ``rows``
+    minus the distinct keys. The ``matches_source`` check fails on any."""
+    return f"{rows} - count(DISTINCT {key_of}{key})"
 
 
 def _count(con: duckdb.DuckDBPyConnection, result: LoadResult, target: str, key: str, scope: str, values: dict) -> None:
@@ -501,7 +517,7 @@ def _count(con: duckdb.DuckDBPyConnection, result: LoadResult, target: str, key:
     or "" for the whole table), the duplicate keys among them and all its rows: counted after the load, never
     derived from what it wrote. One statement; the scope as a WHERE clause, which DuckDB prunes by its zone maps
     (a FILTER over every row took four times as long on the largest table)."""
-    counts = f"SELECT count(*), count(*) - count(DISTINCT {key}), (SELECT count(*) FROM {target}) FROM {target}{scope}"
+    counts = f"SELECT count(*), {_duplicates(key)}, (SELECT count(*) FROM {target}) FROM {target}{scope}"
     result.warehouse_rows, result.duplicate_keys, result.rows_total = con.execute(counts, _params(counts, values)).fetchone()
 
 
@@ -532,9 +548,7 @@ def _load_changes(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot: 
     if capture.mode == CAPTURE_XMIN:
         # The extension's table scan cannot see system columns; postgres_query runs on the same connection, in
         # the same transaction, so it reads the run's snapshot too (tests/test_change_capture.py checks it).
-        read = ", ".join(privacy.quote(c) for c in dict.fromkeys([p.name for p in kept] + list(table.cursor)))
-        values |= {"alias": alias, "query": f"SELECT {read} FROM public.{privacy.quote(table.name)} "
-                                            f"WHERE {capture.source_filter()}"}
+        values |= {"alias": alias, "query": _source_query(table, kept, table.cursor, capture.source_filter())}
         origin = "postgres_query($alias, $query)"
     elif capture.mode == CURSOR_FALLBACK and not result.added_columns and watermark is not None:
         values["since"] = watermark - dt.timedelta(minutes=table.lookback_minutes)
@@ -556,14 +570,17 @@ def _load_changes(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot: 
     last_row = f"FROM __batch WHERE __cursor IS NOT NULL ORDER BY __cursor DESC, {key} DESC LIMIT 1"
     (gone_rows, missing_rows, result.source_rows, result.rows_total, result.duplicate_keys, latest,
      latest_key) = con.execute(
-        f"SELECT count(*) FILTER (WHERE __k.{key} IS NULL), "
+        f"SELECT count(*) FILTER (WHERE __k.{key} IS NULL AND __t.{key} IS NOT NULL), "
         f"count(*) FILTER (WHERE __t.{key} IS NULL AND __k.{key} IS NOT NULL), (SELECT count(*) FROM __keys), "
-        f"(SELECT count(*) FROM {target}), (SELECT count(*) FROM {target}) - count(DISTINCT __t.{key}), "
+        f"(SELECT count(*) FROM {target}), {_duplicates(key, rows=f'(SELECT count(*) FROM {target})', key_of='__t.')}, "
         f"(SELECT __cursor {last_row}), (SELECT CAST({key} AS VARCHAR) {last_row}) "
         f"FROM {target} AS __t FULL OUTER JOIN __keys AS __k ON __t.{key} = __k.{key}").fetchone()
     result.warehouse_rows = result.rows_total
+    # As the counts above count them: a row whose key is NULL (written by hand) is neither gone nor in the way
+    # of a repair (NOT IN would find nothing missing once one NULL is there).
     gone = f"FROM {target} WHERE {key} NOT IN (SELECT {key} FROM __keys)"
-    missing = f"SELECT {key} FROM __keys WHERE {key} NOT IN (SELECT {key} FROM {target})"
+    missing = (f"SELECT {key} FROM __keys AS __k WHERE NOT EXISTS "
+               f"(SELECT 1 FROM {target} AS __t WHERE __t.{key} = __k.{key})")
     if table.reconcile_deletes:
         result.rows_deleted = _run(con, f"DELETE {gone}", values) if gone_rows else 0
     else:
@@ -583,7 +600,7 @@ def _load_changes(con: duckdb.DuckDBPyConnection, table: SourceTable, snapshot: 
         if watermark is None or latest >= watermark:
             books.record_cursor(table.name, latest, latest_key)
     result.watermark = latest if latest is not None else watermark
-    books.record_capture(table.name, snapshot.xids and str(snapshot.xids), fingerprint)
+    books.record_capture(table.name, snapshot.xids, fingerprint)
     con.execute("DROP TABLE __batch; DROP TABLE __keys")
 
 
@@ -628,7 +645,7 @@ def unchanged(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snapsho
         f"SELECT {i} AS i, count(*) AS n, count(*) FILTER (WHERE {capture.source_filter()}) AS changed "
         f"FROM public.{privacy.quote(table.name)}" for i, (table, _, _, capture) in enumerate(candidates))
     in_warehouse = " UNION ALL ".join(
-        f"SELECT {i} AS i, count(*) AS n, count(*) - count(DISTINCT {key}) AS duplicates FROM {target_name(table)}"
+        f"SELECT {i} AS i, count(*) AS n, {_duplicates(key)} AS duplicates FROM {target_name(table)}"
         for i, (table, _, key, _) in enumerate(candidates))
     con.execute("BEGIN TRANSACTION")
     try:
@@ -709,7 +726,13 @@ def load_source(con: duckdb.DuckDBPyConnection, tables: list[SourceTable], snaps
     naming the table (or the tables committed): what was committed before stays, nothing is half-written, and a
     re-run completes it.
     """
-    books = Books.read(con, tables[0].database) if tables else Books("")
+    databases = {t.database for t in tables}
+    if len(databases) > 1:
+        raise ValueError(f"load_source loads the tables of one source, got {sorted(databases)}")
+    try:
+        books = Books.read(con, tables[0].database) if tables else Books("")
+    except duckdb.Error as error:
+        raise LoadStopped(f"{tables[0].database}: reading _warehouse", error) from error
     try:
         spared = unchanged(con, [t for t in tables if not t.partitioned], snapshot, alias=alias,
                            pseudonym_key=pseudonym_key, books=books)

@@ -262,6 +262,24 @@ def test_missing_and_extra_keys_are_repaired_in_the_same_run(probe):
     assert kept.source_rows == kept.warehouse_rows - kept.rows_kept == 10
 
 
+def test_a_row_with_no_key_written_by_hand_does_not_stop_the_repair(probe):
+    """A NULL key in the warehouse (no source row has one) is neither gone nor in the way of repairing the keys the
+    warehouse lacks (``NOT IN`` would find none missing once a NULL is there); it is counted as a duplicate key,
+    so the ``matches_source`` check fails on it."""
+    url, path = probe
+    for table in (PROBE, KEEPER):
+        load(url, path, table)
+        execute(path, f"DELETE FROM {extract.target_name(table)} WHERE id = 4")
+        execute(path, f"INSERT INTO {extract.target_name(table)} (id, name) VALUES (NULL, 'written by hand')")
+    result = load(url, path)
+    assert (result.rows_repaired, result.rows_deleted, result.duplicate_keys) == (1, 0, 1)
+    assert result.source_rows == 10 and result.warehouse_rows == 11
+    kept = load(url, path, KEEPER)
+    assert (kept.rows_repaired, kept.rows_deleted, kept.rows_kept, kept.duplicate_keys) == (1, 0, 0, 1)
+    with warehouse.connect(path, read_only=True) as con:
+        assert con.execute(f"SELECT count(*) FROM {extract.target_name(PROBE)} WHERE id = 4").fetchone()[0] == 1
+
+
 def test_a_new_pseudonym_key_or_column_reads_every_row_again(probe):
     url, path = probe
     load(url, path)

@@ -13,6 +13,7 @@ import sys
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -60,6 +61,13 @@ def content_hash(path: Location) -> dict[str, str]:
         tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name LIKE 'raw_%' ORDER BY 1, 2").fetchall()
         return {f"{s}.{t}": con.execute(f'SELECT count(*) || \':\' || coalesce(md5(string_agg(x::VARCHAR, \'|\' ORDER BY x::VARCHAR)), \'\') '
                                         f'FROM {s}."{t}" x').fetchone()[0] for s, t in tables}
+
+
+def books(path: Location) -> dict[str, list[tuple]]:
+    """Every row of the ``_warehouse`` bookkeeping, sorted."""
+    with warehouse.connect(path, read_only=True) as con:
+        return {book: sorted(con.execute(f"SELECT * FROM _warehouse.{book}").fetchall(), key=repr)
+                for book in ("captures", "cursors", "loads", "source_columns")}
 
 
 def scalar(path: Location, statement: str, params: list | dict | None = None):
@@ -179,6 +187,25 @@ def test_naive_timestamps_load_incrementally_and_by_day(make_databases, warehous
     with Snapshot(url) as snapshot:
         assert snapshot.bounds("naive_events", ("happened_at",), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)) == (
             dt.datetime(2026, 3, 1, 23, 59, 59, 999000, tzinfo=dt.UTC), dt.datetime(2026, 3, 2, 23, 30, tzinfo=dt.UTC))
+
+
+def test_naive_event_times_in_one_window_read_as_utc_whatever_the_servers_time_zone(make_databases, warehouse_at,
+                                                                                   classify):
+    """Several naive event times are read in one query at the source (extract._at_source): compared as UTC
+    instants, not in the session's time zone (here New York's, five hours from UTC in March)."""
+    pair = make_databases()
+    url = pair.cheeko
+    run_sql(url, f"ALTER DATABASE \"{urlsplit(url).path.lstrip('/')}\" SET timezone TO 'America/New_York'")
+    classify("cheeko", "naive_pairs", "id", "started_at", "logged_at")
+    run_sql(url, "CREATE TABLE naive_pairs (id bigint PRIMARY KEY, started_at timestamp(3), logged_at timestamp(3) NOT NULL)")
+    run_sql(url, "INSERT INTO naive_pairs VALUES (1, NULL, '2026-03-01 23:59:59.999'), (2, '2026-03-02 00:00:00', "
+                 "'2026-03-01 12:00:00'), (3, NULL, '2026-03-02 23:30:00'), (4, '2026-03-03 00:00:00', "
+                 "'2026-03-02 10:00:00'), (5, '2026-03-02 21:00:00', '2026-03-03 04:00:00')")
+    pairs = SourceTable("cheeko", "naive_pairs", "daily", "probe", event_time=("started_at", "logged_at"))
+    day = (dt.datetime(2026, 3, 2, tzinfo=dt.UTC), dt.datetime(2026, 3, 3, tzinfo=dt.UTC))
+    result = extract_tables(warehouse_at, {"cheeko": url}, [pairs], window=day)[pairs.key]
+    assert sorted(r[0] for r in scalar_rows(warehouse_at, "SELECT id FROM raw_cheeko.naive_pairs")) == [2, 3, 5]
+    assert result.rows_written == result.source_rows == result.warehouse_rows == 3
 
 
 def test_a_declared_column_the_source_lacks_fails_that_table_alone_in_one_line(make_databases, warehouse_at):
@@ -405,7 +432,7 @@ def test_a_load_that_fails_rolls_back_the_tables_of_its_transaction_and_names_it
     extract_tables(path, urls, tables)
     run_sql(urls["cheeko"], "UPDATE kid_profile SET nickname = 'Changed'")
     run_sql(urls["cheeko"], "UPDATE parent_profile SET display_name = 'Changed'")
-    before = content_hash(path)
+    before, recorded = content_hash(path), books(path)
     real = extract.extract_table
 
     def fails_on_the_second(con, table, *args, **kwargs):
@@ -418,6 +445,7 @@ def test_a_load_that_fails_rolls_back_the_tables_of_its_transaction_and_names_it
     with pytest.raises(extract.LoadStopped, match="cheeko.parent_profile: disk full"):
         _load_source(urls, path, tables)
     assert content_hash(path) == before  # kid_profile's load, in the same transaction, was rolled back too
+    assert books(path) == recorded  # and what it recorded: no capture, cursor or load row of it
     monkeypatch.setattr(extract, "extract_table", real)
     results = dict((table.name, outcome) for table, outcome in _load_source(urls, path, tables))
     assert results["kid_profile"].rows_written == scalar(path, "SELECT count(*) FROM raw_cheeko.kid_profile")
