@@ -75,6 +75,9 @@ READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 READ_ONLY_DIR = READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 # Beside each snapshot: the fingerprint of every table it holds, for the next publish to compare with.
 STATE_FILE = ".fingerprints.json"
+# In the extracts folder: the names of the snapshots withdrawn (a privacy rule tightened), one a line. A new snapshot
+# never takes one: whoever noted the path of a withdrawn snapshot must not find other data under it.
+WITHDRAWN_FILE = ".withdrawn"
 # Bump when what a snapshot holds or how a table is written changes: a publish never starts from a snapshot of
 # another layout (nor of another DuckDB, whose hash() and storage may differ); it copies everything instead.
 LAYOUT = 1
@@ -254,9 +257,12 @@ def _cell(text: str) -> str:
 
 
 def _stamp(moment: dt.datetime, root: Path) -> str:
+    """A new snapshot's folder name: ``moment`` to the second, with ``-2``, ``-3``... for a second publish in the
+    same second, or one whose name a withdrawn snapshot had (:func:`withdraw`)."""
     base = moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    withdrawn = set((root / WITHDRAWN_FILE).read_text().split()) if (root / WITHDRAWN_FILE).is_file() else set()
     name, n = base, 1
-    while (root / name).exists():  # two publishes in one second
+    while (root / name).exists() or name in withdrawn:
         n += 1
         name = f"{base}-{n}"
     return name
@@ -312,14 +318,18 @@ def _prune(root: Path, keep: int, current: str) -> list[Path]:
 
 def withdraw(root: Path) -> list[Path]:
     """Remove every published snapshot, and the links to the latest: they hold values a privacy rule no longer
-    allows (it was tightened). The next publish writes a whole new one. Returns the folders removed; one that
-    cannot be removed is an error (unlike :func:`_prune`): it would keep publishing what the policy withdrew."""
+    allows (it was tightened). The next publish writes a whole new one, under a name none of these had
+    (``WITHDRAWN_FILE``). Returns the folders removed; one that cannot be removed is an error (unlike
+    :func:`_prune`): it would keep publishing what the policy withdrew."""
     if not root.is_dir():
         return []
     for link in (root / LATEST, root / LATEST_DUCKDB):
         if link.is_symlink():
             link.unlink()
     published = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and p.name[:1].isdigit())
+    if published:
+        with (root / WITHDRAWN_FILE).open("a") as names:
+            names.writelines(f"{p.name}\n" for p in published)
     for path in published:
         _remove(path)
     return published

@@ -146,6 +146,20 @@ def test_latest_switches_atomically_and_old_snapshots_are_pruned(working, tmp_pa
     assert not os.stat(second.database).st_mode & 0o222
 
 
+def test_a_snapshot_published_after_a_withdrawal_never_takes_a_withdrawn_name(working, tmp_path):
+    """A tightened privacy rule withdraws every snapshot; the next publish, even in the same second, gets a name of
+    its own (found in CI: two runs within one second reused it, so a noted path showed other data)."""
+    root = tmp_path / "extracts"
+    first = _publish(working, root, PUBLISHED)
+    same_second = _publish(working, root, PUBLISHED + dt.timedelta(microseconds=1))
+    assert same_second.folder.name == f"{first.folder.name}-2"
+    assert analyst_extracts.withdraw(root) == [first.folder, same_second.folder]
+    assert not first.folder.exists() and not (root / "latest").is_symlink()
+    again = _publish(working, root, PUBLISHED)
+    assert again.folder.name == f"{first.folder.name}-3"
+    assert os.readlink(root / "latest") == again.folder.name
+
+
 @pytest.mark.file_only(FILE_LOCK)
 def test_a_snapshot_opens_while_a_run_holds_the_working_file(working, tmp_path):
     root = tmp_path / "extracts"
