@@ -36,6 +36,24 @@ SERVER_OPTIONS = (
     "-c maintenance_work_mem=256MB",
 )
 SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+# Servers started at once as root (the test workers' on a fresh machine) would each run useradd: two of them once
+# both succeeded, and the second rewrote the user's uid after the first had given its pgdata to the first uid
+# (initdb: "could not look up effective user ID 999"). So the user is created under a lock of our own.
+USER_LOCK = Path("/tmp/.companion-warehouse-useradd.lock")
+
+
+def system_user(name: str = SYSTEM_USER) -> pwd.struct_passwd:
+    """The account ``name``, created (as a system user, no home) if it does not exist yet; any number of
+    processes may ask at once: one creates it, the others wait and find it."""
+    with open(USER_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
+            return pwd.getpwnam(name)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _bin_dir() -> Path:
@@ -152,11 +170,7 @@ class EmbeddedServer:
 
     def _prepare_for_system_user(self) -> None:
         """As root, PostgreSQL runs as a dedicated user who must reach pgdata."""
-        try:
-            entry = pwd.getpwnam(SYSTEM_USER)
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", SYSTEM_USER], check=True)
-            entry = pwd.getpwnam(SYSTEM_USER)
+        entry = system_user()
         # Every folder above pgdata must be traversable (x, not r) by that user.
         for folder in self.pgdata.parents:
             mode = folder.stat().st_mode

@@ -176,6 +176,28 @@ def test_stale_pid_file_is_not_trusted(home_env):
         stranger.kill()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the system user is created only when the server is started as root")
+def test_servers_started_at_once_as_root_agree_on_one_system_user(tmp_path):
+    """The test workers' servers start together on a fresh machine: each asks for the system user at once, and all
+    must get the account that stays (two concurrent useradd runs once left a pgdata owned by a uid that no longer
+    existed). Run with a throwaway account name, removed afterwards."""
+    name = f"cw_test_{os.getpid()}"
+    go = tmp_path / "go"
+    script = ("import sys, time, pathlib\nfrom pipelines import embedded\n"
+              "while not pathlib.Path(sys.argv[1]).exists(): time.sleep(0.001)\n"
+              "print(embedded.system_user(sys.argv[2]).pw_uid)")
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(go), name], cwd=ROOT, text=True,
+                                stdout=subprocess.PIPE) for _ in range(6)]
+    try:
+        time.sleep(1.0)  # every interpreter started and waiting
+        go.touch()
+        uids = {int(worker.communicate(timeout=60)[0]) for worker in workers}
+        entries = [line for line in Path("/etc/passwd").read_text().splitlines() if line.startswith(f"{name}:")]
+        assert len(entries) == 1 and uids == {int(entries[0].split(":")[2])}
+    finally:
+        subprocess.run(["userdel", name], capture_output=True, check=False)
+
+
 def test_a_dagster_webserver_that_does_not_answer_is_a_configuration_error(home_env):
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
