@@ -149,6 +149,83 @@ def test_the_event_log_remembers_the_tables_it_has_and_asks_again_for_those_it_l
         assert result.success and instance.get_latest_materialization_event(HEARTBEAT_KEY).run_id == result.run_id
 
 
+PAIR = [dg.AssetKey("first"), dg.AssetKey("second")]
+
+
+@dg.multi_asset(specs=[dg.AssetSpec(key) for key in PAIR],
+                check_specs=[dg.AssetCheckSpec(name, asset=key) for key in PAIR for name in ("size", "keys")])
+def pair():
+    """Two assets with two checks each, one failing: the shape of a raw step."""
+    for key in PAIR:
+        yield dg.MaterializeResult(asset_key=key, metadata={"rows": 1})
+        for name in ("size", "keys"):
+            yield dg.AssetCheckResult(asset_key=key, check_name=name, passed=name == "size")
+
+
+@dg.asset(key="third", check_specs=[dg.AssetCheckSpec("size", asset="third")])
+def third():
+    """Fails: its planned events are all the index holds of it (the asset's last run, a check still planned)."""
+    raise RuntimeError("the source went away")
+
+
+def _stored(url: str, run_id: str) -> dict:
+    """What an instance's storage holds for ``run_id``: its events in order, the asset and check index rows."""
+    with postgres.connect(url) as conn:
+        events = conn.execute("SELECT id, dagster_event_type, asset_key FROM event_logs WHERE run_id = %s "
+                              "AND dagster_event_type IS NOT NULL ORDER BY id", (run_id,)).fetchall()
+        rank = {event_id: i for i, (event_id, _, _) in enumerate(events)}
+        assets = conn.execute("SELECT asset_key, last_run_id, last_materialization_timestamp IS NOT NULL, "
+                              "last_materialization IS NOT NULL FROM asset_keys ORDER BY asset_key").fetchall()
+        checks = conn.execute("SELECT asset_key, check_name, execution_status, evaluation_event_storage_id, "
+                              "materialization_event_storage_id FROM asset_check_executions WHERE run_id = %s "
+                              "ORDER BY asset_key, check_name", (run_id,)).fetchall()
+    return {"events": [(kind, key) for _, kind, key in events],
+            "assets": [(key, last == run_id, *flags) for key, last, *flags in assets],
+            # Storage ids differ between databases: which event of the run each check row points at.
+            "checks": [(key, name, status, rank.get(evaluation), rank.get(materialization))
+                       for key, name, status, evaluation, materialization in checks]}
+
+
+def test_planned_events_written_in_one_statement_store_what_dagster_postgres_stores(
+        tmp_path, dagster_database, pg_admin_url, monkeypatch):
+    """The caching event log writes a run's planned events (of two kinds, which dagster-postgres writes one by one)
+    in one INSERT: the run's events, the asset rows and the check executions come out as dagster-postgres's own
+    storage writes them, run for run; for an asset whose step failed, they are all the index holds."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "100")  # as `warehouse run` sets it: the planned events come as a batch
+    plain_config = POSTGRES_YAML.read_text().replace(
+        "module: assets.instance_storage\n  class: SchemaCachingPostgresEventLogStorage",
+        "module: dagster_postgres.event_log\n  class: PostgresEventLogStorage")
+    assert "PostgresEventLogStorage\n" in plain_config
+    plain_name = f"{urlsplit(dagster_database).path.lstrip('/')}_plain"
+    postgres.drop_database(pg_admin_url, plain_name)
+    postgres.ensure_database(pg_admin_url, plain_name)
+    stored, single = {}, []
+    try:
+        for name, config, url in (("ours", POSTGRES_YAML.read_text(), dagster_database),
+                                  ("plain", plain_config, postgres.with_database(pg_admin_url, plain_name))):
+            monkeypatch.setenv("DAGSTER_PG_DB", urlsplit(url).path.lstrip("/"))
+            (tmp_path / name).mkdir()
+            home = _home(tmp_path / name, config)
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                storage = instance.event_log_storage
+                assert (type(storage) is SchemaCachingPostgresEventLogStorage) == (name == "ours")
+                one_by_one = storage.store_event
+                monkeypatch.setattr(storage, "store_event",
+                                    lambda event, _store=one_by_one: single.append((name, event.dagster_event_type))
+                                    or _store(event))
+                result = dg.materialize([pair, third], instance=instance, raise_on_error=False)
+            assert not result.success
+            stored[name] = _stored(url, result.run_id)
+    finally:
+        postgres.drop_database(pg_admin_url, plain_name)
+    planned = {dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED}
+    assert not [kind for name, kind in single if name == "ours" and kind in planned]
+    assert len([kind for name, kind in single if name == "plain" and kind in planned]) == 8  # what it replaces
+    assert stored["ours"] == stored["plain"]
+    assert [row[2] for row in stored["ours"]["checks"]] == ["FAILED", "SUCCEEDED"] * 2 + ["PLANNED"]
+    assert [row[:2] for row in stored["ours"]["assets"]] == [('["first"]', True), ('["second"]', True), ('["third"]', True)]
+
+
 def _sessions(url: str) -> int:
     """Connections ever made to ``url``'s database (closed ones are counted when they close)."""
     with postgres.connect(url) as conn:
