@@ -13,8 +13,8 @@ per asset, one per check: 231 on a daily ``warehouse run``), but dagster-postgre
 only when it holds materializations or observations alone; a run's planned events are of two kinds, so each was
 written as a single event: an ``INSERT ... RETURNING``, a ``NOTIFY`` nobody listens to, then its index row. That
 was 1.5 s of a 20 s daily run (py-spy). Here the events go into ``event_logs`` in one ``INSERT``, and each then gets
-the index row dagster-postgres would write for it (``asset_keys`` for a planned materialization,
-``asset_check_executions`` for a planned check), through the storage's own methods.
+the index row dagster-postgres would write for it, through the storage's own methods: the ``asset_keys`` rows of
+the planned materializations in one transaction, an ``asset_check_executions`` row for each planned check.
 
 Named in ``deploy/dagster.postgres.yaml`` (and so in the embedded default's instance) as the event log storage,
 so the webserver, the daemon and the runs it launches (which open the instance from its recorded class) use it.
@@ -31,7 +31,8 @@ from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_c
 
 
 class SchemaCachingPostgresEventLogStorage(PostgresEventLogStorage):
-    """:class:`dagster_postgres.PostgresEventLogStorage` that remembers which of its tables and columns exist."""
+    """:class:`dagster_postgres.PostgresEventLogStorage` that remembers which of its tables and columns exist and
+    writes a run's planned events in one statement."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Before the parent's constructor: on a new database it creates the tables and may ask about them.
@@ -62,10 +63,14 @@ class SchemaCachingPostgresEventLogStorage(PostgresEventLogStorage):
             # One row per event, in the order given (PostgreSQL returns an INSERT's rows in VALUES order; the
             # parent's batch of materializations relies on the same).
             ids = [int(row[0]) for row in conn.execute(insert.returning(insert.table.c.id)).fetchall()]
-        for event, event_id in zip(events, ids, strict=True):
-            if event.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
-                self.store_asset_event(event, event_id)
-            else:
+        stored = list(zip(events, ids, strict=True))
+        # The assets' rows in one transaction (as the parent writes a batch's), the checks' each as the parent does.
+        with self.index_transaction() as conn:
+            for event, event_id in stored:
+                if event.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
+                    self._store_asset_event(conn, event, event_id)
+        for event, event_id in stored:
+            if event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
                 self.store_asset_check_event(event, event_id)
 
 
