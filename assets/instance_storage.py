@@ -8,13 +8,14 @@ queries were about a tenth of the run (py-spy, benchmarks/orchestration.py). The
 ``dagster instance migrate`` adds the table or column, so a present one is remembered for the life of the storage
 object; an absent one is asked again, so a migration run beside a long-lived daemon is still seen.
 
-It also stores the "planned" events a run begins with in one statement. Dagster hands them over as a batch (one
-per asset, one per check: 231 on a daily ``warehouse run``), but dagster-postgres writes a batch in one statement
-only when it holds materializations or observations alone; a run's planned events are of two kinds, so each was
-written as a single event: an ``INSERT ... RETURNING``, a ``NOTIFY`` nobody listens to, then its index row. That
-was 1.5 s of a 20 s daily run (py-spy). Here the events go into ``event_logs`` in one ``INSERT``, and each then gets
-the index row dagster-postgres would write for it, through the storage's own methods: the ``asset_keys`` rows of
-the planned materializations in one transaction, an ``asset_check_executions`` row for each planned check.
+It also stores the "planned" events a run begins with in one statement. With ``DAGSTER_EVENT_BATCH_SIZE`` set
+(``warehouse run`` sets 100), Dagster hands them over in batches of that size (one event per asset, one per check:
+231 on a daily ``warehouse run``), but dagster-postgres writes a batch in one statement only when it holds
+materializations alone or observations alone; planned events it writes one by one, each as a single event: an
+``INSERT ... RETURNING``, a ``NOTIFY`` nobody listens to, then its index row. That was 1.5 s of a 20 s daily run
+(py-spy). Here a batch's events go into ``event_logs`` in one ``INSERT``, and each then gets the index row
+dagster-postgres would write for it, through the storage's own methods: the ``asset_keys`` rows of the planned
+materializations in the same transaction, an ``asset_check_executions`` row for each planned check.
 
 Named in ``deploy/dagster.postgres.yaml`` (and so in the embedded default's instance) as the event log storage,
 so the webserver, the daemon and the runs it launches (which open the instance from its recorded class) use it.
@@ -59,22 +60,32 @@ class SchemaCachingPostgresEventLogStorage(PostgresEventLogStorage):
             super().store_event_batch(events)
             return
         insert = self.prepare_insert_event_batch(events)
-        with self.index_connection() as conn:
-            # One row per event, in the order given (PostgreSQL returns an INSERT's rows in VALUES order; the
-            # parent's batch of materializations relies on the same).
-            ids = [int(row[0]) for row in conn.execute(insert.returning(insert.table.c.id)).fetchall()]
-        stored = list(zip(events, ids, strict=True))
-        # The assets' rows in one transaction (as the parent writes a batch's), the checks' each as the parent does.
+        table = insert.table
+        # The events and the assets' rows in one transaction: if it fails, nothing of the batch is stored, and
+        # Dagster's fallback (each event on its own) stores each once.
         with self.index_transaction() as conn:
+            rows = conn.execute(insert.returning(table.c.id, table.c.dagster_event_type, table.c.asset_key)).fetchall()
+            # PostgreSQL returns an INSERT's rows in VALUES order (the parent's batch of materializations relies on
+            # it too); checked, since each index row must point at its own event.
+            if [(kind, key) for _, kind, key in rows] != [_identity(event) for event in events]:
+                raise RuntimeError("event_logs returned the batch's rows out of order")
+            stored = [(event, int(row[0])) for event, row in zip(events, rows, strict=True)]
             for event, event_id in stored:
                 if event.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
                     self._store_asset_event(conn, event, event_id)
+        # Each check's row as the parent writes it (on a connection of its own).
         for event, event_id in stored:
             if event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
                 self.store_asset_check_event(event, event_id)
 
 
 PLANNED = {dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED}
+
+
+def _identity(event: dg.EventLogEntry) -> tuple[str, str | None]:
+    """The event's type and asset key as ``event_logs`` holds them."""
+    key = event.dagster_event.asset_key
+    return event.dagster_event_type.value, key.to_string() if key else None
 
 
 def _remembered(present: set[str], name: str, ask: Callable[[str], bool]) -> bool:

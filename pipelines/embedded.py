@@ -45,7 +45,8 @@ USER_LOCK = Path("/tmp/.companion-warehouse-useradd.lock")
 def system_user(name: str = SYSTEM_USER) -> pwd.struct_passwd:
     """The account ``name``, created (as a system user, no home) if it does not exist yet; any number of
     processes may ask at once: one creates it, the others wait and find it."""
-    with open(USER_LOCK, "a") as lock:
+    # O_NOFOLLOW: root opens a fixed name in /tmp, which anyone could have made a link to elsewhere.
+    with os.fdopen(os.open(USER_LOCK, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             return pwd.getpwnam(name)

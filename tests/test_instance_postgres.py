@@ -168,30 +168,53 @@ def third():
     raise RuntimeError("the source went away")
 
 
+@dg.asset(key="daily", partitions_def=dg.DailyPartitionsDefinition(start_date="2026-11-01"),
+          backfill_policy=dg.BackfillPolicy.single_run(), check_specs=[dg.AssetCheckSpec("size", asset="daily")])
+def daily():
+    """Daily partitions, materialized over a range in one run as `warehouse run` does."""
+    yield dg.MaterializeResult(metadata={"rows": 1})
+    yield dg.AssetCheckResult(check_name="size", passed=True)
+
+
+RANGE = {"dagster/asset_partition_range_start": "2026-11-01", "dagster/asset_partition_range_end": "2026-11-03"}
+PLANNED_CASES = {
+    # case: the assets, the run's tags, DAGSTER_EVENT_BATCH_SIZE, one planned event per asset over the range
+    "a failed step": ([pair, third], {}, "100", False),
+    "a range, planned per day, in batches of two": ([daily], RANGE, "2", False),
+    "a range, planned as one subset": ([daily], RANGE, "100", True),
+}
+
+
 def _stored(url: str, run_id: str) -> dict:
     """What an instance's storage holds for ``run_id``: its events in order, the asset and check index rows."""
     with postgres.connect(url) as conn:
-        events = conn.execute("SELECT id, dagster_event_type, asset_key FROM event_logs WHERE run_id = %s "
+        events = conn.execute("SELECT id, dagster_event_type, asset_key, partition FROM event_logs WHERE run_id = %s "
                               "AND dagster_event_type IS NOT NULL ORDER BY id", (run_id,)).fetchall()
-        rank = {event_id: i for i, (event_id, _, _) in enumerate(events)}
+        rank = {event_id: i for i, (event_id, *_) in enumerate(events)}
         assets = conn.execute("SELECT asset_key, last_run_id, last_materialization_timestamp IS NOT NULL, "
                               "last_materialization IS NOT NULL FROM asset_keys ORDER BY asset_key").fetchall()
-        checks = conn.execute("SELECT asset_key, check_name, execution_status, evaluation_event_storage_id, "
+        checks = conn.execute("SELECT asset_key, check_name, partition, execution_status, evaluation_event_storage_id, "
                               "materialization_event_storage_id FROM asset_check_executions WHERE run_id = %s "
-                              "ORDER BY asset_key, check_name", (run_id,)).fetchall()
-    return {"events": [(kind, key) for _, kind, key in events],
+                              "ORDER BY asset_key, check_name, partition", (run_id,)).fetchall()
+    return {"events": [tuple(row) for _, *row in events],
             "assets": [(key, last == run_id, *flags) for key, last, *flags in assets],
             # Storage ids differ between databases: which event of the run each check row points at.
-            "checks": [(key, name, status, rank.get(evaluation), rank.get(materialization))
-                       for key, name, status, evaluation, materialization in checks]}
+            "checks": [(*row, rank.get(evaluation), rank.get(materialization))
+                       for *row, evaluation, materialization in checks]}
 
 
+@pytest.mark.parametrize("case", PLANNED_CASES)
 def test_planned_events_written_in_one_statement_store_what_dagster_postgres_stores(
-        tmp_path, dagster_database, pg_admin_url, monkeypatch):
+        case, tmp_path, dagster_database, pg_admin_url, monkeypatch):
     """The caching event log writes a run's planned events (of two kinds, which dagster-postgres writes one by one)
-    in one INSERT: the run's events, the asset rows and the check executions come out as dagster-postgres's own
-    storage writes them, run for run; for an asset whose step failed, they are all the index holds."""
-    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "100")  # as `warehouse run` sets it: the planned events come as a batch
+    in one INSERT per batch: the run's events, the asset rows and the check executions come out as dagster-postgres's
+    own storage writes them, run for run; for an asset whose step failed, they are all the index holds."""
+    from assets.runs import PLANNED_AS_RANGE
+
+    assets, tags, batch_size, as_range = PLANNED_CASES[case]
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)  # as `warehouse run` sets it: the planned events come as batches
+    if as_range:
+        monkeypatch.setenv(PLANNED_AS_RANGE, "true")
     plain_config = POSTGRES_YAML.read_text().replace(
         "module: assets.instance_storage\n  class: SchemaCachingPostgresEventLogStorage",
         "module: dagster_postgres.event_log\n  class: PostgresEventLogStorage")
@@ -199,7 +222,7 @@ def test_planned_events_written_in_one_statement_store_what_dagster_postgres_sto
     plain_name = f"{urlsplit(dagster_database).path.lstrip('/')}_plain"
     postgres.drop_database(pg_admin_url, plain_name)
     postgres.ensure_database(pg_admin_url, plain_name)
-    stored, single = {}, []
+    stored, single, batches = {}, [], []
     try:
         for name, config, url in (("ours", POSTGRES_YAML.read_text(), dagster_database),
                                   ("plain", plain_config, postgres.with_database(pg_admin_url, plain_name))):
@@ -209,21 +232,31 @@ def test_planned_events_written_in_one_statement_store_what_dagster_postgres_sto
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 storage = instance.event_log_storage
                 assert (type(storage) is SchemaCachingPostgresEventLogStorage) == (name == "ours")
-                one_by_one = storage.store_event
+                one_by_one, in_batches = storage.store_event, storage.store_event_batch
                 monkeypatch.setattr(storage, "store_event",
                                     lambda event, _store=one_by_one: single.append((name, event.dagster_event_type))
                                     or _store(event))
-                result = dg.materialize([pair, third], instance=instance, raise_on_error=False)
-            assert not result.success
+                monkeypatch.setattr(storage, "store_event_batch",
+                                    lambda events, _store=in_batches: batches.append((name, len(events)))
+                                    or _store(events))
+                result = dg.materialize(assets, instance=instance, tags=tags, raise_on_error=False)
+            assert result.success == (case != "a failed step")
             stored[name] = _stored(url, result.run_id)
     finally:
         postgres.drop_database(pg_admin_url, plain_name)
     planned = {dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED}
     assert not [kind for name, kind in single if name == "ours" and kind in planned]
-    assert len([kind for name, kind in single if name == "plain" and kind in planned]) == 8  # what it replaces
+    assert [kind for name, kind in single if name == "plain" and kind in planned]  # what it replaces
+    sizes = [size for name, size in batches if name == "ours"]
+    assert sizes and max(sizes) <= int(batch_size) and (len(sizes) > 1 or batch_size == "100")  # split when small
     assert stored["ours"] == stored["plain"]
-    assert [row[2] for row in stored["ours"]["checks"]] == ["FAILED", "SUCCEEDED"] * 2 + ["PLANNED"]
-    assert [row[:2] for row in stored["ours"]["assets"]] == [('["first"]', True), ('["second"]', True), ('["third"]', True)]
+    if case == "a failed step":
+        assert [row[3] for row in stored["ours"]["checks"]] == ["FAILED", "SUCCEEDED"] * 2 + ["PLANNED"]
+        assert [row[:2] for row in stored["ours"]["assets"]] == [('["first"]', True), ('["second"]', True),
+                                                                 ('["third"]', True)]
+    else:
+        partitions = {row[2] for row in stored["ours"]["events"] if row[0] == "ASSET_MATERIALIZATION"}
+        assert partitions == {"2026-11-01", "2026-11-02", "2026-11-03"}
 
 
 def _sessions(url: str) -> int:
