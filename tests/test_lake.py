@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
 import pytest
@@ -102,6 +103,51 @@ def test_a_reader_in_another_process_queries_the_lake_while_a_writer_holds_a_tra
     after = subprocess.run([sys.executable, "-c", reader, lake.catalog_url, lake.data_path], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)
     assert after.stdout.strip() == "[1, 2]", after.stderr
+
+
+def test_a_process_shares_one_duckdb_across_its_lake_connections_and_each_finds_it_clean(lake: Lake, make_databases,
+                                                                                         pg_admin_url: str):
+    """Lake connections borrow the process's one DuckDB, whose extensions are loaded once
+    (``warehouse._LakeEngine``). Given back, it holds nothing of the borrower: no open transaction (its writes
+    rolled back, as closing a connection does), no temporary table, no attached lake or source, and no connection
+    to the catalog database. A connection opened while another is lent gets a
+    DuckDB of its own and works the same."""
+    import time
+
+    catalog = urlsplit(lake.catalog_url).path.lstrip("/")
+
+    def catalog_sessions() -> int:
+        """Sessions on the catalog database, once those closed have left (a backend exits a moment after)."""
+        deadline = time.monotonic() + 10
+        while True:
+            with postgres.connect(pg_admin_url) as admin:
+                n = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (catalog,)).fetchone()[0]
+            if n == 0 or time.monotonic() > deadline:
+                return n
+            time.sleep(0.1)
+
+    with warehouse.connect(lake) as con:
+        con.execute("CREATE SCHEMA marts; CREATE TABLE marts.t AS SELECT 1 AS v")
+    source = make_databases().cheeko
+    with warehouse.connect(lake) as first:
+        warehouse.attach_source(first, "src_cheeko", source)
+        first.execute("CREATE TEMP TABLE scratch AS SELECT 1 AS v")
+        first.execute("BEGIN TRANSACTION; INSERT INTO marts.t VALUES (2)")  # left open: rolled back
+        with warehouse.connect(lake, read_only=True) as nested:  # the shared DuckDB is lent: one of its own
+            assert nested.execute("SELECT sum(v) FROM marts.t").fetchone()[0] == 1
+            assert "src_cheeko" not in {r[0] for r in nested.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+    assert catalog_sessions() == 0
+    with warehouse.connect(lake) as second:
+        attached = {r[0] for r in second.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal").fetchall()}
+        assert attached == {"memory", warehouse.LAKE_ALIAS}
+        assert second.execute("SELECT sum(v) FROM marts.t").fetchone()[0] == 1
+        with pytest.raises(duckdb.CatalogException):
+            second.execute("SELECT * FROM scratch")
+        assert second.execute("SELECT current_setting('TimeZone')").fetchone()[0] == "UTC"
+    engine = warehouse._LAKE_ENGINE._engine
+    assert engine is not None and {r[0] for r in engine.execute(
+        "SELECT extension_name FROM duckdb_extensions() WHERE loaded").fetchall()} >= {"postgres_scanner", "ducklake"}
+    assert catalog_sessions() == 0
 
 
 def test_writers_of_different_tables_commit_side_by_side_and_of_one_table_conflict(lake: Lake):
