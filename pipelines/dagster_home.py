@@ -62,17 +62,23 @@ def write(path: Path, text: str) -> None:
 
 
 def on_embedded_server(port: int, host: str = "127.0.0.1", user: str = "postgres") -> str:
-    """``deploy/dagster.postgres.yaml`` with each ``{env: DAGSTER_PG_*}`` replaced by the embedded server's value
-    (it trusts local connections: no password). The rest of the file, comments included, is kept as it is."""
+    """``deploy/dagster.postgres.yaml`` filled in for the embedded server (it trusts local connections: no
+    password) and its ``DAGSTER_DATABASE``, under a header saying who wrote it."""
+    return HEADER + on_server(host, port, user, "", DAGSTER_DATABASE)
+
+
+def on_server(host: str, port: int, user: str, password: str, database: str) -> str:
+    """``deploy/dagster.postgres.yaml`` with each ``{env: DAGSTER_PG_*}`` replaced by these values. The rest of the
+    file, comments included, is kept as it is."""
     values = {"DAGSTER_PG_HOST": host, "DAGSTER_PG_PORT": port, "DAGSTER_PG_USER": user,
-              "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": DAGSTER_DATABASE}
+              "DAGSTER_PG_PASSWORD": password, "DAGSTER_PG_DB": database}
     text = ON_POSTGRES.read_text()
     for name, value in values.items():
         text = text.replace(f"{{env: {name}}}", json.dumps(value))  # a JSON scalar is a YAML scalar
     left = _variables(yaml.safe_load(text))
     if left:  # a variable the file gained since (or spelt otherwise): it would be read from an environment nobody set
         raise ValueError(f"{ON_POSTGRES} reads variables the embedded instance does not fill in: {', '.join(left)}")
-    return HEADER + text
+    return text
 
 
 def _variables(node) -> list[str]:

@@ -5,7 +5,6 @@ in Dagster, and the price sheet's version on every cost row. On both backends.""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -22,7 +21,6 @@ pytestmark = pytest.mark.both_backends
 
 END = dt.date(2026, 3, 31)
 AS_OF = dt.datetime(2026, 4, 2, tzinfo=dt.UTC)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- the thin transactional module ------------------------------------------------------------------------
@@ -163,13 +161,16 @@ def test_quality_counts_match_the_faults_the_generator_planted(built):
 
 
 @pytest.mark.long_on_lake  # a whole Dagster run of its own (minutes on a lake); the engine steps run on both
-def test_quality_checks_warn_in_dagster_and_the_run_goes_on(make_databases, warehouse_at, backend, tmp_path, monkeypatch):
+def test_quality_checks_warn_in_dagster_and_the_run_goes_on(make_databases, warehouse_at, backend, dagster_instances,
+                                                             tmp_path, monkeypatch):
     pair = make_databases()
     planted = generator.generate(pair.cheeko, pair.cognova, generator.Options(devices=20, days=4, seed=9, end=END, messy=True),
                                  tmp_path / "gen", progress=lambda _: None).faults
     for name, value in (pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key"} | backend.environ(warehouse_at)).items():
         monkeypatch.setenv(name, value)
-    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    dagster_instances.new(tmp_path)
+    for name, value in dagster_instances.environ.items():
+        monkeypatch.setenv(name, value)
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         summary = runs.materialize(load(), instance, progress=lambda _: None)
         assert "cheeko_published_progress" in summary.rows
@@ -188,7 +189,7 @@ def test_quality_checks_warn_in_dagster_and_the_run_goes_on(make_databases, ware
 
 
 @pytest.mark.long_on_lake  # a whole Dagster run of its own (minutes on a lake); the engine steps run on both
-def test_day_by_day_runs_equal_one_backfill(make_databases, backend, tmp_path, monkeypatch):
+def test_day_by_day_runs_equal_one_backfill(make_databases, backend, dagster_instances, tmp_path, monkeypatch):
     """A scheduler runs one day at a time; local days west of UTC end after UTC midnight and
     sessions end after their day, so each run refreshes the day before. The result must equal
     one backfill of the whole range."""
@@ -197,7 +198,9 @@ def test_day_by_day_runs_equal_one_backfill(make_databases, backend, tmp_path, m
                        tmp_path / "gen", progress=lambda _: None)
     for name, value in (pair.environ() | {"WAREHOUSE_PSEUDONYM_KEY": "test-key"}).items():
         monkeypatch.setenv(name, value)
-    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    dagster_instances.new(tmp_path)
+    for name, value in dagster_instances.environ.items():
+        monkeypatch.setenv(name, value)
     selection = ("group:cheeko_raw or key:marts/daily_device_activity or key:marts/device_streaks "
                  "or key:marts/game_sessions or key:marts/fleet_daily or key:marts/token_usage_daily")
     days = [END - dt.timedelta(days=2) + dt.timedelta(days=i) for i in range(4)]  # the data reaches END+1 UTC
@@ -244,7 +247,7 @@ def test_marts_on_a_warehouse_without_their_raw_tables_name_what_is_missing(ware
 
 
 @pytest.mark.long_on_lake  # two whole Dagster runs (minutes on a lake); test_raw_assets runs the whole graph on a lake once
-def test_two_runs_of_the_whole_graph_are_bit_identical(materialized, backend, tmp_path, monkeypatch):
+def test_two_runs_of_the_whole_graph_are_bit_identical(materialized, backend, dagster_instances, tmp_path, monkeypatch):
     """The whole graph through Dagster twice over the same sources, into two warehouses (the session's
     materialized one, and a second run here): every mart row, every published progress row and every extract
     (the snapshot's Parquet marts, CSV cuts) is the same, byte for byte (money is decimal: no last-bit
@@ -254,7 +257,7 @@ def test_two_runs_of_the_whole_graph_are_bit_identical(materialized, backend, tm
 
     for name, value in materialized.environ.items():
         monkeypatch.setenv(name, value)
-    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    dagster_instances.new(tmp_path)
     outputs = []
     for label in ("first", "second"):
         if label == "second":
