@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
+from assets.instance_storage import hold_storage_connections
 from pipelines import settings as settings_module
 from pipelines import warehouse
 from pipelines.databases import database_url, warehouse_location
@@ -69,11 +70,21 @@ class SourceDatabases(dg.ConfigurableResource):
         finally:
             warehouse.detach_source(con, alias)
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        _hold_storage_connections(context)
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         for snapshot in self._snapshots.values():
             snapshot.close()
         self._snapshots.clear()
 
+
+def _hold_storage_connections(context: dg.InitResourceContext) -> None:
+    """The run's events stored over held connections (:func:`assets.instance_storage.hold_storage_connections`):
+    in a run the daemon launched, a new connection per event otherwise. A resource built outside a run has no
+    instance."""
+    if context.instance is not None:
+        hold_storage_connections(context.instance)
 
 class Warehouse(dg.ConfigurableResource):
     """The warehouse: the DuckDB file (``WAREHOUSE_DUCKDB_PATH``, one writer at a time) or, with
@@ -104,6 +115,9 @@ class Warehouse(dg.ConfigurableResource):
     def extracts(self):
         """Where the analyst snapshots of this warehouse are published (``$WAREHOUSE_HOME/extracts``)."""
         return settings_module.load().extracts
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        _hold_storage_connections(context)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._stack is not None:

@@ -15,7 +15,6 @@ import os
 import threading
 import time
 import uuid
-import weakref
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -25,6 +24,7 @@ from dagster_graphql import DagsterGraphQLClient
 from assets.automation import DAILY_GROUPS
 from assets.definitions import defs
 from assets.extracts import ANALYST_SNAPSHOT_KEY
+from assets.instance_storage import hold_storage_connections
 from assets.partitions import DAILY
 from pipelines.databases import database_url
 from pipelines.extract import event_days
@@ -39,9 +39,6 @@ QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 WATCHED = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION,
            dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
 POLL_SECONDS = 0.5
-STORAGE_RECYCLE_SECONDS = 3600  # a held storage connection is renewed after an hour (the webserver's default)
-STORAGE_OVERFLOW = 4
-_HELD: weakref.WeakSet = weakref.WeakSet()  # the instances hold_storage_connections was applied to
 # Dagster's own switch (read when a run is created): one "planned" event per asset for a run over a partition
 # range, instead of one per asset and day. Without it a full history (91 days) stored 92 x 91 such events
 # before the first step started, a third of the run's time (measured in docs/scaling.md). The price: the UI
@@ -160,23 +157,6 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, selection: 
     for name in summary.warnings:
         progress(f"  warning: check failed: {name}")
     return summary
-
-
-def hold_storage_connections(instance: dg.DagsterInstance) -> None:
-    """Let ``instance``'s storage keep its database connections open for this command, as the webserver does.
-
-    Dagster's PostgreSQL storage otherwise opens and closes a connection for every event it stores: one pooled
-    connection (and up to ``STORAGE_OVERFLOW`` more for the progress watcher's reads) halved the cost of an
-    event there, 30.9 -> 14.6 ms (benchmarks/orchestration.py --storage postgres, docs/scaling.md). No statement
-    timeout: a run's writes are not a webserver's requests. SQLite storage has nothing to hold and ignores it.
-    Once per instance: each call makes new engines, and the old ones would keep their connections. The price: a
-    storage server restarting during the command fails its next event write, where a new connection per event
-    could have reached it again."""
-    if instance in _HELD:
-        return
-    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=STORAGE_RECYCLE_SECONDS,
-                                    max_overflow=STORAGE_OVERFLOW)
-    _HELD.add(instance)
 
 
 def _run(instance: dg.DagsterInstance, keys: set[dg.AssetKey], tags: dict[str, str], summary: RunSummary,

@@ -9,7 +9,7 @@ materialization and two passed checks per asset and does nothing else; it is mat
    disk after every event;
 3. PostgreSQL, as ``warehouse run`` uses it on the embedded defaults: ``deploy/dagster.postgres.yaml`` in a
    throwaway database ``events_dagster`` on the configured (or embedded) server, ``DAGSTER_EVENT_BATCH_SIZE``
-   as ``pipelines/dagster_home.py`` sets it, the storage's connections held (``runs.hold_storage_connections``);
+   as ``pipelines/dagster_home.py`` sets it, the storage's connections held (``instance_storage.hold_storage_connections``);
 4. the same with dagster-postgres's own event log in place of ``assets/instance_storage.py``'s (which remembers
    the tables it has and writes a run's planned events in one statement); 3 and 4 alternate, each run on a fresh
    database.
@@ -60,7 +60,8 @@ def job(assets: int) -> dg.JobDefinition:
 
 def measure(home: Path, the_job: dg.JobDefinition, repeat: int, hold: bool) -> tuple[float, int]:
     """Median seconds of ``repeat`` runs on the instance at ``home``, and the events one run stored."""
-    from assets.runs import QUIET_LOGS, hold_storage_connections
+    from assets.instance_storage import hold_storage_connections
+    from assets.runs import QUIET_LOGS
 
     os.environ["DAGSTER_HOME"] = str(home)
     with dg.DagsterInstance.get() as instance:

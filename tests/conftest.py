@@ -212,7 +212,7 @@ class DagsterInstances:
         source = self.template
         if copy_of is not None:
             source = self.database(copy_of)
-            # An instance that held its connections (runs.hold_storage_connections) keeps one open after it is
+            # An instance that held its connections (instance_storage.hold_storage_connections) keeps one open after it is
             # disposed and collected (Dagster's PostgreSQL storage does not close its pool): its runs are done.
             with postgres.connect(self.admin_url, autocommit=True) as conn:
                 conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "

@@ -19,7 +19,9 @@ import pytest
 import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
+from assets import instance_storage
 from assets.instance_storage import SchemaCachingPostgresEventLogStorage
+from assets.resources import SourceDatabases
 from pipelines import postgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +35,11 @@ HEARTBEAT_KEY = dg.AssetKey("heartbeat")
 def heartbeat() -> int:
     """A trivial asset: enough to make the instance store a run and its events."""
     return 1
+
+
+@dg.asset
+def reads_a_source(sources: SourceDatabases) -> None:
+    """Needs the operational databases' resource, as every raw asset and the memory sync do; reads nothing."""
 
 
 @pytest.fixture
@@ -268,8 +275,6 @@ def _sessions(url: str) -> int:
 def test_warehouse_run_holds_its_storage_connections(tmp_path, dagster_database):
     """`warehouse run` (runs.materialize) keeps Dagster's PostgreSQL storage connected for the command, instead of a
     new connection per stored event: the sessions opened during a run stay a few, whatever the number of events."""
-    from assets import runs
-
     home = _home(tmp_path, POSTGRES_YAML.read_text())
     with dg.DagsterInstance.from_config(str(home)) as instance:
         dg.materialize([heartbeat], instance=instance)  # tables made, migrations checked
@@ -279,12 +284,29 @@ def test_warehouse_run_holds_its_storage_connections(tmp_path, dagster_database)
         events = len(instance.all_logs(unheld.run_id))
         assert per_event >= events / 2, "Dagster's storage pools its connections by itself now: drop the helper"
 
-        runs.hold_storage_connections(instance)
-        runs.hold_storage_connections(instance)  # a second command on the same instance: nothing more held
+        instance_storage.hold_storage_connections(instance)
+        instance_storage.hold_storage_connections(instance)  # a second command on the same instance: nothing more held
         before = _sessions(dagster_database)
         held = dg.materialize([heartbeat], instance=instance)
         assert held.success and len(instance.all_logs(held.run_id)) == events
         assert _sessions(dagster_database) - before - 1 <= 3
+
+
+def test_a_run_the_daemon_launches_holds_its_storage_connections_as_its_resources_start(tmp_path, dagster_database):
+    """The daily schedule's runs and UI backfills never pass through `warehouse run`: the run worker the daemon
+    starts opens the instance itself. The pipeline's resources hold the connections as they start, so such a run
+    stores its events over a few connections too."""
+    home = _home(tmp_path, POSTGRES_YAML.read_text())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        dg.materialize([heartbeat], instance=instance)  # tables made, migrations checked
+        before = _sessions(dagster_database)
+        dg.materialize([heartbeat], instance=instance)  # no resource of the pipeline's: a connection per event
+        unheld = _sessions(dagster_database) - before - 1
+        assert dg.materialize([reads_a_source], instance=instance, resources={"sources": SourceDatabases()}).success
+        # From its resources' start on, the run's events went over held connections, and so do later runs'.
+        before = _sessions(dagster_database)
+        dg.materialize([heartbeat], instance=instance)
+        assert unheld > 10 and _sessions(dagster_database) - before - 1 <= 3
 
 
 FAKE_KUBECONFIG = """
