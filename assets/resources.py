@@ -86,6 +86,7 @@ def _hold_storage_connections(context: dg.InitResourceContext) -> None:
     if context.instance is not None:
         hold_storage_connections(context.instance)
 
+
 class Warehouse(dg.ConfigurableResource):
     """The warehouse: the DuckDB file (``WAREHOUSE_DUCKDB_PATH``, one writer at a time) or, with
     ``WAREHOUSE_CATALOG=ducklake``, a DuckLake (catalog in PostgreSQL, Parquet under ``WAREHOUSE_LAKE_DATA``).

@@ -77,7 +77,7 @@ def on_server(host: str, port: int, user: str, password: str, database: str) -> 
         text = text.replace(f"{{env: {name}}}", json.dumps(value))  # a JSON scalar is a YAML scalar
     left = _variables(yaml.safe_load(text))
     if left:  # a variable the file gained since (or spelt otherwise): it would be read from an environment nobody set
-        raise ValueError(f"{ON_POSTGRES} reads variables the embedded instance does not fill in: {', '.join(left)}")
+        raise ValueError(f"{ON_POSTGRES} reads variables this project does not fill in: {', '.join(left)}")
     return text
 
 

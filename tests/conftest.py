@@ -206,14 +206,14 @@ class DagsterInstances:
     environ = {dagster_home.EVENT_BATCH_SIZE[0]: dagster_home.EVENT_BATCH_SIZE[1]}
 
     def new(self, home: Path, *, copy_of: Path | None = None) -> Path:
-        """Write ``home/dagster.yaml`` for an empty instance, or for a copy of the instance at ``copy_of`` (no
-        connection may be open to it); returns ``home``."""
+        """Write ``home/dagster.yaml`` for an empty instance, or for a copy of the instance at ``copy_of`` (its runs
+        over: the connections still open to it are closed); returns ``home``."""
         db = f"test_dagster_{os.getpid()}_{next(_counter)}"
         source = self.template
         if copy_of is not None:
             source = self.database(copy_of)
-            # An instance that held its connections (instance_storage.hold_storage_connections) keeps one open after it is
-            # disposed and collected (Dagster's PostgreSQL storage does not close its pool): its runs are done.
+            # An instance that held its connections (instance_storage.hold_storage_connections) keeps one open
+            # after it is disposed and collected (Dagster's PostgreSQL storage does not close its pool).
             with postgres.connect(self.admin_url, autocommit=True) as conn:
                 conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
                              "AND pid <> pg_backend_pid()", (source,))
@@ -234,8 +234,8 @@ class DagsterInstances:
 def _instance_yaml(admin_url: str, database: str) -> str:
     """``deploy/dagster.postgres.yaml`` filled in for ``database`` on ``admin_url``'s server."""
     server = urlsplit(admin_url)
-    return dagster_home.on_server(server.hostname or "127.0.0.1", server.port or 5432, unquote(server.username or "postgres"),
-                                  unquote(server.password or ""), database)
+    return dagster_home.on_server(server.hostname or "127.0.0.1", server.port or 5432,
+                                  unquote(server.username or "postgres"), unquote(server.password or ""), database)
 
 
 @pytest.fixture(scope="session")
