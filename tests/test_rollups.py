@@ -172,8 +172,10 @@ def test_quality_checks_warn_in_dagster_and_the_run_goes_on(make_databases, ware
     for name, value in dagster_instances.environ.items():
         monkeypatch.setenv(name, value)
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        summary = runs.materialize(load(), instance, progress=lambda _: None)
-        assert "cheeko_published_progress" in summary.rows
+        # Every asset but the memory sync, which no mart or check reads: embedding the messy fleet's memories
+        # took 38 s of this test's 57 (py-spy); the whole graph with the sync is run by the `materialized` fleet.
+        summary = runs.materialize(load(), instance, selection="not key:memory_chunks", progress=lambda _: None)
+        assert "cheeko_published_progress" in summary.rows and "memory_chunks" not in summary.rows
         flagged = {name.split(":")[1] for name in summary.failed_checks}
         source_of = {"mac_unnormalisable": "mac_invalid", "timezone_unknown": "timezone_unknown", "future_timestamps": "future_",
                      "duplicate_events": "duplicate_", "token_totals_mismatch": "token_total_mismatch",
