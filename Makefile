@@ -21,7 +21,8 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/warehouse demo
 
-# Two workers (this machine kind has two cores), whole files to each so module fixtures are built once;
+# Two workers (this machine kind has two cores), whole files to each so module fixtures are built once, the
+# longest first (tests/durations.json: refresh it with --record-durations; tests/conftest.py says why);
 # every worker starts its own embedded PostgreSQL and its own databases. The whole suite runs on the DuckDB
 # file; then the modules marked both_backends run again on a DuckLake (catalog databases on the tests' server),
 # but for the few marked long_on_lake (whole Dagster runs and variants that add minutes, not backend coverage).
