@@ -37,7 +37,8 @@ test: install
 	if [ "$$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $$4}')" -gt $(TEST_SHM_MIN_KB) ] 2>/dev/null \
 		&& [ "$$(awk '/^MemAvailable:/ {print $$2}' /proc/meminfo 2>/dev/null)" -gt $(TEST_SHM_MIN_KB) ] 2>/dev/null; then \
 		tmp=$$(mktemp -d /dev/shm/companion-warehouse-tests.XXXXXX) \
-		&& trap 'rm -rf "$$tmp"; exit 130' INT TERM HUP; fi; \
+		&& trap 'rm -rf "$$tmp"; exit 130' INT TERM HUP; \
+	else echo "the tests' temporary folders go on disk (slower): /dev/shm or the available memory has under $(TEST_SHM_MIN_KB) kB free"; fi; \
 	echo "== the whole suite, warehouse backend: file$${tmp:+ (temporary folders in $$tmp)}"; \
 	if $(BIN)/pytest -q -n 2 --dist loadfile $${tmp:+--basetemp=$$tmp/file}; then \
 		[ -z "$$tmp" ] || rm -rf "$$tmp/file"; else status=1; fi; \
