@@ -1,7 +1,7 @@
 """Benchmark: opening a connection to a DuckLake, on the process's shared DuckDB against a DuckDB of its own.
 
 ``warehouse.connect(lake)`` lends the process's one in-memory DuckDB, whose postgres and ducklake extensions
-were loaded once (``pipelines.warehouse._LakeEngine``). While that one is lent, a second connection gets a new
+were loaded once (``pipelines.warehouse._SharedEngine``). While that one is lent, a second connection gets a new
 DuckDB and loads both extensions again, as every connection did before: the baseline, measured in the same run
 through the same function by holding a read-only connection open around it. Each figure is a whole connection
 as a Dagster step makes one: open (attach the lake, ``USE`` it, the bookkeeping DDL), one query, close.

@@ -108,7 +108,7 @@ def test_a_reader_in_another_process_queries_the_lake_while_a_writer_holds_a_tra
 def test_a_process_shares_one_duckdb_across_its_lake_connections_and_each_finds_it_clean(lake: Lake, make_databases,
                                                                                          pg_admin_url: str):
     """Lake connections borrow the process's one DuckDB, whose extensions are loaded once
-    (``warehouse._LakeEngine``). Given back, it holds nothing of the borrower: no open transaction (its writes
+    (``warehouse._SharedEngine``). Given back, it holds nothing of the borrower: no open transaction (its writes
     rolled back, as closing a connection does), no temporary table, no attached lake or source, and no connection
     to the catalog database. A connection opened while another is lent gets a
     DuckDB of its own and works the same."""
