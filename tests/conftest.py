@@ -35,7 +35,7 @@ import psycopg
 import pytest
 from psycopg import sql as psql
 
-from pipelines import dagster_home, migrate, postgres
+from pipelines import dagster_home, migrate, postgres, warehouse
 from pipelines.embedded import EmbeddedServer
 from pipelines.settings import CHEEKO, COGNOVA
 from pipelines.warehouse import Lake, Location
@@ -187,6 +187,7 @@ class Backend:
         if isinstance(where, Path):
             shutil.copyfile(where, target)
             return target
+        warehouse.release(where)  # this process's connections to its catalog, kept between connections
         source_db = urlsplit(where.catalog_url).path.lstrip("/")
         target_db = urlsplit(target.catalog_url).path.lstrip("/")
         postgres.drop_database(self.admin_url, target_db)

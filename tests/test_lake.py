@@ -109,22 +109,25 @@ def test_a_process_shares_one_duckdb_across_its_lake_connections_and_each_finds_
                                                                                          pg_admin_url: str):
     """Lake connections borrow the process's one DuckDB, whose extensions are loaded once
     (``warehouse._SharedEngine``). Given back, it holds nothing of the borrower: no open transaction (its writes
-    rolled back, as closing a connection does), no temporary table, no attached lake or source, and no connection
-    to the catalog database. A connection opened while another is lent gets a
-    DuckDB of its own and works the same."""
+    rolled back, as closing a connection does), no temporary table, no attached source (nor its connection to the
+    source database). The lake itself stays attached for the next borrower, who sees what another DuckDB committed
+    meanwhile; the same lake read-only, or another lake, is attached afresh. A connection opened while another is
+    lent gets a DuckDB of its own and works the same."""
     import time
 
-    catalog = urlsplit(lake.catalog_url).path.lstrip("/")
-
-    def catalog_sessions() -> int:
-        """Sessions on the catalog database, once those closed have left (a backend exits a moment after)."""
+    def sessions(url: str) -> int:
+        """Sessions on ``url``'s database, once those closed have left (a backend exits a moment after)."""
+        database = urlsplit(url).path.lstrip("/")
         deadline = time.monotonic() + 10
         while True:
             with postgres.connect(pg_admin_url) as admin:
-                n = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (catalog,)).fetchone()[0]
+                n = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)).fetchone()[0]
             if n == 0 or time.monotonic() > deadline:
                 return n
             time.sleep(0.1)
+
+    def attached(con) -> set[str]:
+        return {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal").fetchall()}
 
     with warehouse.connect(lake) as con:
         con.execute("CREATE SCHEMA marts; CREATE TABLE marts.t AS SELECT 1 AS v")
@@ -135,19 +138,33 @@ def test_a_process_shares_one_duckdb_across_its_lake_connections_and_each_finds_
         first.execute("BEGIN TRANSACTION; INSERT INTO marts.t VALUES (2)")  # left open: rolled back
         with warehouse.connect(lake, read_only=True) as nested:  # the shared DuckDB is lent: one of its own
             assert nested.execute("SELECT sum(v) FROM marts.t").fetchone()[0] == 1
-            assert "src_cheeko" not in {r[0] for r in nested.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
-    assert catalog_sessions() == 0
+            assert "src_cheeko" not in attached(nested)
+            nested.execute("SELECT 1")
+        with warehouse.connect(lake) as other_writer:  # another DuckDB commits while the lake stays attached
+            other_writer.execute("INSERT INTO marts.t VALUES (5)")
+    assert sessions(source) == 0
     with warehouse.connect(lake) as second:
-        attached = {r[0] for r in second.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal").fetchall()}
-        assert attached == {"memory", warehouse.LAKE_ALIAS}
-        assert second.execute("SELECT sum(v) FROM marts.t").fetchone()[0] == 1
+        assert attached(second) == {"memory", warehouse.LAKE_ALIAS}
+        assert second.execute("SELECT sum(v) FROM marts.t").fetchone()[0] == 6  # the other DuckDB's row, not ours
         with pytest.raises(duckdb.CatalogException):
             second.execute("SELECT * FROM scratch")
         assert second.execute("SELECT current_setting('TimeZone')").fetchone()[0] == "UTC"
     engine = warehouse._LAKE_ENGINE._engine
     assert engine is not None and {r[0] for r in engine.execute(
         "SELECT extension_name FROM duckdb_extensions() WHERE loaded").fetchall()} >= {"postgres_scanner", "ducklake"}
-    assert catalog_sessions() == 0
+    with warehouse.connect(lake, read_only=True) as reader:  # attached again, read-only
+        with pytest.raises(duckdb.Error, match="(?i)read.only"):
+            reader.execute("INSERT INTO marts.t VALUES (7)")
+    name = f"test_lake_{uuid.uuid4().hex[:12]}"
+    postgres.ensure_database(pg_admin_url, name)
+    try:
+        another = Lake(postgres.with_database(pg_admin_url, name), lake.data_path + "-another")
+        with warehouse.connect(another) as con:  # the first lake detached, this one attached
+            assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'marts'").fetchone()[0] == 0
+        assert sessions(lake.catalog_url) == 0  # the first lake's catalog connections closed with its detach
+    finally:
+        postgres.drop_database(pg_admin_url, name)
+    assert warehouse._LAKE_ENGINE._engine is engine  # one engine throughout
 
 
 def test_writers_of_different_tables_commit_side_by_side_and_of_one_table_conflict(lake: Lake):
