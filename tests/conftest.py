@@ -45,8 +45,10 @@ BACKENDS = ("file", "ducklake")
 # The daily partitions start where the tests' fleets start (their data lies in 2026), as the `warehouse` command
 # starts them where the data starts; the default, 2024-01-01, made Dagster list 1,065 days wherever an asset reads
 # a daily one whole (the analyst snapshot, the reports), about 20 ms each time. Set before `assets` is imported
-# (it reads this once); the tests of the command's own choice unset it.
-os.environ.setdefault("WAREHOUSE_PARTITIONS_START", "2025-12-01")
+# (it reads this once); the tests of the command's own choice unset it, and `running_ui` leaves the choice to
+# `warehouse ui`, as a user's would.
+TESTS_PARTITIONS_START = "2025-12-01"
+os.environ.setdefault("WAREHOUSE_PARTITIONS_START", TESTS_PARTITIONS_START)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -437,7 +439,9 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
     """``warehouse ui`` (webserver and daemon) in a process group of its own, ready to answer GraphQL.
 
     Yields ``graphql(query, **variables) -> data``. On exit it is stopped with Ctrl-C, as a person
-    would, and every process of the group must be gone within a minute (no orphaned daemon).
+    would, and every process of the group must be gone within a minute (no orphaned daemon). Its output goes to
+    ``ui.log`` under ``WAREHOUSE_HOME``; a stop that takes too long shows its end (which process Dagster had to
+    kill, and why).
     """
     import json
     import signal
@@ -450,9 +454,17 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    ui = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)],
-                          cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, start_new_session=True)
+    if env.get("WAREHOUSE_PARTITIONS_START") == TESTS_PARTITIONS_START:
+        env = {name: value for name, value in env.items() if name != "WAREHOUSE_PARTITIONS_START"}
+    log = Path(env["WAREHOUSE_HOME"]) / "ui.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        ui = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)],
+                              cwd=Path(__file__).resolve().parents[1], env=env, stdout=out,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+
+    def said() -> str:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-40:])
 
     def graphql(query: str, **variables) -> dict:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
@@ -481,14 +493,18 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
         yield graphql
     finally:
         os.killpg(ui.pid, signal.SIGINT)
-        ui.wait(timeout=90)
+        try:
+            ui.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+            raise AssertionError(f"warehouse ui did not stop within 90 s of Ctrl-C; the end of its output:\n{said()}") from None
         deadline = time.monotonic() + 60
         while True:
             try:
                 os.killpg(ui.pid, 0)
             except ProcessLookupError:
                 break
-            assert time.monotonic() < deadline, "processes of warehouse ui outlived it by a minute"
+            assert time.monotonic() < deadline, f"processes of warehouse ui outlived it by a minute:\n{said()}"
             time.sleep(1)
 
 
