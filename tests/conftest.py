@@ -466,6 +466,18 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
     def said() -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-40:])
 
+    def group() -> set[int]:
+        """The processes of the UI's process group (the UI's services, and the runs they launched)."""
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(fields[2]) == ui.pid and fields[0] != "Z":
+                found.add(int(stat.parent.name))
+        return found
+
     def graphql(query: str, **variables) -> dict:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
                                          data=json.dumps({"query": query, "variables": variables}).encode(),
@@ -479,6 +491,7 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
             raise AssertionError(body["errors"])
         return body["data"]
 
+    services = None
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -490,8 +503,14 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
             assert ui.poll() is None, "warehouse ui exited"
             assert time.monotonic() < deadline, f"the UI did not answer within {timeout:.0f}s"
             time.sleep(2)
+        services = group()
         yield graphql
     finally:
+        # Ctrl-C once the runs it launched have ended, as a person who watched them finish would (a run's process
+        # outlives its RUN_SUCCESS by a moment).
+        deadline = time.monotonic() + 30
+        while services is not None and group() - services and time.monotonic() < deadline:
+            time.sleep(0.5)
         os.killpg(ui.pid, signal.SIGINT)
         try:
             ui.wait(timeout=90)
