@@ -42,14 +42,6 @@ from pipelines.warehouse import Lake, Location
 
 BACKENDS = ("file", "ducklake")
 
-# The daily partitions start where the tests' fleets start (their data lies in 2026), as the `warehouse` command
-# starts them where the data starts; the default, 2024-01-01, made Dagster list 1,065 days wherever an asset reads
-# a daily one whole (the analyst snapshot, the reports), about 20 ms each time. Set before `assets` is imported
-# (it reads this once); the tests of the command's own choice unset it, and `running_ui` leaves the choice to
-# `warehouse ui`, as a user's would.
-TESTS_PARTITIONS_START = "2025-12-01"
-os.environ.setdefault("WAREHOUSE_PARTITIONS_START", TESTS_PARTITIONS_START)
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--warehouse-backend", choices=BACKENDS, default="file",
@@ -454,8 +446,7 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    if env.get("WAREHOUSE_PARTITIONS_START") == TESTS_PARTITIONS_START:
-        env = {name: value for name, value in env.items() if name != "WAREHOUSE_PARTITIONS_START"}
+    env = env | {"PYTHONUNBUFFERED": "1"}  # its log lines reach ui.log as they are written, even if it is killed
     log = Path(env["WAREHOUSE_HOME"]) / "ui.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
@@ -513,10 +504,11 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
             time.sleep(0.5)
         os.killpg(ui.pid, signal.SIGINT)
         try:
-            ui.wait(timeout=90)
+            # `dagster dev` gives its webserver and its daemon 60 s each to stop before it kills them.
+            ui.wait(timeout=150)
         except subprocess.TimeoutExpired:
             os.killpg(ui.pid, signal.SIGKILL)
-            raise AssertionError(f"warehouse ui did not stop within 90 s of Ctrl-C; the end of its output:\n{said()}") from None
+            raise AssertionError(f"warehouse ui did not stop within 150 s of Ctrl-C; the end of its output:\n{said()}") from None
         deadline = time.monotonic() + 60
         while True:
             try:
