@@ -127,7 +127,7 @@ class Warehouse(dg.ConfigurableResource):
 
 
 class EmbeddingModel(dg.ConfigurableResource):
-    """The sentence-embedding model (all-MiniLM-L6-v2, bundled, offline), loaded once per process.
+    """The sentence-embedding model (all-MiniLM-L6-v2, bundled, offline), loaded once per run.
 
     Unset fields follow the configuration contract: ``WAREHOUSE_EMBED_BATCH_SIZE``,
     ``WAREHOUSE_EMBED_DEVICE`` (``auto``: CUDA when present) and ``WAREHOUSE_EMBED_BACKEND``.

@@ -3,15 +3,14 @@
 The one module that loads a model. Nothing is downloaded: the weights come
 from the installed package and the Hugging Face hub is switched to offline
 mode before ``sentence_transformers`` is imported. The model loads on first
-use (never at import time) and stays loaded for the life of the process, so
-a run (or a test session) pays the load once. Embeddings are float32 and L2-normalised, so the
+use (never at import time) and stays loaded for the life of the object, so
+one run pays the load once. Embeddings are float32 and L2-normalised, so the
 cosine distance pgvector computes is ``1 - dot product``.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +22,6 @@ from pipelines.chunker import MODEL_NAME
 
 DIMENSIONS = 384
 BACKENDS = ("torch", "onnx")
-
-# Models loaded by this process: a run's steps, its sensors and the tests' runs each made an Embedder, and each
-# loaded the same weights again (1-2 s of CPU each).
-_LOADED: dict[tuple[str, str, str], object] = {}
-_LOADING = threading.Lock()
 
 
 class EmbeddingError(RuntimeError):
@@ -81,20 +75,15 @@ class Embedder:
 
     @property
     def model(self):
-        """The loaded ``SentenceTransformer`` (loaded on first access; once per process for each backend, device
-        and cache folder, as the weights never change while it runs)."""
+        """The loaded ``SentenceTransformer`` (loaded on first access)."""
         if self._model is None:
-            key = (self.backend, self.resolved_device(), str(self.cache_dir))
-            with _LOADING:
-                self._model = _LOADED.get(key)
-                if self._model is None:
-                    if self.progress:
-                        self.progress(f"loading the embedding model ({self.display_name}) ...")
-                    began = time.perf_counter()
-                    self._model = _LOADED[key] = self._load()
-                    self.load_seconds = time.perf_counter() - began
-                    if self.progress:
-                        self.progress(f"loaded the embedding model in {self.load_seconds:.1f}s ({self.resolved_device()})")
+            if self.progress:
+                self.progress(f"loading the embedding model ({self.display_name}) ...")
+            began = time.perf_counter()
+            self._model = self._load()
+            self.load_seconds = time.perf_counter() - began
+            if self.progress:
+                self.progress(f"loaded the embedding model in {self.load_seconds:.1f}s ({self.resolved_device()})")
         return self._model
 
     @property

@@ -386,9 +386,7 @@ def connect(where: Location, *, read_only: bool = False, wait: float | None = No
             where.parent.mkdir(parents=True, exist_ok=True)
         con = _open(where, read_only, wait)
     try:
-        # No progress bar: its bookkeeping cost CPU on every query, for a bar that would only interleave with our
-        # own progress lines (measured: 5-10% of a query-heavy loop's CPU).
-        con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
+        con.execute("SET TimeZone = 'UTC'")
         if isinstance(where, Lake):
             _attach_lake(con, where, read_only)
         if not read_only:
@@ -402,9 +400,8 @@ def connect(where: Location, *, read_only: bool = False, wait: float | None = No
 
 
 class _SharedEngine:
-    """An in-memory DuckDB that a process's connections of one kind share, one at a time: its lake connections (so
-    that the postgres and ducklake extensions are loaded once per process, not once per connection), or its
-    throwaway in-memory ones (:func:`in_memory`: a new DuckDB builds its catalog of built-in functions, about 20 ms).
+    """The in-memory DuckDB that a process's lake connections share, one at a time, so that the postgres and
+    ducklake extensions are loaded once per process, not once per connection.
 
     Loading an extension checks its signature: 100-150 ms for each of the two, so a connection took 0.37 s
     where it now takes 0.10 s (``benchmarks/lake_connect.py``). A run's steps share one connection (the
@@ -500,7 +497,6 @@ class _SharedEngine:
 
 
 _LAKE_ENGINE = _SharedEngine()
-_SCRATCH_ENGINE = _SharedEngine()
 
 
 def release(lake: Lake) -> None:
@@ -527,24 +523,15 @@ def _attach_lake(con: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool) ->
     con.execute(f"USE {LAKE_ALIAS}")
 
 
-SCRATCH_ALIAS = "scratch"
-
-
 @contextmanager
 def in_memory() -> Iterator[duckdb.DuckDBPyConnection]:
-    """A throwaway in-memory DuckDB (for running a mart's SQL on given rows), in UTC.
-
-    A new empty in-memory database attached to the process's shared engine and ``USE``d: unqualified names
-    create and read there, and it is detached (gone) when the block ends, with whatever else was attached.
-    Attaching one takes 2-4 ms where a new DuckDB took about 20 (the property tests open hundreds).
-    """
-    con = _SCRATCH_ENGINE.borrow()
+    """A throwaway in-memory DuckDB (for running a mart's SQL on given rows), in UTC."""
+    con = duckdb.connect()
     try:
-        con.execute(f"SET TimeZone = 'UTC'; SET enable_progress_bar = false; ATTACH ':memory:' AS {SCRATCH_ALIAS}; "
-                    f"USE {SCRATCH_ALIAS}")
+        con.execute("SET TimeZone = 'UTC'")
         yield con
     finally:
-        _SCRATCH_ENGINE.give_back(con)
+        con.close()
 
 
 def attach_source(con: duckdb.DuckDBPyConnection, alias: str, url: str) -> None:
