@@ -8,7 +8,7 @@ of site-packages but pandas, as if it had never been installed (the child checks
 
 Printed per side: the first call (which imports pandas when it can), then milliseconds a call for parameters
 as the pipeline binds them: one string; two lists of 40 names; a bookkeeping write (five lists of 30, as
-``pipelines.bookkeeping.Books.record_columns`` inserts a table's columns); and the ratio without/with.
+``pipelines.bookkeeping.Books.write`` inserts a table's recorded columns); and the ratio without/with.
 
     .venv/bin/python benchmarks/params.py [--calls 200]
 """

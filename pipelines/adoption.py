@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import duckdb
 
-from pipelines import extract, postgres, rollups, warehouse
+from pipelines import extract, macros, postgres, rollups, warehouse
 from pipelines.marts import MARTS
 from pipelines.postgres import Snapshot
 from pipelines.source_tables import source_tables
@@ -200,7 +200,7 @@ def _empty_tables(con: duckdb.DuckDBPyConnection, schema: str, shapes: dict[str,
 
 def _run(con: duckdb.DuckDBPyConnection, files: list[SqlFile]) -> Iterator[tuple[SqlFile, duckdb.Error]]:
     """Run (staging, marts) or prepare (reports) each file in order; yield the ones that fail, with the error."""
-    con.execute(rollups.staging_sql("macros"))
+    macros.ensure(con)
     rollups.load_prices(con, rollups.load_price_sheet())
     now = dt.datetime.now(dt.UTC)
     marts = {m.name for m in MARTS}

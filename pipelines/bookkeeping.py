@@ -7,8 +7,7 @@ statements a table. A DuckDB statement with bound parameters costs 1-4 ms whatev
 then run), and an incremental run loads about 35 tables, so those statements were a fifth of its time
 (``docs/scaling.md``). :class:`Books` reads the rows of every table of the source in one query per book, and
 :meth:`Books.write` writes what the loads recorded in one statement or two per book, in the transaction that
-holds the rows they describe, just before it commits. (Recorded columns are the exception: written at once,
-rarely, see :meth:`Books.record_columns`.)
+holds the rows they describe, just before it commits.
 
 Writes stay as before: one row per table in ``captures`` and ``cursors`` (DELETE, then INSERT; DuckLake takes
 no primary key), one row appended to ``loads`` per load, and ``finished_at`` is the transaction's ``now()``,
@@ -49,6 +48,7 @@ class Books:
     columns: dict[str, list[RecordedColumn]] = field(default_factory=dict)
     captures: dict[str, tuple[str, str]] = field(default_factory=dict)  # table -> (xid snapshot, plan)
     watermarks: dict[str, dt.datetime | None] = field(default_factory=dict)
+    _columns: dict[str, list[tuple]] = field(default_factory=dict)  # table -> its rows of source_columns
     _captures: dict[str, tuple[str, str] | None] = field(default_factory=dict)  # None: the record is removed
     _cursors: dict[str, tuple[dt.datetime, str]] = field(default_factory=dict)
     _loads: list[tuple] = field(default_factory=list)
@@ -68,18 +68,11 @@ class Books:
             f"SELECT table_name, watermark FROM {META_SCHEMA}.cursors WHERE database = $db", where).fetchall())
         return books
 
-    def record_columns(self, con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]) -> None:
-        """Replace the recorded columns of ``table`` by ``rows`` ``(name, source type, warehouse type, ordinal,
-        rule)``. Written at once: it only happens when a table's columns or rules change, and the statements that
-        change the table's own columns are in the same transaction."""
-        where = {"db": self.database, "t": table}
-        con.execute(f"DELETE FROM {META_SCHEMA}.source_columns WHERE database = $db AND table_name = $t", where)
-        con.execute(f"INSERT INTO {META_SCHEMA}.source_columns (database, table_name, column_name, source_type, "
-                    f"warehouse_type, ordinal, rule) SELECT $db, $t, UNNEST($names), UNNEST($types), "
-                    f"UNNEST(CAST($wtypes AS VARCHAR[])), UNNEST($ordinals), UNNEST(CAST($rules AS VARCHAR[]))",
-                    where | {"names": [r[0] for r in rows], "types": [r[1] for r in rows],
-                             "wtypes": [r[2] for r in rows], "ordinals": [r[3] for r in rows],
-                             "rules": [r[4] for r in rows]})
+    def record_columns(self, table: str, rows: list[tuple]) -> None:
+        """Make ``rows`` ``(name, source type, warehouse type, ordinal, rule)`` the recorded columns of ``table``
+        (:attr:`columns` at once, ``source_columns`` at :meth:`write`, with the statements that changed the table's
+        own columns in the same transaction)."""
+        self._columns[table] = rows
         self.columns[table] = [RecordedColumn(r[0], r[1], r[2], r[4]) for r in sorted(rows, key=lambda r: r[3])]
 
     def record_capture(self, table: str, xids: XidSnapshot | None, plan: str) -> None:
@@ -99,11 +92,22 @@ class Books:
 
     @property
     def pending(self) -> bool:
-        return bool(self._captures or self._cursors or self._loads)
+        return bool(self._columns or self._captures or self._cursors or self._loads)
 
     def write(self, con: duckdb.DuckDBPyConnection) -> None:
         """Write what the loads recorded since the last write, in the caller's open transaction, then count it as
         recorded (the caller commits; a rollback discards these books with it)."""
+        if self._columns:
+            # Every table's columns in one statement: on a DuckLake each INSERT writes a Parquet file, and a
+            # first load records the columns of every table of the source (2.7 s of 40 tables, one at a time).
+            rows = [(table, *row) for table, table_rows in self._columns.items() for row in table_rows]
+            con.execute(f"DELETE FROM {META_SCHEMA}.source_columns WHERE database = $db "
+                        f"AND list_contains($tables, table_name)", {"db": self.database, "tables": list(self._columns)})
+            con.execute(f"INSERT INTO {META_SCHEMA}.source_columns (database, table_name, column_name, source_type, "
+                        f"warehouse_type, ordinal, rule) SELECT $db, UNNEST($tables), UNNEST($names), UNNEST($types), "
+                        f"UNNEST(CAST($wtypes AS VARCHAR[])), UNNEST($ordinals), UNNEST(CAST($rules AS VARCHAR[]))",
+                        {"db": self.database, **{key: [row[i] for row in rows] for i, key in
+                                                 enumerate(("tables", "names", "types", "wtypes", "ordinals", "rules"))}})
         if self._captures:
             self._replace(con, "captures", self._captures, ("xid_snapshot", "VARCHAR"), ("plan", "VARCHAR"),
                           "captured_at")
@@ -124,7 +128,7 @@ class Books:
             else:
                 self.captures[table] = record
         self.watermarks |= {table: watermark for table, (watermark, _) in self._cursors.items()}
-        self._captures, self._cursors, self._loads = {}, {}, []
+        self._columns, self._captures, self._cursors, self._loads = {}, {}, {}, []
 
     def _replace(self, con: duckdb.DuckDBPyConnection, book: str, records: dict, first: tuple[str, str],
                  second: tuple[str, str], stamp: str) -> None:

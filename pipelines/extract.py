@@ -345,7 +345,7 @@ def _sync_schema(con: duckdb.DuckDBPyConnection, table: SourceTable, planned: li
             for p in planned]
     rows += [(name, old, recorded_wtype.get(name), 10_000 + i, recorded_rule.get(name))
              for i, (name, old) in enumerate(recorded.items()) if name not in current]
-    books.record_columns(con, table.name, rows)
+    books.record_columns(table.name, rows)
     return change
 
 

@@ -29,12 +29,11 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines import postgres
+from pipelines import macros, postgres
 from pipelines.source_tables import source_table
 from pipelines.warehouse import META_SCHEMA, RAW_SCHEMAS, rollback
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-MACROS = SQL_DIR / "staging" / "macros.sql"  # normal_mac and set_zone, which the checks call
 RAW = RAW_SCHEMAS["cheeko"]
 STORE = f"{META_SCHEMA}.quality_counts"
 STATE = f"{META_SCHEMA}.quality_state"
@@ -163,11 +162,11 @@ def counted(part: Part, table: Table, scope: str) -> str:
             f"row_number() OVER (PARTITION BY {part.key} ORDER BY id) AS nth FROM {source} WHERE {scope}) WHERE nth > 1")
 
 
-def fingerprint(table: Table, macros: str) -> str:
+def fingerprint(table: Table, macro_sql: str) -> str:
     """What the stored counts of ``table`` depend on besides its rows: the checks' SQL, the macros it calls and
     DuckDB's version (its time-zone names)."""
     sql = [counted(p, table, "true") for p in PARTS if p.table == table.name]
-    return hashlib.sha256(repr((LAYOUT, duckdb.__version__, macros, sql)).encode()).hexdigest()
+    return hashlib.sha256(repr((LAYOUT, duckdb.__version__, macro_sql, sql)).encode()).hexdigest()
 
 
 def window_days(start: dt.datetime, end: dt.datetime) -> set[dt.date]:
@@ -243,15 +242,15 @@ def recount(con: duckdb.DuckDBPyConnection, table: Table, todo: Recount, wanted:
 def refresh(con: duckdb.DuckDBPyConnection, *, samples: int = KEPT_SAMPLES) -> dict[str, Recount]:
     """Bring the stored counts up to date with the raw layer, in one transaction, keeping at least ``samples``
     sample keys per day; returns what was counted again, by table."""
-    macros = MACROS.read_text()
-    con.execute(macros)  # CREATE OR REPLACE: the same macros rollups.prepare makes, so none is missing here
+    macros.ensure(con)  # the same macros rollups.prepare makes
+    macro_sql = macros.SQL.read_text()
     con.execute(STORE_DDL)
     read = tables(con)
     con.execute("BEGIN TRANSACTION")
     try:
         done = {}
         for table in read:
-            wanted = fingerprint(table, macros)
+            wanted = fingerprint(table, macro_sql)
             todo = recount_needed(con, table, wanted, samples)
             if todo is not None:
                 recount(con, table, todo, wanted)

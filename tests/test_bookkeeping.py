@@ -87,13 +87,24 @@ def test_a_rolled_back_transaction_writes_nothing(warehouse_at):
         assert again.captures == {} and loads(con) == []
 
 
-def test_recorded_columns_are_written_at_once_in_ordinal_order(warehouse_at):
+def test_recorded_columns_are_written_with_the_rest_in_ordinal_order(warehouse_at):
     with warehouse.connect(warehouse_at) as con:
         books = Books.read(con, "cheeko")
         rows = [("b", "text", "VARCHAR", 2, "copy"), ("a", "integer", "INTEGER", 1, "copy"),
                 ("gone", "text", None, 10_000, None)]
-        books.record_columns(con, "t", rows)
+        con.execute("BEGIN TRANSACTION")
+        books.record_columns("t", rows)
+        books.record_columns("u", rows[:1])
+        assert books.pending
+        books.write(con)
+        con.execute("COMMIT")
         expected = [RecordedColumn("a", "integer", "INTEGER", "copy"), RecordedColumn("b", "text", "VARCHAR", "copy"),
                     RecordedColumn("gone", "text", None, None)]
-        assert books.columns == {"t": expected}
-        assert Books.read(con, "cheeko").columns == {"t": expected}
+        assert books.columns == {"t": expected, "u": expected[1:2]}
+        assert Books.read(con, "cheeko").columns == books.columns
+        # A later write replaces a table's columns, and only that table's.
+        con.execute("BEGIN TRANSACTION")
+        books.record_columns("t", rows[1:2])
+        books.write(con)
+        con.execute("COMMIT")
+        assert Books.read(con, "cheeko").columns == {"t": expected[:1], "u": expected[1:2]}

@@ -13,6 +13,7 @@ import pytest
 from assets import runs
 from assets.rollups import QUALITY_CHECKS_ON, mart_key
 from pipelines import databases, generator, postgres, rollups, warehouse, writes
+from pipelines.marts import mart
 from pipelines.settings import load
 from pipelines.warehouse import Location
 from test_extract import built_warehouse
@@ -238,6 +239,29 @@ def test_a_mart_built_by_an_older_definition_takes_the_new_columns_and_keeps_oth
         after = con.execute("SELECT count(*) FROM marts.token_usage_daily WHERE usage_date < ?", [END]).fetchone()[0]
     assert types["est_cost_usd"] == "DECIMAL(18,8)" and "retired_column" not in types
     assert after == before > 0
+
+
+def test_a_rebuild_makes_no_catalog_change_and_puts_back_an_edited_comment(built, backend, tmp_path):
+    """Rebuilding marts whose shape and comments are as the contract has them changes rows only: on a DuckLake a
+    catalog change makes every connection's next query reload the catalog. A comment edited by hand is put back."""
+    _, path, _ = built
+    copy = backend.copy(path, tmp_path, "again")
+
+    def schema_version(con) -> int | None:
+        if not warehouse.is_lake(con):
+            return None
+        return con.execute(f"SELECT max(schema_version) FROM ducklake_snapshots('{warehouse.LAKE_ALIAS}')").fetchone()[0]
+
+    with warehouse.connect(copy) as con:
+        con.execute("COMMENT ON COLUMN marts.daily_device_activity.user_turns IS 'edited by hand'")
+        rollups.build(con, as_of_time=AS_OF, first_day=END, last_day=END)
+        comment = con.execute("SELECT comment FROM duckdb_columns() WHERE schema_name = 'marts' AND table_name = "
+                              "'daily_device_activity' AND column_name = 'user_turns'").fetchone()[0]
+        before = schema_version(con)
+        rollups.build(con, as_of_time=AS_OF, first_day=END, last_day=END)
+        after = schema_version(con)
+    assert comment == mart("daily_device_activity").columns["user_turns"]
+    assert after == before
 
 
 def test_marts_on_a_warehouse_without_their_raw_tables_name_what_is_missing(warehouse_at):
