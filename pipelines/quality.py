@@ -31,7 +31,7 @@ import duckdb
 
 from pipelines import macros, postgres
 from pipelines.source_tables import source_table
-from pipelines.warehouse import META_SCHEMA, RAW_SCHEMAS, rollback
+from pipelines.warehouse import META_SCHEMA, RAW_SCHEMAS, literal, quote, rollback
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 RAW = RAW_SCHEMAS["cheeko"]
@@ -176,16 +176,37 @@ def window_days(start: dt.datetime, end: dt.datetime) -> set[dt.date]:
     return {first + dt.timedelta(days=k) for k in range((last - first).days + 1)}
 
 
-def recount_needed(con: duckdb.DuckDBPyConnection, table: Table, wanted: str, samples: int) -> Recount | None:
-    """What of ``table`` to count again, given what the store last counted and the loads since; None: nothing."""
-    state = con.execute(f"SELECT fingerprint, samples_kept, loaded_at, raw_rows FROM {STATE} WHERE table_name = ?",
-                        [table.name]).fetchone()
+def recounts_needed(con: duckdb.DuckDBPyConnection, read: list[Table], wanted: dict[str, str],
+                    samples: int) -> dict[str, Recount]:
+    """What of each table of ``read`` to count again, given what the store last counted, the loads since and the
+    tables' rows now; a table with nothing to count again is left out. ``wanted``: each table's fingerprint.
+
+    Three queries for all the tables, not three a table: on a DuckLake each reads the small books' many files."""
+    names = [table.name for table in read]
+    states = {name: rest for name, *rest in con.execute(
+        f"SELECT table_name, fingerprint, samples_kept, loaded_at, raw_rows FROM {STATE} "
+        "WHERE list_contains($names, table_name)", {"names": names}).fetchall()}
+    loads: dict[str, list[tuple]] = {name: [] for name in names}
+    for name, *load in con.execute(
+            f"SELECT l.table_name, l.load, l.window_start, l.window_end, l.rows_written - l.rows_deleted, l.finished_at "
+            f"FROM {META_SCHEMA}.loads l LEFT JOIN {STATE} s ON s.table_name = l.table_name "
+            "WHERE l.database = 'cheeko' AND list_contains($names, l.table_name) "
+            "AND (s.loaded_at IS NULL OR l.finished_at > s.loaded_at)", {"names": names}).fetchall():
+        loads[name].append(tuple(load))
+    rows = dict(con.execute(" UNION ALL ".join(
+        f"SELECT {literal(name)}, count(*) FROM {RAW}.{quote(name)}" for name in names)).fetchall()) if names else {}
+    plans = {}
+    for table in read:
+        todo = _recount(table, states.get(table.name), loads[table.name], rows[table.name], wanted[table.name], samples)
+        if todo is not None:
+            plans[table.name] = todo
+    return plans
+
+
+def _recount(table: Table, state: list | None, loads: list[tuple], rows: int, wanted: str,
+             samples: int) -> Recount | None:
+    """What of ``table`` to count again (None: nothing): its row of the state, its loads since, its rows now."""
     counted_with, kept, loaded_at, raw_rows = state or (None, 0, None, None)
-    loads = con.execute(
-        f"SELECT load, window_start, window_end, rows_written - rows_deleted, finished_at FROM {META_SCHEMA}.loads "
-        "WHERE database = 'cheeko' AND table_name = $t AND ($since IS NULL OR finished_at > $since)",
-        {"t": table.name, "since": loaded_at}).fetchall()
-    rows = con.execute(f"SELECT count(*) FROM {RAW}.{table.name}").fetchone()[0]
     todo = Recount(loaded_at=max((load[4] for load in loads), default=loaded_at), raw_rows=rows,
                    kept=max(KEPT_SAMPLES, samples, kept))
     if state is None or counted_with != wanted or kept < samples:
@@ -244,17 +265,15 @@ def refresh(con: duckdb.DuckDBPyConnection, *, samples: int = KEPT_SAMPLES) -> d
     sample keys per day; returns what was counted again, by table."""
     macros.ensure(con)  # the same macros rollups.prepare makes
     macro_sql = macros.SQL.read_text()
-    con.execute(STORE_DDL)
-    read = tables(con)
     con.execute("BEGIN TRANSACTION")
     try:
-        done = {}
+        con.execute(STORE_DDL)
+        read = tables(con)
+        wanted = {table.name: fingerprint(table, macro_sql) for table in read}
+        done = recounts_needed(con, read, wanted, samples)
         for table in read:
-            wanted = fingerprint(table, macro_sql)
-            todo = recount_needed(con, table, wanted, samples)
-            if todo is not None:
-                recount(con, table, todo, wanted)
-                done[table.name] = todo
+            if table.name in done:
+                recount(con, table, done[table.name], wanted[table.name])
         con.execute("COMMIT")
     except BaseException:
         rollback(con)
