@@ -11,7 +11,7 @@ from assets.pools import writer_pool
 from assets.raw import raw_key
 from assets.resources import SourceDatabases, Warehouse
 from pipelines import lineage, rollups
-from pipelines.warehouse import preview
+from pipelines.warehouse import preview, tables as warehouse_tables
 from pipelines.marts import MARTS, RULES, Mart
 
 ROLLUP_OWNERS = ["team:data"]
@@ -89,8 +89,7 @@ def staging(context: dg.AssetExecutionContext, warehouse: Warehouse):
     with warehouse.connect() as con:
         rebuilt = rollups.prepare(con)
         done = rollups.last_pass(con)
-        tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
-                                                "current_database() AND schema_name = 'staging'").fetchall()}
+        tables = {table for _, table in warehouse_tables(con, "staging")}
         counts = {name: con.execute("SELECT count(*) FROM query_table(?)", [f"staging.{name}"]).fetchone()[0]
                   for name in lineage.staging_tables() if name in tables}
     for name in lineage.staging_tables():

@@ -207,8 +207,7 @@ def _plan(con: duckdb.DuckDBPyConnection, state: dict | None, loaded: dt.datetim
         return StagingPass("whole", reason="no record of a previous build")
     if state["fingerprint"] != fingerprint:
         return StagingPass("whole", reason="the staging SQL or the price sheet changed")
-    present = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-                                         "AND schema_name = 'staging'").fetchall()}
+    present = {table for _, table in warehouse.tables(con, "staging")}
     if missing := [n for n in ("prices", *DIMENSIONS, *WINDOWED) if n not in present]:
         return StagingPass("whole", reason=f"staging.{missing[0]} is missing")
     read, events = _raw_read(STAGING), _raw_read(WINDOWED)
@@ -374,6 +373,7 @@ def build_mart(con: duckdb.DuckDBPyConnection, name: str, *, as_of_time: dt.date
     values = {"first_day": first_day, "last_day": last_day, "as_of_time": as_of_time, "cutoff": as_of_time + FUTURE_GRACE}
     con.execute("BEGIN TRANSACTION")
     try:
+        new = not warehouse.table_columns(con, "marts", name)
         con.execute(f"CREATE TABLE IF NOT EXISTS marts.{name} AS SELECT * FROM ({select}) WHERE false", _params(select, values))
         _evolve(con, name, select, values)
         scope = SCOPE_COLUMN.get(name)
@@ -383,7 +383,7 @@ def build_mart(con: duckdb.DuckDBPyConnection, name: str, *, as_of_time: dt.date
         else:
             con.execute(f"DELETE FROM marts.{name}")
         written = con.execute(f"INSERT INTO marts.{name} BY NAME {select}", _params(select, values)).fetchone()[0]
-        _comment(con, definition)
+        _comment(con, definition, new=new)
         con.execute("COMMIT")
     except BaseException:
         warehouse.rollback(con)
@@ -421,13 +421,15 @@ def _evolve(con: duckdb.DuckDBPyConnection, name: str, select: str, values: dict
     con.execute("DROP TABLE __shape")
 
 
-def _comment(con: duckdb.DuckDBPyConnection, definition) -> None:
+def _comment(con: duckdb.DuckDBPyConnection, definition, *, new: bool) -> None:
     """The contract's descriptions as DuckDB comments, so analysts see them in the file.
 
-    Only those that differ are set: on a DuckLake a comment is a catalog change, which every connection's next
-    query then pays for by reloading the catalog (0.1-0.3 s at the tests' size, measured)."""
-    table = con.execute("SELECT comment FROM duckdb_tables() WHERE database_name = current_database() "
-                        "AND schema_name = 'marts' AND table_name = ?", [definition.name]).fetchone()
+    On a table already there, only those that differ are set: on a DuckLake a comment is a catalog change, which
+    every connection's next query then pays for by reloading the catalog (0.1-0.3 s at the tests' size, measured).
+    A ``new`` table (made by this transaction) has none to read."""
+    table = None if new else con.execute(
+        "SELECT comment FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'marts' "
+        "AND table_name = ?", [definition.name]).fetchone()
     if table is None or table[0] != definition.description:
         con.execute(f"COMMENT ON TABLE marts.{definition.name} IS {warehouse.literal(definition.description)}")
     existing = dict(con.execute(
@@ -481,8 +483,7 @@ def missing_inputs(con: duckdb.DuckDBPyConnection, names: list[str]) -> list[str
     files = [SQL_DIR / "staging" / f"{name}.sql" for name in STAGING] if reads_staging(names) else []
     files += [SQL_DIR / f"{name}.sql" for name in names]
     needed = {name for path in files for name in references(path.read_text()) if name.startswith("raw_")}
-    present = {f"{schema}.{table}" for schema, table in con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
+    present = {f"{schema}.{table}" for schema, table in warehouse.tables(con)}
     return sorted(needed - present)
 
 

@@ -575,6 +575,16 @@ def use_snapshot(con: duckdb.DuckDBPyConnection, alias: str, snapshot_id: str) -
     con.execute(f"CALL postgres_execute('{alias}', 'SET TRANSACTION SNAPSHOT ''{snapshot_id}''')")
 
 
+def tables(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> set[tuple[str, str]]:
+    """The warehouse's tables ``(schema, table)``, of ``schema`` only if given (the warehouse holds no views).
+
+    Read from ``duckdb_columns()``, not ``duckdb_tables()``: on a DuckLake the latter reads every table's
+    statistics too, 300-580 ms against 90 after a change of the catalog (10 against 9 ms otherwise), measured."""
+    return set(con.execute("SELECT DISTINCT schema_name, table_name FROM duckdb_columns() WHERE database_name = "
+                           "current_database() AND ($schema IS NULL OR schema_name = $schema)",
+                           {"schema": schema}).fetchall())
+
+
 def table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
     """The columns of the warehouse's ``schema.table`` in order; empty when there is no such table.
 
