@@ -427,10 +427,7 @@ def _comment(con: duckdb.DuckDBPyConnection, definition, *, new: bool) -> None:
     On a table already there, only those that differ are set: on a DuckLake a comment is a catalog change, which
     every connection's next query then pays for by reloading the catalog (0.1-0.3 s at the tests' size, measured).
     A ``new`` table (made by this transaction) has none to read."""
-    table = None if new else con.execute(
-        "SELECT comment FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'marts' "
-        "AND table_name = ?", [definition.name]).fetchone()
-    if table is None or table[0] != definition.description:
+    if new or warehouse.table_comment(con, "marts", definition.name) != definition.description:
         con.execute(f"COMMENT ON TABLE marts.{definition.name} IS {warehouse.literal(definition.description)}")
     existing = dict(con.execute(
         "SELECT column_name, comment FROM duckdb_columns() WHERE database_name = current_database() "

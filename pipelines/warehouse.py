@@ -585,6 +585,25 @@ def tables(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> set[tup
                            {"schema": schema}).fetchall())
 
 
+def table_comment(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> str | None:
+    """The committed comment of the warehouse's ``schema.table`` (None: none, or no such table).
+
+    On a DuckLake, read from its catalog's tags (20-25 ms): ``duckdb_tables()`` there reads every table's
+    statistics again after any commit, 350-440 ms at the tests' size, measured."""
+    if is_lake(con):
+        metadata = quote(f"__ducklake_metadata_{LAKE_ALIAS}")
+        row = con.execute(
+            f"SELECT tag.value FROM {metadata}.ducklake_tag tag "
+            f"JOIN {metadata}.ducklake_table t ON t.table_id = tag.object_id "
+            f"JOIN {metadata}.ducklake_schema s ON s.schema_id = t.schema_id "
+            "WHERE tag.key = 'comment' AND tag.end_snapshot IS NULL AND t.end_snapshot IS NULL "
+            "AND s.end_snapshot IS NULL AND s.schema_name = ? AND t.table_name = ?", [schema, table]).fetchone()
+    else:
+        row = con.execute("SELECT comment FROM duckdb_tables() WHERE database_name = current_database() "
+                          "AND schema_name = ? AND table_name = ?", [schema, table]).fetchone()
+    return row[0] if row else None
+
+
 def table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
     """The columns of the warehouse's ``schema.table`` in order; empty when there is no such table.
 

@@ -243,7 +243,7 @@ def test_a_mart_built_by_an_older_definition_takes_the_new_columns_and_keeps_oth
 
 def test_a_rebuild_makes_no_catalog_change_and_puts_back_an_edited_comment(built, backend, tmp_path):
     """Rebuilding marts whose shape and comments are as the contract has them changes rows only: on a DuckLake a
-    catalog change makes every connection's next query reload the catalog. A comment edited by hand is put back."""
+    catalog change makes every connection's next query reload the catalog. Comments edited by hand are put back."""
     _, path, _ = built
     copy = backend.copy(path, tmp_path, "again")
 
@@ -254,13 +254,17 @@ def test_a_rebuild_makes_no_catalog_change_and_puts_back_an_edited_comment(built
 
     with warehouse.connect(copy) as con:
         con.execute("COMMENT ON COLUMN marts.daily_device_activity.user_turns IS 'edited by hand'")
+        con.execute("COMMENT ON TABLE marts.fleet_daily IS 'edited by hand'")
         rollups.build(con, as_of_time=AS_OF, first_day=END, last_day=END)
         comment = con.execute("SELECT comment FROM duckdb_columns() WHERE schema_name = 'marts' AND table_name = "
                               "'daily_device_activity' AND column_name = 'user_turns'").fetchone()[0]
+        table_comment = con.execute("SELECT comment FROM duckdb_tables() WHERE schema_name = 'marts' "
+                                    "AND table_name = 'fleet_daily'").fetchone()[0]
         before = schema_version(con)
         rollups.build(con, as_of_time=AS_OF, first_day=END, last_day=END)
         after = schema_version(con)
     assert comment == mart("daily_device_activity").columns["user_turns"]
+    assert table_comment == mart("fleet_daily").description
     assert after == before
 
 
