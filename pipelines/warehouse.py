@@ -579,7 +579,8 @@ def tables(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> set[tup
     """The warehouse's tables ``(schema, table)``, of ``schema`` only if given (the warehouse holds no views).
 
     Read from ``duckdb_columns()``, not ``duckdb_tables()``: on a DuckLake the latter reads every table's
-    statistics too, 300-580 ms against 90 after a change of the catalog (10 against 9 ms otherwise), measured."""
+    statistics again after any commit, 300-580 ms at the tests' size, where this takes 8-90 (10 against 9 ms when
+    nothing changed), measured."""
     return set(con.execute("SELECT DISTINCT schema_name, table_name FROM duckdb_columns() WHERE database_name = "
                            "current_database() AND ($schema IS NULL OR schema_name = $schema)",
                            {"schema": schema}).fetchall())
