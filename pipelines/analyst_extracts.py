@@ -466,8 +466,12 @@ def _fingerprint(con: duckdb.DuckDBPyConnection, qualified: str, shape: dict) ->
 
 def _fingerprints(con: duckdb.DuckDBPyConnection, tables: dict[str, list[tuple[str, str]]],
                   entries: dict[str, TableEntry]) -> dict[str, _Fingerprint]:
-    """The fingerprint of every table to publish, as the working file holds it now."""
-    return {q: _fingerprint(con, q, _shape(q, columns, entries)) for q, columns in tables.items()}
+    """The fingerprint of every table to publish, as the working file holds it now.
+
+    In one transaction: every table as of one state of the warehouse, and on a lake the catalog read once, not
+    once a table (79 tables of a 12-device lake: 0.72-0.86 s a statement each, 0.48-0.56 s together, measured)."""
+    with _transaction(con):
+        return {q: _fingerprint(con, q, _shape(q, columns, entries)) for q, columns in tables.items()}
 
 
 def _state(tables: dict[str, _Fingerprint], chain: _Chain) -> str:
