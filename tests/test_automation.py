@@ -80,8 +80,8 @@ def test_the_daily_schedule_runs_yesterday_end_to_end(configured):
 def test_a_partition_range_backfill_from_the_dagster_cli_is_one_run_and_leaves_cursors_alone(configured):
     env, home = configured
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        # The warehouse the backfill runs over; the memory sync writes only PostgreSQL and would load the model
-        # (9 of this test's 40 s, with the embedding): tests/test_memory_sync.py covers it.
+        # The warehouse the backfill runs over. The memory sync writes only PostgreSQL; loading its model and
+        # embedding took 22 of this test's 40 s (py-spy). tests/test_memory_sync.py covers it.
         runs.materialize(load(), instance, selection="not group:memory", progress=lambda _: None)
         before_runs = len(instance.get_run_records())
     path = Path(env["WAREHOUSE_DUCKDB_PATH"])
