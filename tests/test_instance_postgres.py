@@ -200,9 +200,12 @@ def _stored(url: str, run_id: str) -> dict:
         rank = {event_id: i for i, (event_id, *_) in enumerate(events)}
         assets = conn.execute("SELECT asset_key, last_run_id, last_materialization_timestamp IS NOT NULL, "
                               "last_materialization IS NOT NULL FROM asset_keys ORDER BY asset_key").fetchall()
-        checks = conn.execute("SELECT asset_key, check_name, partition, execution_status, evaluation_event_storage_id, "
-                              "materialization_event_storage_id FROM asset_check_executions WHERE run_id = %s "
-                              "ORDER BY asset_key, check_name, partition", (run_id,)).fetchall()
+        # Each row's event as stored, and its time that of the event it points at.
+        checks = conn.execute("SELECT asset_key, check_name, partition, execution_status, "
+                              "evaluation_event::json->>'__class__', evaluation_event_timestamp = "
+                              "(SELECT timestamp FROM event_logs WHERE id = evaluation_event_storage_id), "
+                              "evaluation_event_storage_id, materialization_event_storage_id FROM asset_check_executions "
+                              "WHERE run_id = %s ORDER BY asset_key, check_name, partition", (run_id,)).fetchall()
     return {"events": [tuple(row) for _, *row in events],
             "assets": [(key, last == run_id, *flags) for key, last, *flags in assets],
             # Storage ids differ between databases: which event of the run each check row points at.
