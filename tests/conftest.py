@@ -478,6 +478,24 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
                 return True  # gone meanwhile
         return {pid for pid in pids if not tracker(pid)}
 
+    def stuck() -> str:
+        """Each process left in the group: its command, state, and signals pending, blocked, ignored and caught
+        (a Ctrl-C that nothing acted on shows there), and what each of its threads waits in."""
+        lines = []
+        for pid in sorted(group()):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                              if ":\t" in line)
+                waits = sorted(Path(f"/proc/{pid}/task/{task}/wchan").read_text() or "-"
+                               for task in os.listdir(f"/proc/{pid}/task"))
+            except OSError:
+                continue  # gone meanwhile
+            signals = " ".join(f"{name} {status.get(name, '?')}" for name in ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))
+            lines.append(f"  {pid} [{status.get('State', '?')}] {command[:160]}\n    {signals}; threads wait in: "
+                         f"{', '.join(sorted(set(waits)))}")
+        return "\n".join(lines) or "  (no process)"
+
     def graphql(query: str, **variables) -> dict:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
                                          data=json.dumps({"query": query, "variables": variables}).encode(),
@@ -518,8 +536,10 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
             # `dagster dev` gives its webserver and its daemon 60 s each to stop before it kills them.
             ui.wait(timeout=150)
         except subprocess.TimeoutExpired:
+            left = stuck()
             os.killpg(ui.pid, signal.SIGKILL)
-            raise AssertionError(f"warehouse ui did not stop within 150 s of Ctrl-C; the end of its output:\n{said()}") from None
+            raise AssertionError(f"warehouse ui did not stop within 150 s of Ctrl-C; what was left of it:\n{left}\n"
+                                 f"the end of its output:\n{said()}") from None
         deadline = time.monotonic() + 60
         while True:
             try:
