@@ -31,7 +31,7 @@ so the webserver, the daemon and the runs it launches (which open the instance f
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -106,25 +106,33 @@ class SchemaCachingPostgresEventLogStorage(PostgresEventLogStorage):
             for event, event_id in stored:
                 if event.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
                     self._store_asset_event(conn, event, event_id)
-            checks = [row for event, event_id in stored
-                      if event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
-                      for row in self._planned_check_rows(event, event_id)]
-            if checks:
-                conn.execute(CHECK_EXECUTIONS.insert().values(checks))
+            rows: list[dict[str, Any]] = []
+            for event, event_id in stored:
+                if event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
+                    for row in self._planned_check_rows(event, event_id):
+                        rows.append(row)
+                        if len(rows) == CHECK_ROWS_PER_INSERT:
+                            conn.execute(CHECK_EXECUTIONS.insert().values(rows))
+                            rows.clear()
+            if rows:
+                conn.execute(CHECK_EXECUTIONS.insert().values(rows))
 
-    def _planned_check_rows(self, event: dg.EventLogEntry, event_id: int) -> list[dict[str, Any]]:
+    def _planned_check_rows(self, event: dg.EventLogEntry, event_id: int) -> Iterator[dict[str, Any]]:
         """The ``asset_check_executions`` rows dagster-postgres writes for a planned check: one per partition the
         run plans it for (one with no partition when it plans none), the event serialized once."""
         planned = event.dagster_event.event_specific_data
         partitions = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
         serialized, at = dg.serialize_value(event), self._event_insert_timestamp(event)
-        return [{"asset_key": planned.asset_key.to_string(), "check_name": planned.check_name, "partition": partition,
-                 "run_id": event.run_id, "execution_status": "PLANNED", "evaluation_event": serialized,
-                 "evaluation_event_timestamp": at, "evaluation_event_storage_id": event_id}
-                for partition in partitions]
+        for partition in partitions:
+            yield {"asset_key": planned.asset_key.to_string(), "check_name": planned.check_name, "partition": partition,
+                   "run_id": event.run_id, "execution_status": "PLANNED", "evaluation_event": serialized,
+                   "evaluation_event_timestamp": at, "evaluation_event_storage_id": event_id}
 
 
 PLANNED = {dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED}
+# Rows per INSERT of planned checks: a run over a range plans every check for each of its days (141 checks over
+# the 1,066 days from the default start would be 150,306 rows, each carrying its serialized event).
+CHECK_ROWS_PER_INSERT = 1000
 # The columns of Dagster's table that a planned check's rows fill (the others keep their defaults).
 CHECK_EXECUTIONS = sa.table("asset_check_executions", *map(sa.column, (
     "asset_key", "check_name", "partition", "run_id", "execution_status", "evaluation_event",

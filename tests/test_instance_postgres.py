@@ -223,6 +223,7 @@ def test_planned_events_written_in_one_statement_store_what_dagster_postgres_sto
 
     assets, tags, batch_size, as_range = PLANNED_CASES[case]
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)  # as `warehouse run` sets it: the planned events come as batches
+    monkeypatch.setattr(instance_storage, "CHECK_ROWS_PER_INSERT", 2)  # the daily check's three days: two INSERTs
     if as_range:
         monkeypatch.setenv(PLANNED_AS_RANGE, "true")
     plain_config = POSTGRES_YAML.read_text().replace(
