@@ -16,7 +16,7 @@ materializations alone or observations alone; planned events it writes one by on
 (py-spy). Here a batch's events go into ``event_logs`` in one ``INSERT``, and each then gets the index rows
 dagster-postgres would write for it, in the same transaction: the ``asset_keys`` rows of the planned
 materializations through the storage's own method, and the ``asset_check_executions`` rows of every planned check
-in one more ``INSERT`` (dagster-postgres writes each check's rows in a transaction of its own, one row per
+in ``INSERT``\ s of up to ``CHECK_ROWS_PER_INSERT`` rows (dagster-postgres writes each check's rows in a transaction of its own, one row per
 partition of the run, the event serialized again for each: 141 checks, 846 rows, about a tenth of the active time
 of a whole-graph run of the tests' fleet, py-spy).
 
