@@ -47,6 +47,14 @@ def working(built, backend, tmp_path) -> Location:
     return backend.copy(built, tmp_path, "warehouse")
 
 
+@pytest.fixture(scope="module")
+def published(built, backend, tmp_path_factory) -> analyst_extracts.Published:
+    """One snapshot of the built warehouse, shared by the tests that only read a snapshot (a publish costs 2-4 s
+    here): published from a copy, into a folder of its own. Its files are read-only, so no test can change it."""
+    tmp = tmp_path_factory.mktemp("published")
+    return _publish(backend.copy(built, tmp, "warehouse"), tmp / "extracts")
+
+
 def _publish(path: Location, root: Path, at: dt.datetime = PUBLISHED, keep: int = 7) -> analyst_extracts.Published:
     with warehouse.connect(path) as con:
         return analyst_extracts.publish(con, root, published_at=at, keep=keep, run_id="test-run")
@@ -57,17 +65,16 @@ def _query(path: Location, sql: str, params=None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
 
 
-def test_snapshot_holds_marts_and_raw_with_a_comment_on_every_table_and_column(working, tmp_path):
-    root = tmp_path / "extracts"
-    published = _publish(working, root)
+def test_snapshot_holds_marts_and_raw_with_a_comment_on_every_table_and_column(published, built):
+    root = published.folder.parent
     latest = analyst_extracts.latest_snapshot(root)
     assert latest == root / "latest.duckdb" and latest.resolve() == published.database.resolve()
-    source = {f"{s}.{t}": n for s, t, n in _query(working, "SELECT schema_name, table_name, estimated_size "
+    source = {f"{s}.{t}": n for s, t, n in _query(built, "SELECT schema_name, table_name, estimated_size "
                                                            "FROM duckdb_tables() WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova')")}
     copied = {f"{s}.{t}" for s, t in _query(latest, "SELECT schema_name, table_name FROM duckdb_tables() "
                                                     "WHERE schema_name IN ('marts', 'raw_cheeko', 'raw_cognova')")}
     assert copied == set(source) and len(copied) == len(MARTS) + len(source_tables())
-    with warehouse.connect(working, read_only=True) as con:  # one connection: opening a lake's costs 0.2 s
+    with warehouse.connect(built, read_only=True) as con:  # one connection: opening a lake's costs 0.2 s
         for qualified in copied:  # every row came along
             assert published.rows[qualified] == con.execute(f"SELECT count(*) FROM {qualified}").fetchone()[0]
     # Every table and column of the file has a COMMENT, the snapshot's own main.snapshot_info and
@@ -94,14 +101,12 @@ def test_snapshot_holds_marts_and_raw_with_a_comment_on_every_table_and_column(w
                           "d.description)")[0][0] == _query(latest, "SELECT count(*) FROM duckdb_columns() WHERE NOT internal")[0][0]
 
 
-def test_the_pipelines_own_tables_are_not_published(working, tmp_path):
-    published = _publish(working, tmp_path / "extracts")
+def test_the_pipelines_own_tables_are_not_published(published):
     schemas = {s for (s,) in _query(published.database, "SELECT DISTINCT schema_name FROM duckdb_tables()")}
     assert schemas == {"main", "marts", "raw_cheeko", "raw_cognova"}  # no _warehouse bookkeeping, no staging
 
 
-def test_privacy_policy_holds_in_the_snapshot_parquet_and_custom_extracts(working, tmp_path):
-    published = _publish(working, tmp_path / "extracts")
+def test_privacy_policy_holds_in_the_snapshot_parquet_and_custom_extracts(published, tmp_path):
     out = tmp_path / "custom.duckdb"
     analyst_extracts.custom_extract(published.database, out, tables=["raw_cheeko.*", "raw_cognova.*"])
     for path in (published.database, out):
@@ -123,8 +128,7 @@ def test_privacy_policy_holds_in_the_snapshot_parquet_and_custom_extracts(workin
     assert emails == [(0,)]
 
 
-def test_markdown_dictionary_lists_every_table_and_column(working, tmp_path):
-    published = _publish(working, tmp_path / "extracts")
+def test_markdown_dictionary_lists_every_table_and_column(published):
     text = (published.folder / "data_dictionary.md").read_text()
     for schema, table, column, comment in _query(published.database,
                                                  "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() "
@@ -178,8 +182,8 @@ def test_a_snapshot_opens_while_a_run_holds_the_working_file(working, tmp_path):
         assert int(shown.stdout.split()[-1]) > 0
 
 
-def test_custom_extract_cuts_tables_and_days(working, tmp_path):
-    snapshot = _publish(working, tmp_path / "extracts").database
+def test_custom_extract_cuts_tables_and_days(published, tmp_path):
+    snapshot = published.database
     since = END - dt.timedelta(days=3)
     out = tmp_path / "cut.duckdb"
     result = analyst_extracts.custom_extract(snapshot, out, tables=["fleet_daily", "marts.device_streaks",
@@ -212,9 +216,8 @@ def _in_order(rows: list[tuple]) -> bool:
 
 
 @pytest.mark.long_on_lake  # the snapshot file's own behaviour, whatever the warehouse behind it
-def test_extracts_are_sorted_by_grain_and_the_same_data_gives_the_same_bytes(working, tmp_path):
-    first = _publish(working, tmp_path / "one")
-    second = _publish(working, tmp_path / "two")
+def test_extracts_are_sorted_by_grain_and_the_same_data_gives_the_same_bytes(published, working, tmp_path):
+    first, second = published, _publish(working, tmp_path / "two")  # two copies of the same warehouse
     entries = dictionary.lookup()
     # Every published table has a grain, and it is made of its columns.
     columns: dict[str, set[str]] = {}
@@ -257,8 +260,8 @@ def test_extracts_are_sorted_by_grain_and_the_same_data_gives_the_same_bytes(wor
     ("x.xlsx", None, "must end in .duckdb, .parquet or .csv"),
     ("x.duckdb", ["_warehouse.cursors"], "no table '_warehouse.cursors'"),
 ])
-def test_custom_extract_errors_name_what_to_change(working, tmp_path, out, tables, message):
-    snapshot = _publish(working, tmp_path / "extracts").database
+def test_custom_extract_errors_name_what_to_change(published, tmp_path, out, tables, message):
+    snapshot = published.database
     with pytest.raises(ExtractError, match=re.escape(message)):
         analyst_extracts.custom_extract(snapshot, tmp_path / out, tables=tables)
     assert not (tmp_path / out).exists() and not list(tmp_path.glob(".x.*"))
@@ -297,8 +300,8 @@ def test_columns_the_policy_drops_today_are_never_published_and_odd_names_are_qu
     assert _query(published.database, 'SELECT DISTINCT "odd""name; --" FROM raw_cognova.account') == [(7,)]
 
 
-def test_a_custom_extract_never_replays_a_stale_write_ahead_log(working, tmp_path):
-    snapshot = _publish(working, tmp_path / "extracts").database
+def test_a_custom_extract_never_replays_a_stale_write_ahead_log(published, tmp_path):
+    snapshot = published.database
     out = tmp_path / "mine.duckdb"
     (tmp_path / "mine.duckdb.wal").write_bytes(b"left by a session that crashed")
     with pytest.raises(ExtractError, match="mine.duckdb.wal exists beside it"):
