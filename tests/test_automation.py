@@ -238,48 +238,58 @@ def test_a_backfill_from_the_ui_runs_each_layer_once_and_publishes_once(on_mater
         launched = graphql(LAUNCH_BACKFILL, params={"assetSelection": [{"path": k.path} for k in keys],
                                                     "partitionNames": days, "fromFailure": False})
         backfill_id = launched["launchPartitionBackfill"]["backfillId"]
-        deadline = time.monotonic() + 420
-        published = []
-        while not published:
-            assert time.monotonic() < deadline, "the backfill and its snapshot did not finish in 7 minutes"
-            time.sleep(3)
-            status = graphql(BACKFILL_STATUS, id=backfill_id)["partitionBackfillOrError"]["status"]
-            assert status in ("REQUESTED", "COMPLETED_SUCCESS", "COMPLETED"), status
+        # With the UI up, `warehouse run` submits its one run there: queued like the backfill's runs (it is started
+        # now, while the daemon's ticks space those out, and followed to its end below).
+        ran_cli = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--select", "group:cognova_raw",
+                                    "--start", END.isoformat(), "--end", END.isoformat()],
+                                   cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 420
+            published = []
+            while not published:
+                assert time.monotonic() < deadline, "the backfill and its snapshot did not finish in 7 minutes"
+                time.sleep(3)
+                status = graphql(BACKFILL_STATUS, id=backfill_id)["partitionBackfillOrError"]["status"]
+                assert status in ("REQUESTED", "COMPLETED_SUCCESS", "COMPLETED"), status
+                with dg.DagsterInstance.from_config(str(Path(env["WAREHOUSE_HOME"]) / "dagster")) as instance:
+                    runs_ = instance.get_runs()
+                    published = [r for r in runs_ if r.tags.get("warehouse/after_backfill") == backfill_id
+                                 and r.status == dg.DagsterRunStatus.SUCCESS]
+            backfill_runs = [r for r in runs_ if r.tags.get("dagster/backfill") == backfill_id]
+            assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in backfill_runs)
+            # Each layer once, the daily ones each in one run for the whole range, in lineage order.
+            ranges = sorted((r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"))
+                            for r in backfill_runs if "dagster/asset_partition_range_start" in r.tags)
+            assert ranges and set(ranges) == {(first.isoformat(), last.isoformat())}, [
+                (sorted(k.to_user_string() for k in r.asset_selection or () if k.path[0] != "staging"),
+                 {k: v for k, v in r.tags.items() if "partition" in k}) for r in backfill_runs]
+            ran = {key: [r for r in backfill_runs if key in (r.asset_selection or ())] for key in keys}
+            assert all(len(found) == 1 for found in ran.values()), {k.to_user_string(): len(v) for k, v in ran.items()}
             with dg.DagsterInstance.from_config(str(Path(env["WAREHOUSE_HOME"]) / "dagster")) as instance:
-                runs_ = instance.get_runs()
-                published = [r for r in runs_ if r.tags.get("warehouse/after_backfill") == backfill_id
-                             and r.status == dg.DagsterRunStatus.SUCCESS]
-        backfill_runs = [r for r in runs_ if r.tags.get("dagster/backfill") == backfill_id]
-        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in backfill_runs)
-        # Each layer once, the daily ones each in one run for the whole range, in lineage order.
-        ranges = sorted((r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"))
-                        for r in backfill_runs if "dagster/asset_partition_range_start" in r.tags)
-        assert ranges and set(ranges) == {(first.isoformat(), last.isoformat())}, [
-            (sorted(k.to_user_string() for k in r.asset_selection or () if k.path[0] != "staging"),
-             {k: v for k, v in r.tags.items() if "partition" in k}) for r in backfill_runs]
-        ran = {key: [r for r in backfill_runs if key in (r.asset_selection or ())] for key in keys}
-        assert all(len(found) == 1 for found in ran.values()), {k.to_user_string(): len(v) for k, v in ran.items()}
-        with dg.DagsterInstance.from_config(str(Path(env["WAREHOUSE_HOME"]) / "dagster")) as instance:
-            def window(run):
-                record = instance.get_run_record_by_id(run.run_id)
-                return record.start_time, record.end_time
-            chat, staged, built = (window(ran[k][0]) for k in (keys[0], staging[0], mart))
-        # In lineage order: in later runs, or in the same run (whose steps follow the dependencies).
-        assert chat[0] <= staged[0] <= built[0] and chat[1] <= staged[1] <= built[1]
-        # Exactly one snapshot for the backfill, none per run.
-        assert len(published) == 1
-        assert not [r for r in runs_ if r.tags.get("warehouse/after_run") in {b.run_id for b in backfill_runs}]
-        # With the UI up, `warehouse run` submits its one run there: queued like the others, followed to its end,
-        # and in the overview timeline, which shows only runs that have a code location (repositoryOrigin).
-        ran_cli = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--select", "group:cognova_raw",
-                                  "--start", END.isoformat(), "--end", END.isoformat()],
-                                 cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
-        assert ran_cli.returncode == 0, ran_cli.stdout + ran_cli.stderr
-        submitted = re.search(r"\(run ([0-9a-f-]{36}), through http://127\.0\.0\.1:\d+\)", ran_cli.stdout)
-        assert submitted, ran_cli.stdout
-        assert "raw_cognova/account" in ran_cli.stdout  # progress per asset, read from the shared instance
-        run = graphql(RUN_ORIGIN, id=submitted.group(1))["runOrError"]
-        assert run["status"] == "SUCCESS" and run["repositoryOrigin"]["repositoryLocationName"], run
+                def window(run):
+                    record = instance.get_run_record_by_id(run.run_id)
+                    return record.start_time, record.end_time
+                chat, staged, built = (window(ran[k][0]) for k in (keys[0], staging[0], mart))
+            # In lineage order: in later runs, or in the same run (whose steps follow the dependencies).
+            assert chat[0] <= staged[0] <= built[0] and chat[1] <= staged[1] <= built[1]
+            # Exactly one snapshot for the backfill, none per run.
+            assert len(published) == 1
+            assert not [r for r in runs_ if r.tags.get("warehouse/after_run") in {b.run_id for b in backfill_runs}]
+            # `warehouse run`, submitted through the UI: followed to its end, and in the overview timeline, which shows
+            # only runs that have a code location (repositoryOrigin). It was not part of the backfill, nor published by it.
+            said, _ = ran_cli.communicate(timeout=300)
+            assert ran_cli.returncode == 0, said
+            submitted = re.search(r"\(run ([0-9a-f-]{36}), through http://127\.0\.0\.1:\d+\)", said)
+            assert submitted, said
+            assert "raw_cognova/account" in said  # progress per asset, read from the shared instance
+            assert submitted.group(1) not in {r.run_id for r in backfill_runs}
+            run = graphql(RUN_ORIGIN, id=submitted.group(1))["runOrError"]
+            assert run["status"] == "SUCCESS" and run["repositoryOrigin"]["repositoryLocationName"], run
+        finally:
+            if ran_cli.poll() is None:  # the test failed before it ended: not left behind
+                ran_cli.kill()
+                ran_cli.communicate()
     snapshot = analyst_extracts.latest_snapshot(Path(env["WAREHOUSE_HOME"]) / "extracts")
     with warehouse.connect(snapshot) as con:
         assert con.execute("SELECT count(DISTINCT activity_date) FROM marts.daily_device_activity").fetchone()[0] >= 3
