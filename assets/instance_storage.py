@@ -127,14 +127,16 @@ class SchemaCachingPostgresEventLogStorage(PostgresEventLogStorage):
         orders them: its check row points at the stored event)."""
         last = events[-1]
         kind = last.dagster_event_type
+        indexed = kind in ASSET_EVENTS and last.dagster_event.asset_key
         insert = self.prepare_insert_event_batch(events)
         table = insert.table
-        with self.index_transaction() as conn:
+        # A transaction only around several statements: a lone INSERT commits by itself (the engine autocommits).
+        with self.index_transaction() if indexed else self._connect() as conn:
             rows = conn.execute(insert.returning(table.c.id, table.c.dagster_event_type, table.c.asset_key)).fetchall()
             if [(row_kind, key) for _, row_kind, key in rows] != [_identity(event) for event in events]:
                 raise RuntimeError("event_logs returned the events' rows out of order")
             event_id = int(rows[-1][0])
-            if kind in ASSET_EVENTS and last.dagster_event.asset_key:
+            if indexed:
                 self._store_asset_event_tags(conn, [last], [event_id])
                 self._store_asset_event(conn, last, event_id)
         if kind in ASSET_CHECK_EVENTS:
