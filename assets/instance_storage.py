@@ -20,12 +20,6 @@ in ``INSERT`` statements of up to ``CHECK_ROWS_PER_INSERT`` rows (dagster-postgr
 transaction of its own, one row per partition of the run, the event serialized again for each: 141 checks, 846
 rows, about a tenth of the active time of a whole-graph run of the tests' fleet, py-spy).
 
-Every other event is written in one transaction with its asset index rows (dagster-postgres uses two, and a
-``NOTIFY`` that nothing has listened to since its watchers began to poll; a check's row is updated right after, as
-dagster-postgres does), and a ``STEP_OUTPUT`` (one per asset and per check a
-step yields: 231 of a daily run's 743 events) waits for the event that follows it, to go in the same ``INSERT``.
-Replaying a daily run's events (2,000 devices x 90 days) took 2.0-2.5 s against 2.5-2.7 s.
-
 And :func:`hold_storage_connections` keeps the storage's connections open for the life of a process that runs
 (``warehouse run``, and every run worker the daemon launches, as its resources start), instead of one new
 connection per stored event.
@@ -36,8 +30,6 @@ so the webserver, the daemon and the runs it launches (which open the instance f
 
 from __future__ import annotations
 
-import atexit
-import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -73,18 +65,14 @@ def hold_storage_connections(instance: dg.DagsterInstance) -> None:
 
 
 class SchemaCachingPostgresEventLogStorage(PostgresEventLogStorage):
-    """:class:`dagster_postgres.PostgresEventLogStorage` that remembers which of its tables and columns exist,
-    writes a run's planned events in one statement, and each other event in one transaction (a step output with the
-    event after it)."""
+    """:class:`dagster_postgres.PostgresEventLogStorage` that remembers which of its tables and columns exist and
+    writes a run's planned events in one statement."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Before the parent's constructor: on a new database it creates the tables and may ask about them.
         self._tables_present: set[str] = set()
         self._asset_key_columns_present: set[str] = set()
-        self._held: list[dg.EventLogEntry] = []  # step outputs waiting for the event that follows them
-        self._held_lock = threading.Lock()
         super().__init__(*args, **kwargs)
-        _STORAGES.add(self)
 
     @classmethod
     def from_config_value(cls, inst_data, config_value: Mapping[str, Any]) -> SchemaCachingPostgresEventLogStorage:
@@ -99,51 +87,7 @@ class SchemaCachingPostgresEventLogStorage(PostgresEventLogStorage):
     def has_asset_key_col(self, column_name: str) -> bool:
         return _remembered(self._asset_key_columns_present, column_name, super().has_asset_key_col)
 
-    def store_event(self, event: dg.EventLogEntry) -> None:
-        """One event: in one ``INSERT`` with the step outputs held before it, and in one transaction with its index
-        rows, without dagster-postgres's ``NOTIFY``. A step output is held until the next event (the materialization
-        or check result it carries comes straight after it)."""
-        with self._held_lock:
-            if event.dagster_event_type == dg.DagsterEventType.STEP_OUTPUT and len(self._held) < HELD_AT_MOST:
-                self._held.append(event)
-                return
-            events, self._held = [*self._held, event], []
-        self._store_with_held(events)
-
-    def flush_held(self) -> None:
-        """Store the step outputs still held (at a batch, at the end of the process, when the storage is disposed)."""
-        with self._held_lock:
-            events, self._held = self._held, []
-        if events:
-            self._store_with_held(events)
-
-    def dispose(self) -> None:
-        self.flush_held()
-        super().dispose()
-
-    def _store_with_held(self, events: list[dg.EventLogEntry]) -> None:
-        """``events`` in one ``INSERT``: step outputs, then one event of any kind, whose index rows go in the same
-        transaction (asset events: their tags and ``asset_keys`` row) or after it (check events, as dagster-postgres
-        orders them: its check row points at the stored event)."""
-        last = events[-1]
-        kind = last.dagster_event_type
-        indexed = kind in ASSET_EVENTS and last.dagster_event.asset_key
-        insert = self.prepare_insert_event_batch(events)
-        table = insert.table
-        # A transaction only around several statements: a lone INSERT commits by itself (the engine autocommits).
-        with self.index_transaction() if indexed else self._connect() as conn:
-            rows = conn.execute(insert.returning(table.c.id, table.c.dagster_event_type, table.c.asset_key)).fetchall()
-            if [(row_kind, key) for _, row_kind, key in rows] != [_identity(event) for event in events]:
-                raise RuntimeError("event_logs returned the events' rows out of order")
-            event_id = int(rows[-1][0])
-            if indexed:
-                self._store_asset_event_tags(conn, [last], [event_id])
-                self._store_asset_event(conn, last, event_id)
-        if kind in ASSET_CHECK_EVENTS:
-            self.store_asset_check_event(last, event_id)
-
     def store_event_batch(self, events: Sequence[dg.EventLogEntry]) -> None:
-        self.flush_held()  # before the batch: events are stored in the order they happened
         kinds = {event.dagster_event_type for event in events}
         if not events or not kinds <= PLANNED:
             super().store_event_batch(events)
@@ -186,14 +130,6 @@ class SchemaCachingPostgresEventLogStorage(PostgresEventLogStorage):
 
 
 PLANNED = {dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED}
-# The events that carry index rows besides their event_logs row, as dagster-postgres's store_event tells them apart
-# (tests/test_instance_postgres.py compares these with its own sets, so an upgrade that adds one is noticed).
-ASSET_EVENTS = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_OBSERVATION,
-                dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, dg.DagsterEventType.ASSET_FAILED_TO_MATERIALIZE,
-                dg.DagsterEventType.FRESHNESS_STATE_CHANGE}
-ASSET_CHECK_EVENTS = {dg.DagsterEventType.ASSET_CHECK_EVALUATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED}
-# Step outputs held at most (a step yields one per asset and per check; the next event stores them).
-HELD_AT_MOST = 100
 # Rows per INSERT of planned checks: a run over a range plans every check for each of its days (141 checks over
 # the 1,066 days from the default start would be 150,306 rows, each carrying its serialized event).
 CHECK_ROWS_PER_INSERT = 1000
@@ -203,22 +139,10 @@ CHECK_EXECUTIONS = sa.table("asset_check_executions", *map(sa.column, (
     "evaluation_event_timestamp", "evaluation_event_storage_id")))
 
 
-def _identity(event: dg.EventLogEntry) -> tuple[str | None, str | None]:
-    """The event's type and asset key as ``event_logs`` holds them (neither, for a plain log line)."""
-    if not event.is_dagster_event:
-        return None, None
+def _identity(event: dg.EventLogEntry) -> tuple[str, str | None]:
+    """The event's type and asset key as ``event_logs`` holds them."""
     key = event.dagster_event.asset_key
     return event.dagster_event_type.value, key.to_string() if key else None
-
-
-_STORAGES: weakref.WeakSet = weakref.WeakSet()  # every storage of this class in the process
-
-
-@atexit.register
-def _flush_all_held() -> None:
-    """Step outputs still held when the process ends (normally none: a step's last event is not a step output)."""
-    for storage in list(_STORAGES):
-        storage.flush_held()
 
 
 def _remembered(present: set[str], name: str, ask: Callable[[str], bool]) -> bool:

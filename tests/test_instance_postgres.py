@@ -270,42 +270,6 @@ def test_planned_events_written_in_one_statement_store_what_dagster_postgres_sto
         assert partitions == {"2026-11-01", "2026-11-02", "2026-11-03"}
 
 
-def test_the_events_that_carry_index_rows_are_those_of_dagster_postgres():
-    """The caching event log writes an event's index rows itself, for the kinds dagster-postgres writes them for:
-    an upgrade that adds a kind must be seen here, not as an index row missing in production."""
-    from dagster_postgres.event_log import event_log as upstream
-
-    assert instance_storage.ASSET_EVENTS == set(upstream.ASSET_EVENTS)
-    assert instance_storage.ASSET_CHECK_EVENTS == set(upstream.ASSET_CHECK_EVENTS)
-
-
-def test_a_step_output_waits_for_the_next_event_and_is_stored_at_the_latest_when_the_instance_closes(
-        tmp_path, dagster_database):
-    """A step output is held until the event after it (they go in one INSERT, in order); one still held when the
-    instance is disposed is stored then, not lost."""
-    home = _home(tmp_path, POSTGRES_YAML.read_text())
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        run_id = dg.materialize([heartbeat], instance=instance).run_id
-        events = instance.all_logs(run_id)
-    output = next(e for e in events if e.dagster_event_type == dg.DagsterEventType.STEP_OUTPUT)
-    after = next(e for e in events[events.index(output) + 1:] if e.is_dagster_event)
-
-    def stored() -> list[str]:
-        with postgres.connect(dagster_database) as conn:
-            return [kind for (kind,) in conn.execute("SELECT dagster_event_type FROM event_logs WHERE run_id = %s "
-                                                     "ORDER BY id", (run_id,)).fetchall()]
-
-    kinds = stored()
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.event_log_storage.store_event(output)
-        assert stored() == kinds  # held
-        instance.event_log_storage.store_event(after)
-        assert stored() == [*kinds, output.dagster_event_type.value, after.dagster_event_type.value]
-        instance.event_log_storage.store_event(output)
-    assert stored() == [*kinds, output.dagster_event_type.value, after.dagster_event_type.value,
-                        output.dagster_event_type.value]  # stored as the instance closed
-
-
 def _sessions(url: str) -> int:
     """Connections ever made to ``url``'s database (closed ones are counted when they close)."""
     with postgres.connect(url) as conn:
