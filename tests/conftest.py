@@ -426,6 +426,14 @@ def on_materialized(materialized, backend, dagster_instances, tmp_path, monkeypa
     return env, tmp_path / "dagster"
 
 
+def _default_ctrl_c() -> None:
+    """In the child, before ``exec``: SIGINT and SIGTERM handled by default (an ignored signal survives ``exec``)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @contextmanager
 def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[..., dict]]:
     """``warehouse ui`` (webserver and daemon) in a process group of its own, ready to answer GraphQL.
@@ -450,9 +458,13 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
     log = Path(env["WAREHOUSE_HOME"]) / "ui.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
+        # Ctrl-C's signal at its default, as a terminal gives it to the command in front. A process inherits an
+        # ignored signal: pytest started in the background of a script (SIGINT ignored, as `cmd &` does) or under
+        # nohup passed that on to `warehouse ui`, whose Python then set no Ctrl-C handler, and the stop below hung
+        # until killed (seen in a CI run; reproduced every time with `pytest -n 0` started so).
         ui = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)],
                               cwd=Path(__file__).resolve().parents[1], env=env, stdout=out,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+                              stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_ctrl_c)
 
     def said() -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-40:])
