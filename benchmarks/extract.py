@@ -16,6 +16,9 @@ Each figure is printed beside a baseline measured in the same run:
    The incremental run's tables are counted by how change capture found their
    rows (``LoadResult.capture``), and it must leave the warehouse equal to the
    source: every table's row count is compared with the source's;
+   the same incremental run before the append, with nothing new at the source,
+   gives the floor any run pays (open, attach, probes, the daily windows'
+   queries, close);
 3. peak memory (RSS) of the full run, measured in a child process (aim < 1 GB).
 
     .venv/bin/python benchmarks/extract.py [--devices 2000] [--days 90] [--repeat 3] [--no-dagster]
@@ -165,9 +168,18 @@ def main() -> None:
         # (a child process, for peak memory) and an incremental run from a copy of that file (the source is only
         # read, so each incremental run does the same work).
         base = child_full_run(urls, tmp_path / "base.duckdb")
-        generator.append(urls["cheeko"], urls["cognova"], 1, tmp_path / "gen", progress=lambda _: None)
         new_day = END + dt.timedelta(days=1)
         window = (dt.datetime.combine(new_day, dt.time(0), dt.UTC), dt.datetime.combine(new_day + dt.timedelta(days=2), dt.time(0), dt.UTC))
+        # The floor: the same incremental run before anything was appended. It writes nothing, so what it takes is
+        # what any run pays before a row changes (open, attach, probes, the daily windows' queries, close).
+        floors = []
+        for _ in range(args.repeat):
+            shutil.copyfile(tmp_path / "base.duckdb", tmp_path / "incremental.duckdb")
+            began = time.perf_counter()
+            extract.extract_tables(tmp_path / "incremental.duckdb", urls, list(source_tables()),
+                                   pseudonym_key="bench", windows={t.key: window for t in source_tables()})
+            floors.append(time.perf_counter() - began)
+        generator.append(urls["cheeko"], urls["cognova"], 1, tmp_path / "gen", progress=lambda _: None)
         fulls, runs = [], []
         for i in range(args.repeat):
             fulls.append(child_full_run(urls, tmp_path / f"full{i}.duckdb"))
@@ -205,6 +217,8 @@ def main() -> None:
               f"{incremental - sum(by_load.values()):.2f}")
         print(f"     warehouse equal to the source after it: {'yes' if not differing else 'NO: ' + ', '.join(differing)}"
               f" ({repaired} rows repaired)")
+        print(f"   the same, nothing new     {statistics.median(floors):6.2f} s   {statistics.median(floors) / full['seconds']:.3f} "
+              f"of the full run's median: the floor, before any row changed (" + ", ".join(f"{seconds:.2f}" for seconds in floors) + ")")
         if dagster:
             dagster_full, dagster_day, outcome = dagster
             print(f"   through Dagster (`warehouse run`): every day {dagster_full:6.1f} s, then the new day {dagster_day:5.1f} s "
