@@ -93,6 +93,16 @@ def everything_window() -> tuple[dt.datetime, dt.datetime]:
     return dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime.combine(END + dt.timedelta(days=3), dt.time(0), dt.UTC)
 
 
+def incremental_run(urls: dict[str, str], tmp_path: Path, window: tuple) -> tuple[float, dict[str, extract.LoadResult]]:
+    """An incremental run, every daily table over ``window``, from a fresh copy of ``base.duckdb`` (the file loaded
+    before the append): its seconds and results."""
+    shutil.copyfile(tmp_path / "base.duckdb", tmp_path / "incremental.duckdb")
+    began = time.perf_counter()
+    results = extract.extract_tables(tmp_path / "incremental.duckdb", urls, list(source_tables()),
+                                     pseudonym_key="bench", windows={t.key: window for t in source_tables()})
+    return time.perf_counter() - began, results
+
+
 def child_full_run(urls: dict[str, str], path: Path) -> dict:
     """Run the full extraction in a child process; return its seconds and peak RSS."""
     code = f"""
@@ -172,23 +182,13 @@ def main() -> None:
         window = (dt.datetime.combine(new_day, dt.time(0), dt.UTC), dt.datetime.combine(new_day + dt.timedelta(days=2), dt.time(0), dt.UTC))
         # The floor: the same incremental run before anything was appended. It writes nothing, so what it takes is
         # what any run pays before a row changes (open, attach, probes, the daily windows' queries, close).
-        floors = []
-        for _ in range(args.repeat):
-            shutil.copyfile(tmp_path / "base.duckdb", tmp_path / "incremental.duckdb")
-            began = time.perf_counter()
-            extract.extract_tables(tmp_path / "incremental.duckdb", urls, list(source_tables()),
-                                   pseudonym_key="bench", windows={t.key: window for t in source_tables()})
-            floors.append(time.perf_counter() - began)
+        floors = [incremental_run(urls, tmp_path, window)[0] for _ in range(args.repeat)]
         generator.append(urls["cheeko"], urls["cognova"], 1, tmp_path / "gen", progress=lambda _: None)
         fulls, runs = [], []
         for i in range(args.repeat):
             fulls.append(child_full_run(urls, tmp_path / f"full{i}.duckdb"))
             (tmp_path / f"full{i}.duckdb").unlink()
-            shutil.copyfile(tmp_path / "base.duckdb", tmp_path / "incremental.duckdb")
-            began = time.perf_counter()
-            results = extract.extract_tables(tmp_path / "incremental.duckdb", urls, list(source_tables()),
-                                             pseudonym_key="bench", windows={t.key: window for t in source_tables()})
-            runs.append((time.perf_counter() - began, results))
+            runs.append(incremental_run(urls, tmp_path, window))
         full = {"seconds": statistics.median(f["seconds"] for f in fulls),
                 "peak_mb": max(f["peak_mb"] for f in [base, *fulls])}
         ratios = [seconds / f["seconds"] for (seconds, _), f in zip(runs, fulls)]
