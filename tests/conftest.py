@@ -459,9 +459,9 @@ def running_ui(env: dict[str, str], timeout: float = 180) -> Iterator[Callable[.
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         # Ctrl-C's signal at its default, as a terminal gives it to the command in front. A process inherits an
-        # ignored signal: pytest started in the background of a script (SIGINT ignored, as `cmd &` does) or under
-        # nohup passed that on to `warehouse ui`, whose Python then set no Ctrl-C handler, and the stop below hung
-        # until killed (seen in a CI run; reproduced every time with `pytest -n 0` started so).
+        # ignored signal: pytest started in the background of a script (`cmd &` ignores SIGINT) passed that on to
+        # `warehouse ui`, whose Python then set no Ctrl-C handler, and the stop below hung until killed (seen in a
+        # CI run; reproduced every time with `pytest -n 0` started so).
         ui = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)],
                               cwd=Path(__file__).resolve().parents[1], env=env, stdout=out,
                               stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_ctrl_c)
